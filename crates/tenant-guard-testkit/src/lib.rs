@@ -1,0 +1,2 @@
+//! Placeholder: built in a later issue.
+#![forbid(unsafe_code)]
