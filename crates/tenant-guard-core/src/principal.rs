@@ -1,0 +1,187 @@
+//! The verified identity handed on to the guard, and the separate identity of background jobs.
+
+use std::fmt;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::role::Role;
+
+/// A verified identity: produced only by [`crate::Verifier`] from a token that passed every check
+/// (or by [`ServiceContext::org_principal`], the named path for jobs acting for one org).
+///
+/// Cheap to clone (one `Arc`). `Debug` shows the ids and the role but never the claims.
+///
+/// ```
+/// # fn demo(principal: &tenant_guard_core::Principal) {
+/// println!("{} of org {} as {}", principal.user_id(), principal.org_id(), principal.role());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Principal(Arc<Inner>);
+
+struct Inner {
+    user_id: Box<str>,
+    org_id: Uuid,
+    role: Role,
+    claims_json: Box<str>,
+    expires_at: u64,
+}
+
+impl Principal {
+    /// Built by the verifier once every check passed. `claims_json` is the verified payload.
+    pub(crate) fn from_verified(
+        user_id: Box<str>,
+        org_id: Uuid,
+        role: Role,
+        claims_json: Box<str>,
+        expires_at: u64,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            user_id,
+            org_id,
+            role,
+            claims_json,
+            expires_at,
+        }))
+    }
+
+    /// The user id: the token's `sub`.
+    pub fn user_id(&self) -> &str {
+        &self.0.user_id
+    }
+
+    /// The organisation (tenant) id, from the configured org claim.
+    pub fn org_id(&self) -> Uuid {
+        self.0.org_id
+    }
+
+    /// The Postgres role the request runs as; always in the verifier's allowlist.
+    pub fn role(&self) -> &Role {
+        &self.0.role
+    }
+
+    /// The full verified claims as a JSON object, as set into `request.jwt.claims`.
+    pub fn claims_json(&self) -> &str {
+        &self.0.claims_json
+    }
+
+    /// Parses the claims into a `serde_json::Value` (allocates; not for the hot path).
+    pub fn claims(&self) -> serde_json::Value {
+        serde_json::from_str(&self.0.claims_json).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The token's `exp`, in seconds since the Unix epoch.
+    pub fn expires_at(&self) -> u64 {
+        self.0.expires_at
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Principal")
+            .field("user_id", &self.0.user_id)
+            .field("org_id", &self.0.org_id)
+            .field("role", &self.0.role)
+            .field("expires_at", &self.0.expires_at)
+            .field("claims", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The identity of a background job: named in code, never derived from a request.
+///
+/// There is no conversion from a token, a header or a [`Principal`]: a `ServiceContext` exists only
+/// where a developer wrote `ServiceContext::new("reason")` with a `'static` reason. The guard crate
+/// uses it for the audited service-role path and for jobs that act for one org under RLS.
+///
+/// ```
+/// use tenant_guard_core::ServiceContext;
+///
+/// let job = ServiceContext::new("nightly-invoice-run").with_job_id("job-42");
+/// assert_eq!(job.reason(), "nightly-invoice-run");
+/// assert_eq!(job.job_id(), Some("job-42"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceContext {
+    reason: &'static str,
+    job_id: Option<Box<str>>,
+}
+
+impl ServiceContext {
+    /// A job identity with a reason that appears in every audit event.
+    pub fn new(reason: &'static str) -> Self {
+        Self {
+            reason,
+            job_id: None,
+        }
+    }
+
+    /// Attaches a job id for the audit trail.
+    #[must_use]
+    pub fn with_job_id(mut self, job_id: impl Into<String>) -> Self {
+        self.job_id = Some(job_id.into().into_boxed_str());
+        self
+    }
+
+    /// Why the job runs.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+
+    /// The job id, if one was attached.
+    pub fn job_id(&self) -> Option<&str> {
+        self.job_id.as_deref()
+    }
+
+    /// A principal that acts for `org_id` with `role`, exactly as a user of that org would (under
+    /// RLS). Its `sub` is `service:<reason>` and its claims say so, so audit triggers can tell.
+    pub fn org_principal(&self, org_id: Uuid, role: Role) -> Principal {
+        let sub = format!("service:{}", self.reason);
+        let claims = serde_json::json!({
+            "sub": sub,
+            "role": role.as_str(),
+            "org_id": org_id,
+            "service_reason": self.reason,
+            "job_id": self.job_id.as_deref(),
+        });
+        Principal::from_verified(
+            sub.into_boxed_str(),
+            org_id,
+            role,
+            claims.to_string().into_boxed_str(),
+            u64::MAX,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_claims() {
+        let p = Principal::from_verified(
+            "user-1".into(),
+            Uuid::nil(),
+            Role::new("authenticated").unwrap(),
+            r#"{"email":"secret@example.com"}"#.into(),
+            1,
+        );
+        let dbg = format!("{p:?}");
+        assert!(dbg.contains("user-1"));
+        assert!(!dbg.contains("secret@example.com"));
+    }
+
+    #[test]
+    fn org_principal_is_scoped_to_its_org() {
+        let org = Uuid::from_u128(7);
+        let p = ServiceContext::new("reindex")
+            .with_job_id("j1")
+            .org_principal(org, Role::new("authenticated").unwrap());
+        assert_eq!(p.org_id(), org);
+        assert_eq!(p.user_id(), "service:reindex");
+        assert_eq!(p.claims()["org_id"], org.to_string());
+        assert_eq!(p.claims()["job_id"], "j1");
+    }
+}
