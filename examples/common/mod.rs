@@ -1,0 +1,457 @@
+//! Support code shared by the reference apps (`reference_axum`, `reference_actix`).
+//!
+//! Everything here is independent of the web framework: reading the configuration from the
+//! environment, logging, building the verifier (with demo tokens in development), starting or
+//! connecting to the database and applying the schema, binding the listener, printing the
+//! `listening on` line, and waiting for a shutdown signal. An app includes it with
+//!
+//! ```ignore
+//! #[path = "common/mod.rs"]
+//! mod common;
+//! ```
+//!
+//! and its `main` reads like this (the framework part in the middle):
+//!
+//! ```ignore
+//! let app = match common::App::start().await {
+//!     Ok(app) => app,
+//!     Err(error) => return common::fail(&error),
+//! };
+//! // … build the server from app.verifier, app.pool and app.take_listener() …
+//! app.announce();
+//! // … serve until common::shutdown_signal() resolves …
+//! ```
+//!
+//! The `App` must stay alive until the server has stopped: it owns the throwaway database (when
+//! one was started), which is removed when the `App` is dropped.
+#![allow(dead_code)] // each app uses a different subset
+
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tenant_guard::testkit::TestPostgres;
+use tenant_guard::{Environment, TenantPool, Verifier};
+
+/// Any start-up failure. Its message names what to fix (e.g. the missing variable).
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The two demo organisations of development mode (fixed, so curl lines can be reused).
+pub const DEMO_ORGS: [(&str, &str); 2] = [
+    ("alice", "11111111-1111-4111-8111-111111111111"),
+    ("bob", "22222222-2222-4222-8222-222222222222"),
+];
+
+/// How long demo tokens stay valid.
+const DEMO_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// The app's schema on top of the library's support SQL: one tenant table under forced RLS.
+///
+/// Idempotent: safe to apply on every start.
+pub const SCHEMA_SQL: &str = r#"
+CREATE TABLE IF NOT EXISTS public.projects (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    org_id uuid NOT NULL,
+    name text NOT NULL,
+    created_by text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS projects_org_id_idx ON public.projects (org_id);
+ALTER TABLE public.projects ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.projects FORCE ROW LEVEL SECURITY;
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.projects TO authenticated;
+DROP POLICY IF EXISTS projects_org_isolation ON public.projects;
+CREATE POLICY projects_org_isolation ON public.projects
+    FOR ALL TO authenticated
+    USING (org_id = (SELECT tenant_guard.org_id()))
+    WITH CHECK (org_id = (SELECT tenant_guard.org_id()));
+"#;
+
+/// Output format of the logs on stderr (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Human,
+    /// One JSON object per line (`LOG_FORMAT=json`).
+    Json,
+}
+
+/// The reference apps' configuration, read from the environment (see `reference-app.md`).
+#[derive(Clone)]
+pub struct Config {
+    /// `APP_ENV`; unset or unknown means production.
+    pub environment: Environment,
+    /// `DATABASE_URL`; `None`: start a throwaway PostgreSQL.
+    pub database_url: Option<String>,
+    /// `JWT_SECRET`: HS256/384/512 shared secret.
+    pub jwt_secret: Option<String>,
+    /// `JWT_JWKS_FILE`: path of a JWKS JSON file.
+    pub jwks_file: Option<PathBuf>,
+    /// `JWT_AUDIENCE` (default `authenticated`).
+    pub audience: String,
+    /// `JWT_ISSUER`, checked when set.
+    pub issuer: Option<String>,
+    /// `ORG_CLAIM`: dotted path of the org claim (default `org_id`).
+    pub org_claim: String,
+    /// `BIND` (default `127.0.0.1:3000`; port 0 picks a free port).
+    pub bind: SocketAddr,
+    /// `DB_POOL_SIZE` (default 16).
+    pub db_pool_size: usize,
+    /// `RATE_LIMIT_PER_MINUTE`. Read and reported, but not enforced yet (see the README).
+    pub rate_limit_per_minute: Option<u32>,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret or the database password.
+        f.debug_struct("Config")
+            .field("environment", &self.environment)
+            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field("jwks_file", &self.jwks_file)
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
+            .field("org_claim", &self.org_claim)
+            .field("bind", &self.bind)
+            .field("db_pool_size", &self.db_pool_size)
+            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    ///
+    /// Errors name the variable that is wrong. Missing keys are not an error here: that is
+    /// decided by [`verifier`], which knows the environment's rules.
+    pub fn from_env() -> Result<Self, StartError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::from_env`], with the variables taken from `lookup` (for tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, StartError> {
+        let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let bind = match non_empty("BIND") {
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+            Some(v) => v.trim().parse().map_err(|_| {
+                format!("BIND must be an address like 127.0.0.1:3000, got {v:?}")
+            })?,
+        };
+        let db_pool_size = match non_empty("DB_POOL_SIZE") {
+            None => 16,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => return Err(format!("DB_POOL_SIZE must be a positive integer, got {v:?}").into()),
+            },
+        };
+        let rate_limit_per_minute = match non_empty("RATE_LIMIT_PER_MINUTE") {
+            None => None,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(format!(
+                        "RATE_LIMIT_PER_MINUTE must be a positive integer, got {v:?}"
+                    )
+                    .into());
+                }
+            },
+        };
+        let log_format = match non_empty("LOG_FORMAT") {
+            Some(v) if v.trim().eq_ignore_ascii_case("json") => LogFormat::Json,
+            _ => LogFormat::Human,
+        };
+        Ok(Self {
+            environment: lookup("APP_ENV").map_or(Environment::Production, |v| Environment::parse(&v)),
+            database_url: non_empty("DATABASE_URL"),
+            jwt_secret: lookup("JWT_SECRET").filter(|v| !v.is_empty()),
+            jwks_file: non_empty("JWT_JWKS_FILE").map(PathBuf::from),
+            audience: non_empty("JWT_AUDIENCE").unwrap_or_else(|| "authenticated".to_owned()),
+            issuer: non_empty("JWT_ISSUER"),
+            org_claim: non_empty("ORG_CLAIM").unwrap_or_else(|| "org_id".to_owned()),
+            bind,
+            db_pool_size,
+            rate_limit_per_minute,
+            log_format,
+        })
+    }
+}
+
+/// Installs the global `tracing` subscriber: logs on stderr, filtered by `RUST_LOG` (default
+/// `info`), human-readable or JSON. Safe to call twice (the second call does nothing).
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+/// Demo credentials of development mode: the generated secret and one token per demo org.
+pub struct DemoTokens {
+    /// `(name, org id, token)` for each of [`DEMO_ORGS`].
+    pub tokens: Vec<(&'static str, &'static str, String)>,
+}
+
+impl std::fmt::Debug for DemoTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoTokens").finish_non_exhaustive()
+    }
+}
+
+/// Builds the verifier from the configuration.
+///
+/// With `JWT_SECRET` and/or `JWT_JWKS_FILE` set, those keys are accepted. With neither: in
+/// development a random HS256 secret is generated and demo tokens are returned (print them with
+/// [`print_demo_tokens`]); in any other environment this fails with a message naming the missing
+/// variables.
+pub fn verifier(config: &Config) -> Result<(Verifier, Option<DemoTokens>), StartError> {
+    let builder = Verifier::builder(config.environment)
+        .audience(config.audience.clone())
+        .org_claim(config.org_claim.clone());
+    let builder = match &config.issuer {
+        Some(iss) => builder.issuer(iss.clone()),
+        None => builder,
+    };
+    let have_keys = config.jwt_secret.is_some() || config.jwks_file.is_some();
+    if !have_keys && config.environment.is_development() {
+        let secret = random_secret();
+        let verifier = builder.hmac_secret(&secret).build()?;
+        let tokens = demo_tokens(config, &secret)?;
+        return Ok((verifier, Some(tokens)));
+    }
+    let mut builder = builder;
+    if let Some(secret) = &config.jwt_secret {
+        builder = builder.hmac_secret(secret.as_bytes());
+    }
+    if let Some(path) = &config.jwks_file {
+        let jwks = std::fs::read_to_string(path)
+            .map_err(|e| format!("JWT_JWKS_FILE {}: {e}", path.display()))?;
+        builder = builder.jwks_json(&jwks);
+    }
+    // Without keys, outside development, `build` refuses and names JWT_SECRET / JWT_JWKS_FILE.
+    Ok((builder.build()?, None))
+}
+
+/// 256 random bits, hex-encoded (two v4 UUIDs come from the OS's random source).
+fn random_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Mints one demo token per demo org with `secret`.
+fn demo_tokens(config: &Config, secret: &str) -> Result<DemoTokens, StartError> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    let mut tokens = Vec::new();
+    for (name, org) in DEMO_ORGS {
+        let mut claims = serde_json::json!({
+            "sub": format!("demo-{name}"),
+            "role": "authenticated",
+            "aud": config.audience,
+            "iat": now,
+            "exp": now + DEMO_TOKEN_LIFETIME.as_secs(),
+        });
+        if let Some(iss) = &config.issuer {
+            claims["iss"] = serde_json::Value::from(iss.as_str());
+        }
+        set_dotted(&mut claims, &config.org_claim, org);
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        tokens.push((name, org, jsonwebtoken::encode(&header, &claims, &key)?));
+    }
+    Ok(DemoTokens { tokens })
+}
+
+/// Sets `value` at the dotted `path` of a JSON object, creating intermediate objects.
+fn set_dotted(target: &mut serde_json::Value, path: &str, value: &str) {
+    let mut node = target;
+    let mut segments = path.split('.').peekable();
+    while let Some(segment) = segments.next() {
+        if !node.is_object() {
+            *node = serde_json::Value::Object(serde_json::Map::new());
+        }
+        let serde_json::Value::Object(map) = node else {
+            return;
+        };
+        if segments.peek().is_none() {
+            map.insert(segment.to_owned(), serde_json::Value::from(value));
+            return;
+        }
+        node = map
+            .entry(segment.to_owned())
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    }
+}
+
+/// Prints the demo tokens and ready-to-run curl lines on stderr (development mode only).
+#[allow(clippy::print_stderr)]
+pub fn print_demo_tokens(tokens: &DemoTokens, addr: SocketAddr) {
+    let base = format!("http://{addr}");
+    let mut out = String::from(
+        "\ndevelopment mode: a random HS256 secret was generated; demo tokens (valid 12 hours):\n",
+    );
+    for (name, org, token) in &tokens.tokens {
+        out.push_str(&format!("\n  {name} (org {org}):\n  export TOKEN_{}={token}\n", name.to_uppercase()));
+    }
+    let (first, _, _) = tokens.tokens[0];
+    let var = format!("$TOKEN_{}", first.to_uppercase());
+    out.push_str(&format!(
+        "\ntry:\n  curl -s {base}/healthz\n  curl -s -H \"Authorization: Bearer {var}\" {base}/me\n  \
+         curl -s -X POST -H \"Authorization: Bearer {var}\" -H 'content-type: application/json' \
+         -d '{{\"name\":\"first project\"}}' {base}/projects\n  \
+         curl -s -H \"Authorization: Bearer {var}\" {base}/projects\n\n"
+    ));
+    eprint!("{out}");
+}
+
+/// The database the app talks to: the pool, and the throwaway server when one was started.
+#[derive(Debug)]
+pub struct Database {
+    /// The guarded pool; the only way the app reaches the database.
+    pub pool: TenantPool,
+    /// Kept alive while the app runs; removes the throwaway server when dropped.
+    throwaway: Option<TestPostgres>,
+}
+
+/// Connects to `DATABASE_URL` (or starts a throwaway PostgreSQL and prints its URL on stderr),
+/// applies the library's support SQL and [`SCHEMA_SQL`], and builds the pool.
+#[allow(clippy::print_stderr)]
+pub async fn open_database(config: &Config) -> Result<Database, StartError> {
+    let (url, throwaway) = match &config.database_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let server = TestPostgres::start()?;
+            let url = server.url();
+            eprintln!("started a throwaway PostgreSQL (removed on exit): {url}");
+            (url, Some(server))
+        }
+    };
+    let pg_config: tenant_guard::postgres::tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| format!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
+    tenant_guard::postgres::support::apply(&pg_config, SCHEMA_SQL).await?;
+    let pool = TenantPool::builder(pg_config)
+        .max_size(config.db_pool_size)
+        .wait_timeout(Duration::from_secs(5))
+        .statement_timeout(Duration::from_secs(10))
+        .build()?;
+    Ok(Database { pool, throwaway })
+}
+
+/// Binds `addr` (non-blocking, as tokio and actix expect).
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let listener = TcpListener::bind(addr).map_err(|e| format!("BIND {addr}: {e}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Prints the one `listening on http://HOST:PORT` line on stdout and flushes it.
+#[allow(clippy::print_stdout)]
+pub fn announce(addr: SocketAddr) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "listening on http://{addr}");
+    let _ = stdout.flush();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown signal received, finishing in-flight requests");
+}
+
+/// Everything an app needs, started and checked: the recipe of the reference apps.
+#[derive(Debug)]
+pub struct App {
+    /// The configuration read at start.
+    pub config: Config,
+    /// The verifier every authenticated route uses.
+    pub verifier: Verifier,
+    /// The guarded pool.
+    pub pool: TenantPool,
+    listener: Option<TcpListener>,
+    addr: SocketAddr,
+    database: Database,
+}
+
+impl App {
+    /// Reads the configuration, sets up logging, builds the verifier (failing outside development
+    /// when no key is configured), binds the listener, opens the database (applying the schema)
+    /// and, in development without keys, prints the demo tokens and curl lines on stderr.
+    pub async fn start() -> Result<Self, StartError> {
+        let config = Config::from_env()?;
+        init_logging(config.log_format);
+        let (verifier, demo) = verifier(&config)?;
+        if let Some(limit) = config.rate_limit_per_minute {
+            tracing::warn!(
+                limit,
+                "RATE_LIMIT_PER_MINUTE is not supported yet and is ignored"
+            );
+        }
+        let listener = bind(config.bind)?;
+        let addr = listener.local_addr()?;
+        let database = open_database(&config).await?;
+        if let Some(demo) = &demo {
+            print_demo_tokens(demo, addr);
+        }
+        tracing::info!(environment = %config.environment, %addr, "reference app configured");
+        Ok(Self {
+            pool: database.pool.clone(),
+            config,
+            verifier,
+            listener: Some(listener),
+            addr,
+            database,
+        })
+    }
+
+    /// The address actually bound (port 0 resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Takes the bound, non-blocking listener (once; `None` afterwards).
+    pub fn take_listener(&mut self) -> Option<TcpListener> {
+        self.listener.take()
+    }
+
+    /// Prints the `listening on` line (see [`announce`]).
+    pub fn announce(&self) {
+        announce(self.addr);
+    }
+}
+
+/// Reports a start-up error on stderr and returns the failure exit code.
+#[allow(clippy::print_stderr)]
+pub fn fail(error: &StartError) -> std::process::ExitCode {
+    eprintln!("error: {error}");
+    std::process::ExitCode::FAILURE
+}
