@@ -1,0 +1,437 @@
+//! The [`TenantGuard`] middleware: authenticates every request it wraps before anything else runs.
+
+use std::future::{Ready, ready};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::{Error, HttpMessage};
+use tenant_guard_core::{AuthError, Principal, ToErrorResponse, Verifier};
+use tracing::Instrument;
+use tracing::field::{Empty, display};
+
+use crate::request_id::{self, LocalFuture};
+
+/// Middleware that authenticates each request with the core [`Verifier`] and hands the verified
+/// [`Principal`] to the handler.
+///
+/// Per request, before the inner service runs:
+/// 1. a request id (the caller's sane `x-request-id`, else a fresh one) and a `tracing` span with
+///    `request_id`, `org_id`, `user_id` and `role` (never the token);
+/// 2. authentication from the `Authorization` header alone; a failure is answered right here with
+///    the core's response (401 with an RFC 6750 challenge, or 403) and the handler never runs;
+/// 3. the route's role requirement ([`TenantGuard::allow_roles`]): 403 `role_not_allowed`;
+/// 4. the [`Principal`] and the request id go into the request extensions, where the
+///    [`crate::Authenticated`] extractor (or `web::ReqData<Principal>`) finds them.
+///
+/// Every response leaving it carries `x-request-id`.
+///
+/// ```
+/// use actix_web::{App, HttpResponse, http::StatusCode, test, web};
+/// use tenant_guard_actix::{Authenticated, TenantGuard};
+/// use tenant_guard_core::{Environment, Verifier};
+///
+/// async fn me(Authenticated(principal): Authenticated) -> HttpResponse {
+///     HttpResponse::Ok().body(principal.user_id().to_owned())
+/// }
+///
+/// # actix_web::rt::System::new().block_on(async {
+/// let verifier = Verifier::builder(Environment::Production)
+///     .hmac_secret("a-long-random-secret-from-your-vault")
+///     .build()
+///     .unwrap();
+/// let app = test::init_service(
+///     App::new().wrap(TenantGuard::new(verifier)).route("/me", web::get().to(me)),
+/// )
+/// .await;
+/// let res = test::call_service(&app, test::TestRequest::get().uri("/me").to_request()).await;
+/// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+/// assert_eq!(res.headers().get("www-authenticate").unwrap(), "Bearer");
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct TenantGuard {
+    verifier: Verifier,
+    allowed_roles: Option<Arc<[Box<str>]>>,
+}
+
+impl TenantGuard {
+    /// A guard that accepts every token `verifier` accepts.
+    pub fn new(verifier: Verifier) -> Self {
+        Self {
+            verifier,
+            allowed_roles: None,
+        }
+    }
+
+    /// Narrows the roles accepted on the wrapped routes; any other verified role gets 403
+    /// `role_not_allowed`. Only roles the verifier itself allows can ever match; a name that is no
+    /// role matches nothing, and an empty list refuses every request.
+    ///
+    /// ```
+    /// # use tenant_guard_core::{Environment, Verifier};
+    /// # let verifier = Verifier::builder(Environment::Production).hmac_secret("secret").build().unwrap();
+    /// use actix_web::web;
+    /// use tenant_guard_actix::TenantGuard;
+    ///
+    /// let admin = web::scope("/admin")
+    ///     .wrap(TenantGuard::new(verifier).allow_roles(["service_role"]));
+    /// ```
+    #[must_use]
+    pub fn allow_roles<I>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.allowed_roles = Some(roles.into_iter().map(|r| r.as_ref().into()).collect());
+        self
+    }
+
+    /// Authenticates from the request's headers and applies the role requirement.
+    fn authorize(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+        let principal = self.verifier.authenticate(headers)?;
+        if let Some(allowed) = &self.allowed_roles
+            && !allowed.iter().any(|r| **r == *principal.role().as_str())
+        {
+            return Err(AuthError::RoleNotAllowed);
+        }
+        Ok(principal)
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for TenantGuard
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = TenantGuardMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(TenantGuardMiddleware {
+            service,
+            guard: Rc::new(self.clone()),
+        }))
+    }
+}
+
+/// The service [`TenantGuard`] wraps around the inner one.
+#[derive(Debug)]
+pub struct TenantGuardMiddleware<S> {
+    service: S,
+    guard: Rc<TenantGuard>,
+}
+
+impl<S, B> Service<ServiceRequest> for TenantGuardMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = LocalFuture<Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let headers = crate::headers::core_headers(req.headers());
+        let id = request_id::assign(&req, &headers);
+        let span = tracing::info_span!(
+            "tenant_guard",
+            request_id = %id,
+            org_id = Empty,
+            user_id = Empty,
+            role = Empty,
+        );
+        let principal = match span.in_scope(|| self.guard.authorize(&headers)) {
+            Ok(principal) => principal,
+            Err(error) => {
+                span.in_scope(|| {
+                    tracing::info!(
+                        status = error.status().as_u16(),
+                        error = error.code(),
+                        "request rejected"
+                    );
+                });
+                let response = crate::response::render(&error.to_error_response());
+                let mut response = req.into_response(response).map_into_right_body();
+                request_id::tag_response(&mut response, &id);
+                return Box::pin(ready(Ok(response)));
+            }
+        };
+        span.record("org_id", display(principal.org_id()));
+        span.record("user_id", principal.user_id());
+        span.record("role", principal.role().as_str());
+        req.extensions_mut().insert(principal);
+        let inner = span.in_scope(|| self.service.call(req));
+        Box::pin(
+            async move {
+                match inner.await {
+                    Ok(response) => {
+                        let mut response = response.map_into_left_body();
+                        request_id::tag_response(&mut response, &id);
+                        Ok(response)
+                    }
+                    Err(error) => Err(request_id::tag_error(error, &id)),
+                }
+            }
+            .instrument(span),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::to_bytes;
+    use actix_web::http::StatusCode;
+    use actix_web::{App, HttpResponse, test, web};
+    use serde_json::{Value, json};
+    use tenant_guard_core::{Environment, RequestId};
+
+    use super::*;
+    use crate::Authenticated;
+
+    const SECRET: &str = "unit-test-secret-unit-test-secret";
+    const ORG: &str = "11111111-1111-4111-8111-111111111111";
+
+    fn verifier() -> Verifier {
+        Verifier::builder(Environment::Test)
+            .hmac_secret(SECRET)
+            .allowed_roles(["authenticated", "service_role"])
+            .build()
+            .unwrap()
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn token_with(claims: &Value, secret: &str) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn claims(role: &str) -> Value {
+        json!({
+            "sub": "user-1", "role": role, "aud": "authenticated", "org_id": ORG,
+            "iat": now(), "exp": now() + 600,
+        })
+    }
+
+    fn token(role: &str) -> String {
+        token_with(&claims(role), SECRET)
+    }
+
+    async fn me(Authenticated(p): Authenticated, id: web::ReqData<RequestId>) -> HttpResponse {
+        HttpResponse::Ok().json(json!({
+            "user_id": p.user_id(), "org_id": p.org_id(), "role": p.role().as_str(),
+            "request_id": id.as_str(),
+        }))
+    }
+
+    async fn call(
+        guard: TenantGuard,
+        req: test::TestRequest,
+    ) -> (StatusCode, Vec<(String, String)>, Value) {
+        let app = test::init_service(
+            App::new()
+                .service(web::resource("/me").wrap(guard).get(me))
+                .route("/open", web::get().to(me)),
+        )
+        .await;
+        let res = test::call_service(&app, req.to_request()).await;
+        let status = res.status();
+        let headers = res
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let body = to_bytes(res.into_body()).await.unwrap();
+        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn get_me() -> test::TestRequest {
+        test::TestRequest::get().uri("/me")
+    }
+
+    #[actix_web::test]
+    async fn without_a_token_401_with_a_bare_challenge_and_json() {
+        let (status, headers, body) = call(TenantGuard::new(verifier()), get_me()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(header(&headers, "www-authenticate"), Some("Bearer"));
+        assert_eq!(header(&headers, "content-type"), Some("application/json"));
+        assert_eq!(
+            body,
+            json!({"error": "missing_token", "message": "a bearer token is required"})
+        );
+        assert_eq!(header(&headers, "x-request-id").map(str::len), Some(36));
+    }
+
+    #[actix_web::test]
+    async fn bad_tokens_are_401_invalid_token_and_never_echo_the_token() {
+        let expired = token_with(
+            &json!({"sub": "u", "role": "authenticated", "aud": "authenticated",
+            "org_id": ORG, "exp": now() - 3600}),
+            SECRET,
+        );
+        let forged = token_with(&claims("authenticated"), "another-secret-another-secret");
+        for (bad, code) in [
+            (expired, "token_expired"),
+            (forged, "invalid_signature"),
+            ("not.a.jwt".to_owned(), "malformed_token"),
+        ] {
+            let req = get_me().insert_header(("authorization", format!("Bearer {bad}")));
+            let (status, headers, body) = call(TenantGuard::new(verifier()), req).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{code}");
+            assert_eq!(
+                header(&headers, "www-authenticate"),
+                Some("Bearer error=\"invalid_token\"")
+            );
+            assert_eq!(body["error"], code);
+            assert!(!body.to_string().contains(&bad));
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_malformed_header_is_401_invalid_request() {
+        for value in ["Basic dXNlcjpwYXNz", "Bearer", "token-without-scheme"] {
+            let req = get_me().insert_header(("authorization", value));
+            let (status, headers, body) = call(TenantGuard::new(verifier()), req).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{value}");
+            assert!(
+                header(&headers, "www-authenticate")
+                    .unwrap()
+                    .contains("invalid_request")
+            );
+            assert_eq!(body["error"], "malformed_authorization_header");
+        }
+        let twice = get_me()
+            .append_header((
+                "authorization",
+                format!("Bearer {}", token("authenticated")),
+            ))
+            .append_header((
+                "authorization",
+                format!("Bearer {}", token("authenticated")),
+            ));
+        let (status, _, body) = call(TenantGuard::new(verifier()), twice).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"], "malformed_authorization_header");
+    }
+
+    #[actix_web::test]
+    async fn a_valid_token_reaches_the_handler_with_its_principal() {
+        let req = get_me()
+            .insert_header((
+                "Authorization",
+                format!("bearer {}", token("authenticated")),
+            ))
+            .insert_header(("x-user-id", "someone-else"));
+        let (status, headers, body) = call(TenantGuard::new(verifier()), req).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["user_id"], "user-1");
+        assert_eq!(body["org_id"], ORG);
+        assert_eq!(body["role"], "authenticated");
+        assert_eq!(
+            header(&headers, "x-request-id"),
+            body["request_id"].as_str()
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_role_outside_the_route_requirement_is_403() {
+        let admin_only = || TenantGuard::new(verifier()).allow_roles(["service_role"]);
+        let req = get_me().insert_header((
+            "authorization",
+            format!("Bearer {}", token("authenticated")),
+        ));
+        let (status, headers, body) = call(admin_only(), req).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["error"], "role_not_allowed");
+        assert!(
+            header(&headers, "www-authenticate")
+                .unwrap()
+                .contains("insufficient_scope")
+        );
+
+        let req =
+            get_me().insert_header(("authorization", format!("Bearer {}", token("service_role"))));
+        let (status, _, body) = call(admin_only(), req).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["role"], "service_role");
+
+        let req =
+            get_me().insert_header(("authorization", format!("Bearer {}", token("service_role"))));
+        let (status, _, _) = call(TenantGuard::new(verifier()).allow_roles([""; 0]), req).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "an empty list refuses everyone"
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_role_the_verifier_does_not_allow_is_403_even_if_the_route_names_it() {
+        let req =
+            get_me().insert_header(("authorization", format!("Bearer {}", token("postgres"))));
+        let (status, _, body) =
+            call(TenantGuard::new(verifier()).allow_roles(["postgres"]), req).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["error"], "role_not_allowed");
+    }
+
+    #[actix_web::test]
+    async fn a_sane_request_id_is_echoed_and_an_insane_one_replaced() {
+        let req = get_me().insert_header(("x-request-id", "req-42"));
+        let (_, headers, _) = call(TenantGuard::new(verifier()), req).await;
+        assert_eq!(header(&headers, "x-request-id"), Some("req-42"));
+
+        let long = "a".repeat(129);
+        let req = get_me()
+            .insert_header(("x-request-id", long.as_str()))
+            .insert_header((
+                "authorization",
+                format!("Bearer {}", token("authenticated")),
+            ));
+        let (status, headers, body) = call(TenantGuard::new(verifier()), req).await;
+        assert_eq!(status, StatusCode::OK);
+        let id = header(&headers, "x-request-id").unwrap();
+        assert_ne!(id, long);
+        assert_eq!(id.len(), 36);
+        assert_eq!(
+            body["request_id"], id,
+            "the handler sees the id the response carries"
+        );
+    }
+
+    #[actix_web::test]
+    async fn the_extractor_without_the_middleware_is_a_json_500() {
+        let req = test::TestRequest::get().uri("/open").insert_header((
+            "authorization",
+            format!("Bearer {}", token("authenticated")),
+        ));
+        let (status, headers, body) = call(TenantGuard::new(verifier()), req).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(header(&headers, "content-type"), Some("application/json"));
+        assert_eq!(body["error"], "internal_error");
+    }
+}
