@@ -1,2 +1,46 @@
-//! Placeholder: built in a later issue.
-#![forbid(unsafe_code)]
+//! Test support for tenant-guard: a throwaway PostgreSQL server from local binaries, and a fresh
+//! database per test so tests run in parallel.
+//!
+//! ```no_run
+//! use tenant_guard_testkit::TestPostgres;
+//!
+//! #[tokio::test]
+//! async fn databases_are_independent() -> Result<(), Box<dyn std::error::Error>> {
+//!     // One server per test process, started on first use (or TENANT_GUARD_TEST_DATABASE_URL).
+//!     let server = TestPostgres::shared()?;
+//!     // One database per test, dropped with the handle.
+//!     let a = server.create_database()?;
+//!     let b = server.create_database()?;
+//!     a.connect().await?.batch_execute("CREATE TABLE t (id int)").await?;
+//!     let found: i64 = b
+//!         .connect()
+//!         .await?
+//!         .query_one("SELECT count(*) FROM pg_tables WHERE tablename = 't'", &[])
+//!         .await?
+//!         .get(0);
+//!     assert_eq!(found, 0);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The server needs PostgreSQL's server binaries (Debian/Ubuntu: `apt-get install postgresql`),
+//! or `TENANT_GUARD_TEST_DATABASE_URL` set to a superuser connection string of a running server.
+//! Running as root is fine: the server then runs as the `postgres` (or `nobody`) user. See
+//! [`TestPostgres`] for the details.
+//!
+//! Roles are shared by all databases of a server: tests that create roles must tolerate them
+//! existing already (`CREATE ROLE` inside a `DO` block that checks `pg_roles`, for instance).
+#![deny(missing_docs)]
+
+#[cfg(not(unix))]
+compile_error!("tenant-guard-testkit supports Unix only (it runs local PostgreSQL binaries)");
+
+mod admin;
+mod conninfo;
+mod database;
+mod error;
+mod server;
+
+pub use database::TestDatabase;
+pub use error::TestkitError;
+pub use server::{DATABASE_URL_ENV, TestPostgres};
