@@ -15,16 +15,30 @@ compile_error!(
     "tenant-guard-core: enable exactly one crypto backend feature: `aws_lc_rs` (default) or `rust_crypto`."
 );
 
+pub mod algorithm;
+mod cache;
+mod claims;
+pub mod config;
+pub mod dangerous;
 pub mod environment;
 pub mod error;
+mod extract;
+mod jwk;
+pub mod keys;
 pub mod principal;
 pub mod request_id;
 pub mod response;
 pub mod role;
+mod token;
+pub mod trace;
 pub mod verifier;
 
+pub use algorithm::Algorithm;
+pub use cache::DEFAULT_CACHE_CAPACITY;
+pub use dangerous::DemoPrincipal;
 pub use environment::Environment;
 pub use error::AuthError;
+pub use keys::KeySet;
 pub use principal::{Principal, ServiceContext};
 pub use request_id::RequestId;
 pub use response::{ErrorResponse, ToErrorResponse};

@@ -1,25 +1,41 @@
 //! The verifier: built once at startup, shared by every request.
-//!
-//! NOTE: first cut (HS256 shared secrets only); the full key/algorithm support, JWKS, cache and
-//! development opt-ins land with the rest of the core crate.
 
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use http::HeaderMap;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
+use crate::algorithm::{AlgSet, Algorithm, KeyKind};
+use crate::cache::{DEFAULT_CACHE_CAPACITY, TokenCache};
+use crate::claims::{self, ClaimPath, ClaimRules};
+use crate::dangerous::DemoPrincipal;
 use crate::environment::Environment;
 use crate::error::AuthError;
+use crate::keys::{KeySet, MIN_HMAC_SECRET_LEN};
 use crate::principal::Principal;
 use crate::role::Role;
+use crate::token;
 
 /// Default maximum token length in bytes, checked before any decoding.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 
+/// Default clock leeway for `exp`, `nbf` and `iat`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// Default required audience (Supabase's).
+pub const DEFAULT_AUDIENCE: &str = "authenticated";
+
+/// What [`AuthError::MissingKey`] asks for when no key is configured.
+const MISSING_KEY: &str = "JWT_SECRET or JWT_JWKS_FILE";
+
+type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// Verifies bearer tokens and maps their claims to a [`Principal`].
 ///
-/// Cheap to clone and `Send + Sync`: build it once at startup and share it.
+/// Cheap to clone (one `Arc`) and `Send + Sync`: build it once at startup and share it. The key set
+/// can be replaced at runtime with [`Verifier::set_keys`]; requests never wait for a lock to read it.
 ///
 /// ```
 /// use tenant_guard_core::{Environment, Verifier};
@@ -36,43 +52,36 @@ pub struct Verifier(Arc<Inner>);
 
 struct Inner {
     environment: Environment,
-    key: DecodingKey,
-    validation: Validation,
-    org_claim: Box<str>,
-    allowed_roles: Vec<Role>,
+    rules: ClaimRules,
+    allowed: AlgSet,
     max_token_len: usize,
+    cache_capacity: usize,
+    cache_hmac: bool,
+    cookie: Option<Box<str>>,
+    unverified: bool,
+    demo: Option<Principal>,
+    clock: Option<Clock>,
+    state: ArcSwap<KeyState>,
+}
+
+/// The swappable part: the keys, and the cache of tokens they verified.
+struct KeyState {
+    keys: KeySet,
+    cache: Option<TokenCache>,
 }
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = &*self.0;
         f.debug_struct("Verifier")
-            .field("environment", &self.0.environment)
-            .field("org_claim", &self.0.org_claim)
-            .field("allowed_roles", &self.0.allowed_roles)
-            .field("keys", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
-
-/// Builds a [`Verifier`]; see [`Verifier::builder`].
-pub struct VerifierBuilder {
-    environment: Environment,
-    hmac_secret: Option<Vec<u8>>,
-    audience: String,
-    issuer: Option<String>,
-    org_claim: String,
-    allowed_roles: Vec<String>,
-    leeway: Duration,
-    max_token_len: usize,
-}
-
-impl std::fmt::Debug for VerifierBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifierBuilder")
-            .field("environment", &self.environment)
-            .field("audience", &self.audience)
-            .field("issuer", &self.issuer)
-            .field("org_claim", &self.org_claim)
+            .field("environment", &inner.environment)
+            .field("audiences", &inner.rules.audiences)
+            .field("issuer", &inner.rules.issuer)
+            .field("org_claim", &inner.rules.org_path.to_string())
+            .field("role_claim", &inner.rules.role_path.to_string())
+            .field("allowed_roles", &inner.rules.allowed_roles)
+            .field("algorithms", &inner.allowed)
+            .field("keys", &inner.state.load().keys)
             .finish_non_exhaustive()
     }
 }
@@ -80,16 +89,30 @@ impl std::fmt::Debug for VerifierBuilder {
 impl Verifier {
     /// Starts a configuration for `environment`.
     pub fn builder(environment: Environment) -> VerifierBuilder {
-        VerifierBuilder {
-            environment,
-            hmac_secret: None,
-            audience: "authenticated".to_owned(),
-            issuer: None,
-            org_claim: "org_id".to_owned(),
-            allowed_roles: vec!["authenticated".to_owned()],
-            leeway: Duration::from_secs(30),
-            max_token_len: DEFAULT_MAX_TOKEN_LEN,
-        }
+        VerifierBuilder::new(environment)
+    }
+
+    /// Builds a verifier from the process environment; see [`crate::config`] for the variables.
+    ///
+    /// Fails closed: an unset `APP_ENV` means production, and production without a key is an
+    /// error naming the variable to set.
+    pub fn from_env() -> Result<Self, AuthError> {
+        VerifierBuilder::from_env()?.build()
+    }
+
+    /// Like [`Verifier::from_env`], reading variables through `lookup` (for tests and for
+    /// configuration systems other than the process environment).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use tenant_guard_core::Verifier;
+    ///
+    /// let vars = HashMap::from([("APP_ENV", "production")]);
+    /// let err = Verifier::from_lookup(|k| vars.get(k).map(|v| v.to_string())).unwrap_err();
+    /// assert!(err.to_string().contains("JWT_SECRET"));
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, AuthError> {
+        VerifierBuilder::from_lookup(lookup)?.build()
     }
 
     /// The environment this verifier was built for.
@@ -97,95 +120,320 @@ impl Verifier {
         self.0.environment
     }
 
-    /// Authenticates a request from its headers: exactly one `Authorization: Bearer <token>`.
+    /// Authenticates a request from its headers: exactly one `Authorization: Bearer <token>`
+    /// (scheme case-insensitive), or the opted-in cookie when there is no `Authorization` header.
+    ///
+    /// Nothing else is read: no query string, no `x-user-id`-style header. Rejections are logged
+    /// at debug level with their code, never with the token.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
-        let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
-        let value = match (values.next(), values.next()) {
-            (None, _) => return Err(AuthError::MissingToken),
-            (Some(v), None) => v,
-            (Some(_), Some(_)) => return Err(AuthError::MalformedHeader),
-        };
-        let bytes = value.as_bytes();
-        if bytes.len() < 7 || !bytes[..7].eq_ignore_ascii_case(b"bearer ") {
-            return Err(AuthError::MalformedHeader);
+        let inner = &*self.0;
+        match crate::extract::token_from_headers(headers, inner.cookie.as_deref()) {
+            Ok(token) => self.verify(token),
+            Err(AuthError::MissingToken) if inner.demo.is_some() => {
+                tracing::warn!(
+                    "no token sent: using the development demo principal (dangerous_demo_principal)"
+                );
+                inner.demo.clone().ok_or(AuthError::MissingToken)
+            }
+            Err(e) => {
+                tracing::debug!(error = e.code(), "request rejected");
+                Err(e)
+            }
         }
-        let token = std::str::from_utf8(&bytes[7..]).map_err(|_| AuthError::MalformedHeader)?;
-        self.verify(token.trim_matches(' '))
     }
 
-    /// Verifies a bare token.
+    /// Verifies a bare token (the part after `Bearer `).
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let result = self.verify_token(token);
+        if let Err(e) = &result {
+            tracing::debug!(error = e.code(), "bearer token rejected");
+        }
+        result
+    }
+
+    fn verify_token(&self, token: &str) -> Result<Principal, AuthError> {
         let inner = &*self.0;
         if token.len() > inner.max_token_len {
             return Err(AuthError::TokenTooLarge);
         }
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &inner.key, &inner.validation)
-            .map_err(map_jwt_error)?;
-        let claims = data.claims;
-        let sub = claims
-            .get("sub")
-            .and_then(serde_json::Value::as_str)
-            .ok_or(AuthError::InvalidClaim("sub"))?;
-        let exp = claims
-            .get("exp")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or(AuthError::InvalidClaim("exp"))?;
-        let role = claims
-            .get("role")
-            .and_then(serde_json::Value::as_str)
-            .ok_or(AuthError::RoleNotAllowed)?;
-        let role = inner
-            .allowed_roles
-            .iter()
-            .find(|r| r.as_str() == role)
-            .ok_or(AuthError::RoleNotAllowed)?
-            .clone();
-        let org = inner
-            .org_claim
-            .split('.')
-            .try_fold(&claims, |v, seg| v.get(seg))
-            .and_then(serde_json::Value::as_str)
-            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-            .ok_or(AuthError::InvalidOrg)?;
-        Ok(Principal::from_verified(
-            sub.into(),
-            org,
-            role,
-            claims.to_string().into_boxed_str(),
-            exp,
-        ))
+        let state = inner.state.load();
+        let now = inner.now();
+        if let Some(cache) = &state.cache
+            && let Some((principal, times)) = cache.get(token.as_bytes())
+        {
+            return match times.check(now, inner.rules.leeway) {
+                Ok(()) => Ok(principal),
+                Err(e) => {
+                    cache.remove(token.as_bytes());
+                    Err(e)
+                }
+            };
+        }
+        let parts = token::split(token)?;
+        let mut header_buf = [0u8; token::HEADER_BUF];
+        let header = token::parse_header(parts.header, &mut header_buf)?;
+        if !inner.allowed.contains(header.alg) {
+            return Err(AuthError::DisallowedAlgorithm);
+        }
+        if inner.unverified {
+            tracing::warn!(
+                "accepting a token WITHOUT checking its signature (dangerous_accept_unverified_tokens)"
+            );
+        } else {
+            state.keys.verify_signature(
+                header.alg,
+                header.kid.as_deref(),
+                parts.message.as_bytes(),
+                parts.signature,
+            )?;
+        }
+        let claims_json = token::decode_payload(parts.payload)?;
+        let checked = claims::check(&claims_json, &inner.rules, now)?;
+        let sub: Box<str> = checked.sub.into();
+        let times = checked.times;
+        let principal = Principal::from_verified(
+            sub,
+            checked.org,
+            checked.role,
+            claims_json,
+            u64::try_from(times.exp).unwrap_or(0),
+        );
+        if !inner.unverified
+            && (header.alg.is_asymmetric() || inner.cache_hmac)
+            && let Some(cache) = &state.cache
+        {
+            cache.insert(token.as_bytes(), principal.clone(), times);
+        }
+        Ok(principal)
+    }
+
+    /// Replaces the key set (e.g. after a rotation). Requests in flight finish with the keys they
+    /// started with; the verified-token cache starts empty with the new keys.
+    ///
+    /// The new set is checked like one given to the builder (key types, allowed algorithms,
+    /// HMAC secret length outside development); on error the old keys stay.
+    pub fn set_keys(&self, keys: KeySet) -> Result<(), AuthError> {
+        let inner = &*self.0;
+        if keys.is_empty() && !inner.unverified && inner.demo.is_none() {
+            return Err(AuthError::MissingKey(MISSING_KEY));
+        }
+        let state = prepare_keys(
+            inner.environment,
+            &keys,
+            inner.allowed,
+            inner.cache_capacity,
+            inner.cache_hmac,
+        )?;
+        inner.state.store(Arc::new(state));
+        Ok(())
+    }
+
+    /// The current keys (restricted to the allowed algorithms).
+    pub fn key_set(&self) -> KeySet {
+        self.0.state.load().keys.clone()
+    }
+
+    /// Number of tokens in the verified-token cache (0 when it is off).
+    pub fn cached_tokens(&self) -> usize {
+        self.0
+            .state
+            .load()
+            .cache
+            .as_ref()
+            .map_or(0, TokenCache::len)
     }
 }
 
-fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
-    use jsonwebtoken::errors::ErrorKind as K;
-    match e.kind() {
-        K::InvalidSignature => AuthError::InvalidSignature,
-        K::ExpiredSignature => AuthError::Expired,
-        K::ImmatureSignature => AuthError::NotYetValid,
-        K::InvalidAudience => AuthError::WrongAudience,
-        K::InvalidIssuer => AuthError::WrongIssuer,
-        K::InvalidAlgorithm | K::InvalidAlgorithmName => AuthError::DisallowedAlgorithm,
-        K::MissingRequiredClaim(c) if c == "aud" => AuthError::WrongAudience,
-        K::MissingRequiredClaim(c) if c == "iss" => AuthError::WrongIssuer,
-        K::MissingRequiredClaim(c) if c == "sub" => AuthError::InvalidClaim("sub"),
-        K::MissingRequiredClaim(_) => AuthError::InvalidClaim("exp"),
-        _ => AuthError::MalformedToken,
+impl Inner {
+    fn now(&self) -> i64 {
+        let secs = match &self.clock {
+            Some(clock) => clock(),
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        i64::try_from(secs).unwrap_or(i64::MAX)
+    }
+}
+
+fn prepare_keys(
+    environment: Environment,
+    keys: &KeySet,
+    allowed: AlgSet,
+    cache_capacity: usize,
+    cache_hmac: bool,
+) -> Result<KeyState, AuthError> {
+    for key in keys.keys() {
+        if key.kind == KeyKind::Hmac && key.secret_len < MIN_HMAC_SECRET_LEN {
+            if environment.is_development() {
+                tracing::warn!(
+                    "the HMAC secret is shorter than {MIN_HMAC_SECRET_LEN} bytes (refused outside development)"
+                );
+            } else {
+                return Err(AuthError::InvalidKey(format!(
+                    "the HMAC secret must be at least {MIN_HMAC_SECRET_LEN} bytes"
+                )));
+            }
+        }
+    }
+    let restricted = keys.restricted_to(allowed);
+    if restricted.is_empty() && !keys.is_empty() {
+        return Err(AuthError::InvalidConfig(format!(
+            "no configured key can verify any allowed algorithm ({:?})",
+            allowed
+        )));
+    }
+    let cache = if restricted.has_asymmetric_keys() || cache_hmac {
+        TokenCache::new(cache_capacity)
+    } else {
+        None
+    };
+    Ok(KeyState {
+        keys: restricted,
+        cache,
+    })
+}
+
+/// Builds a [`Verifier`]; see [`Verifier::builder`].
+///
+/// Every method takes and returns the builder; problems (an unreadable key, a bad claim path, an
+/// insecure option outside development) surface as one error from [`VerifierBuilder::build`].
+pub struct VerifierBuilder {
+    environment: Environment,
+    keys: KeySet,
+    error: Option<AuthError>,
+    algorithms: Option<AlgSet>,
+    audiences: Vec<String>,
+    issuer: Option<String>,
+    org_claim: String,
+    role_claim: String,
+    allowed_roles: Vec<String>,
+    leeway: Duration,
+    max_token_len: usize,
+    cache_capacity: usize,
+    cache_hmac: bool,
+    cookie: Option<String>,
+    unverified: bool,
+    demo: Option<DemoPrincipal>,
+    clock: Option<Clock>,
+}
+
+impl std::fmt::Debug for VerifierBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifierBuilder")
+            .field("environment", &self.environment)
+            .field("keys", &self.keys)
+            .field("audiences", &self.audiences)
+            .field("issuer", &self.issuer)
+            .field("org_claim", &self.org_claim)
+            .field("role_claim", &self.role_claim)
+            .finish_non_exhaustive()
     }
 }
 
 impl VerifierBuilder {
-    /// Accepts HS256/384/512 tokens signed with this shared secret (its raw bytes).
-    #[must_use]
-    pub fn hmac_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
-        self.hmac_secret = Some(secret.as_ref().to_vec());
+    fn new(environment: Environment) -> Self {
+        Self {
+            environment,
+            keys: KeySet::new(),
+            error: None,
+            algorithms: None,
+            audiences: vec![DEFAULT_AUDIENCE.to_owned()],
+            issuer: None,
+            org_claim: "org_id".to_owned(),
+            role_claim: "role".to_owned(),
+            allowed_roles: vec!["authenticated".to_owned()],
+            leeway: DEFAULT_LEEWAY,
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            cache_hmac: false,
+            cookie: None,
+            unverified: false,
+            demo: None,
+            clock: None,
+        }
+    }
+
+    fn keep(mut self, result: Result<(), AuthError>) -> Self {
+        if let Err(e) = result {
+            self.error.get_or_insert(e);
+        }
         self
     }
 
-    /// The required `aud` (default `authenticated`).
+    /// Accepts HS256/384/512 tokens signed with this shared secret (its raw bytes). Outside
+    /// development it must be at least 32 bytes long.
+    #[must_use]
+    pub fn hmac_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        let result = self.keys.add_hmac_secret(secret.as_ref(), None);
+        self.keep(result)
+    }
+
+    /// Like [`VerifierBuilder::hmac_secret`] with the secret given in base64 (either alphabet).
+    #[must_use]
+    pub fn hmac_secret_base64(mut self, secret: &str) -> Self {
+        let result = self.keys.add_hmac_secret_base64(secret, None);
+        self.keep(result)
+    }
+
+    /// Adds a PEM public key (RSA, P-256, P-384 or Ed25519); see [`KeySet::add_pem`].
+    #[must_use]
+    pub fn public_key_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        let result = self.keys.add_pem(pem.as_ref(), None);
+        self.keep(result)
+    }
+
+    /// Adds a PEM public key that tokens select with `kid`.
+    #[must_use]
+    pub fn public_key_pem_with_kid(mut self, kid: &str, pem: impl AsRef<[u8]>) -> Self {
+        let result = self.keys.add_pem(pem.as_ref(), Some(kid));
+        self.keep(result)
+    }
+
+    /// Adds the signing keys of a JWK set (or a single JWK); see [`KeySet::add_jwks_json`].
+    #[must_use]
+    pub fn jwks_json(mut self, json: &str) -> Self {
+        let result = self.keys.add_jwks_json(json);
+        self.keep(result)
+    }
+
+    /// Adds the signing keys of a JWKS file (read now).
+    #[must_use]
+    pub fn jwks_file(mut self, path: impl AsRef<Path>) -> Self {
+        let result = KeySet::from_jwks_file(path).map(|set| self.keys.extend(set));
+        self.keep(result)
+    }
+
+    /// Adds every key of `keys`.
+    #[must_use]
+    pub fn key_set(mut self, keys: KeySet) -> Self {
+        self.keys.extend(keys);
+        self
+    }
+
+    /// Restricts the accepted algorithms (default: every algorithm a configured key can verify).
+    /// Keys left with no allowed algorithm are dropped; if none is left, building fails.
+    #[must_use]
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algorithms.into_iter().collect());
+        self
+    }
+
+    /// The required `aud` (default `authenticated`). The claim is always required.
     #[must_use]
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audience = audience.into();
+        self.audiences = vec![audience.into()];
+        self
+    }
+
+    /// Several accepted audiences: a token must name at least one of them.
+    #[must_use]
+    pub fn audiences<I, S>(mut self, audiences: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.audiences = audiences.into_iter().map(Into::into).collect();
         self
     }
 
@@ -196,14 +444,22 @@ impl VerifierBuilder {
         self
     }
 
-    /// The dotted path of the org claim (default `org_id`), e.g. `app_metadata.org_id`.
+    /// The dotted path of the org claim (default `org_id`), e.g. `app_metadata.org_id`. Its value
+    /// must be a hyphenated, non-nil UUID.
     #[must_use]
     pub fn org_claim(mut self, path: impl Into<String>) -> Self {
         self.org_claim = path.into();
         self
     }
 
-    /// The roles a token may name (default `["authenticated"]`).
+    /// The dotted path of the role claim (default `role`).
+    #[must_use]
+    pub fn role_claim(mut self, path: impl Into<String>) -> Self {
+        self.role_claim = path.into();
+        self
+    }
+
+    /// The roles a token may name (default `["authenticated"]`), each a plain Postgres role name.
     #[must_use]
     pub fn allowed_roles<I, S>(mut self, roles: I) -> Self
     where
@@ -221,44 +477,196 @@ impl VerifierBuilder {
         self
     }
 
-    /// Maximum token length in bytes (default [`DEFAULT_MAX_TOKEN_LEN`]).
+    /// Maximum token length in bytes (default [`DEFAULT_MAX_TOKEN_LEN`]), checked before decoding.
     #[must_use]
     pub fn max_token_len(mut self, len: usize) -> Self {
         self.max_token_len = len;
         self
     }
 
+    /// Size of the verified-token cache (default 1000 tokens; 0 turns it off). The cache is used
+    /// for asymmetric algorithms, and for HMAC only with [`VerifierBuilder::cache_hmac_tokens`].
+    #[must_use]
+    pub fn cache_capacity(mut self, tokens: usize) -> Self {
+        self.cache_capacity = tokens;
+        self
+    }
+
+    /// Also caches HMAC-verified tokens (off by default: HMAC is about as fast as a lookup).
+    #[must_use]
+    pub fn cache_hmac_tokens(mut self, on: bool) -> Self {
+        self.cache_hmac = on;
+        self
+    }
+
+    /// Also reads the token from the cookie `name` when no `Authorization` header is sent.
+    ///
+    /// **CSRF caveat:** browsers attach cookies to cross-site requests by themselves, so a cookie
+    /// token authenticates requests the user never meant to make. Use it only with
+    /// `SameSite=Strict` (or `Lax` plus no state change on `GET`) cookies, and add CSRF
+    /// protection (a custom header or a double-submit token) to every state-changing route.
+    #[must_use]
+    pub fn cookie_token(mut self, name: impl Into<String>) -> Self {
+        self.cookie = Some(name.into());
+        self
+    }
+
+    /// The source of the current Unix time in seconds (default: the system clock). For tests of
+    /// expiry; the cache re-checks time claims with it on every hit.
+    #[must_use]
+    pub fn clock(mut self, now: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.clock = Some(Arc::new(now));
+        self
+    }
+
+    /// **Development only.** Accepts tokens without checking their signature (claims are still
+    /// checked; `none` is still refused). Each use logs a warning; in any other environment
+    /// [`VerifierBuilder::build`] fails with [`AuthError::InsecureConfig`]. See [`crate::dangerous`].
+    #[must_use]
+    pub fn dangerous_accept_unverified_tokens(mut self) -> Self {
+        self.unverified = true;
+        self
+    }
+
+    /// **Development only.** A request with no token at all gets this fixed principal (a request
+    /// with a bad token is still rejected). Each use logs a warning; in any other environment
+    /// [`VerifierBuilder::build`] fails with [`AuthError::InsecureConfig`]. See [`crate::dangerous`].
+    #[must_use]
+    pub fn dangerous_demo_principal(mut self, demo: DemoPrincipal) -> Self {
+        self.demo = Some(demo);
+        self
+    }
+
     /// Checks the configuration and builds the verifier.
     pub fn build(self) -> Result<Verifier, AuthError> {
-        let secret = self
-            .hmac_secret
-            .ok_or(AuthError::MissingKey("JWT_SECRET or JWT_JWKS_FILE"))?;
-        if secret.is_empty() {
-            return Err(AuthError::InvalidKey("the HMAC secret is empty".into()));
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let dev = self.environment.is_development();
+        if self.unverified && !dev {
+            return Err(AuthError::InsecureConfig(
+                "dangerous_accept_unverified_tokens is only allowed in development",
+            ));
+        }
+        if self.demo.is_some() && !dev {
+            return Err(AuthError::InsecureConfig(
+                "dangerous_demo_principal is only allowed in development",
+            ));
         }
         let allowed_roles = self
             .allowed_roles
             .iter()
             .map(|r| Role::new(r).map_err(|e| AuthError::InvalidConfig(format!("role {r:?}: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
-        validation.leeway = self.leeway.as_secs();
-        validation.validate_nbf = true;
-        validation.set_audience(&[self.audience]);
-        let mut required = vec!["exp", "aud", "sub"];
-        if let Some(iss) = &self.issuer {
-            validation.set_issuer(&[iss]);
-            required.push("iss");
+            .collect::<Result<Box<[_]>, _>>()?;
+        if allowed_roles.is_empty() {
+            return Err(AuthError::InvalidConfig("no allowed role".into()));
         }
-        validation.set_required_spec_claims(&required);
+        if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
+            return Err(AuthError::InvalidConfig(
+                "the audience must be a non-empty string".into(),
+            ));
+        }
+        if self.issuer.as_deref() == Some("") {
+            return Err(AuthError::InvalidConfig(
+                "the issuer must be a non-empty string".into(),
+            ));
+        }
+        if self.max_token_len == 0 {
+            return Err(AuthError::InvalidConfig(
+                "the maximum token length must be positive".into(),
+            ));
+        }
+        let leeway = i64::try_from(self.leeway.as_secs())
+            .map_err(|_| AuthError::InvalidConfig("the leeway is too large".into()))?;
+        let rules = ClaimRules {
+            audiences: self.audiences.into_iter().map(Into::into).collect(),
+            issuer: self.issuer.map(Into::into),
+            org_path: ClaimPath::parse(&self.org_claim, "org claim")?,
+            role_path: ClaimPath::parse(&self.role_claim, "role claim")?,
+            allowed_roles,
+            leeway,
+        };
+        rules.validate_paths()?;
+        let allowed = self.algorithms.unwrap_or_else(AlgSet::all);
+        if allowed.is_empty() {
+            return Err(AuthError::InvalidConfig("no allowed algorithm".into()));
+        }
+        if self.keys.is_empty() && !(dev && (self.unverified || self.demo.is_some())) {
+            return Err(AuthError::MissingKey(MISSING_KEY));
+        }
+        let state = prepare_keys(
+            self.environment,
+            &self.keys,
+            allowed,
+            self.cache_capacity,
+            self.cache_hmac,
+        )?;
+        let demo = match &self.demo {
+            Some(demo) => {
+                let role = match &demo.role {
+                    Some(name) => rules
+                        .allowed_roles
+                        .iter()
+                        .find(|r| r.as_str() == name)
+                        .cloned()
+                        .ok_or_else(|| {
+                            AuthError::InvalidConfig(format!(
+                                "the demo principal's role {name:?} is not an allowed role"
+                            ))
+                        })?,
+                    None => rules.allowed_roles[0].clone(),
+                };
+                let audience = rules.audiences.first().map_or(DEFAULT_AUDIENCE, |a| &**a);
+                tracing::warn!(
+                    user_id = %demo.user_id,
+                    org_id = %demo.org_id,
+                    "development demo principal enabled: requests without a token are treated as this user"
+                );
+                Some(demo.to_principal(role, &rules.org_path, &rules.role_path, audience))
+            }
+            None => None,
+        };
+        if self.unverified {
+            tracing::warn!("development: token signatures will NOT be checked");
+        }
+        if let Some(cookie) = &self.cookie {
+            tracing::info!(cookie = %cookie, "tokens are also read from a cookie (mind CSRF)");
+        }
         Ok(Verifier(Arc::new(Inner {
             environment: self.environment,
-            key: DecodingKey::from_secret(&secret),
-            validation,
-            org_claim: self.org_claim.into_boxed_str(),
-            allowed_roles,
+            rules,
+            allowed,
             max_token_len: self.max_token_len,
+            cache_capacity: self.cache_capacity,
+            cache_hmac: self.cache_hmac,
+            cookie: self.cookie.map(Into::into),
+            unverified: self.unverified,
+            demo,
+            clock: self.clock,
+            state: ArcSwap::from_pointee(state),
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+
+    #[test]
+    fn verifier_is_shareable() {
+        assert_send_sync::<Verifier>();
+    }
+
+    #[test]
+    fn debug_redacts_keys() {
+        let v = Verifier::builder(Environment::Test)
+            .hmac_secret("0123456789abcdef0123456789abcdef-secret")
+            .build()
+            .unwrap();
+        let dbg = format!("{v:?}");
+        assert!(!dbg.contains("0123456789abcdef"));
+        assert!(dbg.contains("HMAC"));
     }
 }

@@ -1,0 +1,213 @@
+//! The JWS compact serialisation: splitting, the protected header, the payload bytes.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::algorithm::Algorithm;
+use crate::error::AuthError;
+
+/// Longest base64url header segment read; real headers are well under 200 bytes.
+pub(crate) const MAX_HEADER_SEGMENT: usize = 1024;
+
+/// Buffer size for a decoded header of at most [`MAX_HEADER_SEGMENT`] characters.
+pub(crate) const HEADER_BUF: usize = MAX_HEADER_SEGMENT / 4 * 3;
+
+/// The three segments of a compact JWS, and the signed message (`header.payload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Parts<'a> {
+    pub(crate) header: &'a str,
+    pub(crate) payload: &'a str,
+    pub(crate) signature: &'a str,
+    pub(crate) message: &'a str,
+}
+
+/// Splits `token` into exactly three non-empty segments.
+pub(crate) fn split(token: &str) -> Result<Parts<'_>, AuthError> {
+    let bytes = token.as_bytes();
+    let first = memchr(bytes, 0).ok_or(AuthError::MalformedToken)?;
+    let second = memchr(bytes, first + 1).ok_or(AuthError::MalformedToken)?;
+    if memchr(bytes, second + 1).is_some() {
+        return Err(AuthError::MalformedToken);
+    }
+    let parts = Parts {
+        header: &token[..first],
+        payload: &token[first + 1..second],
+        signature: &token[second + 1..],
+        message: &token[..second],
+    };
+    if parts.header.is_empty() || parts.payload.is_empty() || parts.signature.is_empty() {
+        return Err(AuthError::MalformedToken);
+    }
+    Ok(parts)
+}
+
+fn memchr(bytes: &[u8], from: usize) -> Option<usize> {
+    bytes
+        .get(from..)?
+        .iter()
+        .position(|&b| b == b'.')
+        .map(|i| i + from)
+}
+
+/// The parts of the protected header the verifier uses.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Header<'a> {
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RawHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
+}
+
+/// Decodes and parses the header segment into `buf`, without allocating.
+///
+/// An unknown `alg` (including `none` in any capitalisation) is [`AuthError::DisallowedAlgorithm`];
+/// a `crit` header (an extension we cannot honour) or anything unparsable is malformed.
+pub(crate) fn parse_header<'b>(
+    segment: &str,
+    buf: &'b mut [u8; HEADER_BUF],
+) -> Result<Header<'b>, AuthError> {
+    if segment.len() > MAX_HEADER_SEGMENT {
+        return Err(AuthError::MalformedToken);
+    }
+    let len = URL_SAFE_NO_PAD
+        .decode_slice(segment, buf)
+        .map_err(|_| AuthError::MalformedToken)?;
+    let json = &buf[..len];
+    // serde would also read a struct from a JSON array; a header is an object.
+    if json.trim_ascii_start().first() != Some(&b'{') {
+        return Err(AuthError::MalformedToken);
+    }
+    let raw: RawHeader<'b> = serde_json::from_slice(json).map_err(|_| AuthError::MalformedToken)?;
+    if raw.crit.is_some() {
+        return Err(AuthError::MalformedToken);
+    }
+    let alg = Algorithm::from_header(&raw.alg).ok_or(AuthError::DisallowedAlgorithm)?;
+    Ok(Header { alg, kid: raw.kid })
+}
+
+/// Decodes the payload segment into the exact claims text (valid UTF-8, no spare capacity).
+pub(crate) fn decode_payload(segment: &str) -> Result<Box<str>, AuthError> {
+    let len = segment.len();
+    let exact = len / 4 * 3
+        + match len % 4 {
+            0 => 0,
+            2 => 1,
+            3 => 2,
+            _ => return Err(AuthError::MalformedToken),
+        };
+    let mut bytes = vec![0u8; exact];
+    let written = URL_SAFE_NO_PAD
+        .decode_slice(segment, &mut bytes)
+        .map_err(|_| AuthError::MalformedToken)?;
+    bytes.truncate(written);
+    let text = String::from_utf8(bytes).map_err(|_| AuthError::MalformedToken)?;
+    Ok(text.into_boxed_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    fn header(json: &str) -> Result<(Algorithm, Option<String>), AuthError> {
+        let mut buf = [0u8; HEADER_BUF];
+        parse_header(&b64(json), &mut buf).map(|h| (h.alg, h.kid.map(Cow::into_owned)))
+    }
+
+    #[test]
+    fn splits_exactly_three_non_empty_segments() {
+        let p = split("a.b.c").unwrap();
+        assert_eq!(
+            (p.header, p.payload, p.signature, p.message),
+            ("a", "b", "c", "a.b")
+        );
+        for bad in [
+            "", "a", "a.b", "a.b.c.d", ".b.c", "a..c", "a.b.", "..", "a.b.c.",
+        ] {
+            assert_eq!(split(bad), Err(AuthError::MalformedToken), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn header_alg_table() {
+        assert_eq!(
+            header(r#"{"alg":"HS256","typ":"JWT"}"#),
+            Ok((Algorithm::HS256, None))
+        );
+        assert_eq!(
+            header(r#"{"kid":"k\u0031","alg":"EdDSA"}"#),
+            Ok((Algorithm::EdDSA, Some("k1".into())))
+        );
+        for none in ["none", "None", "NONE", "nOnE"] {
+            let json = format!(r#"{{"alg":"{none}"}}"#);
+            assert_eq!(header(&json), Err(AuthError::DisallowedAlgorithm), "{none}");
+        }
+        for (json, want) in [
+            (r#"{"alg":"hs256"}"#, AuthError::DisallowedAlgorithm),
+            (r#"{"alg":"ES512"}"#, AuthError::DisallowedAlgorithm),
+            (r#"{"alg":""}"#, AuthError::DisallowedAlgorithm),
+            (r#"{"typ":"JWT"}"#, AuthError::MalformedToken),
+            (r#"{"alg":256}"#, AuthError::MalformedToken),
+            (r#"{"alg":"HS256","alg":"none"}"#, AuthError::MalformedToken),
+            (
+                r#"{"alg":"HS256","crit":["exp"]}"#,
+                AuthError::MalformedToken,
+            ),
+            (r#"["alg","HS256"]"#, AuthError::MalformedToken),
+            (r#"{"alg":"HS256"} x"#, AuthError::MalformedToken),
+            (r#"{"alg":"HS256","kid":5}"#, AuthError::MalformedToken),
+        ] {
+            assert_eq!(header(json), Err(want), "{json}");
+        }
+        let mut buf = [0u8; HEADER_BUF];
+        assert_eq!(
+            parse_header("e30=", &mut buf),
+            Err(AuthError::MalformedToken)
+        );
+        assert_eq!(
+            parse_header("!!!!", &mut buf),
+            Err(AuthError::MalformedToken)
+        );
+        let long = b64(&format!(r#"{{"alg":"HS256","x":"{}"}}"#, "a".repeat(800)));
+        assert_eq!(
+            parse_header(&long, &mut buf),
+            Err(AuthError::MalformedToken)
+        );
+    }
+
+    #[test]
+    fn payload_is_exact_utf8() {
+        for text in ["", "{}", "{\"a\":1}", "{\"ä\":\"ö\"}", "ab", "abc", "abcd"] {
+            let decoded = decode_payload(&b64(text));
+            if text.is_empty() {
+                assert_eq!(decoded.as_deref(), Ok(""));
+            } else {
+                assert_eq!(decoded.as_deref(), Ok(text));
+            }
+        }
+        assert_eq!(decode_payload("a"), Err(AuthError::MalformedToken));
+        assert_eq!(decode_payload("e30="), Err(AuthError::MalformedToken));
+        assert_eq!(decode_payload("e3+"), Err(AuthError::MalformedToken));
+        assert_eq!(
+            decode_payload(&URL_SAFE_NO_PAD.encode([0xff, 0xfe])),
+            Err(AuthError::MalformedToken)
+        );
+        // Non-canonical trailing bits are refused (no signature-preserving variants).
+        assert_eq!(decode_payload("e31"), Err(AuthError::MalformedToken));
+    }
+}
