@@ -1,0 +1,559 @@
+//! The isolation probe: for each tenant table, as org A insert a row, then as org B try to read,
+//! update and delete it and to insert into org A.
+//!
+//! Everything happens in ONE transaction that is never committed: the probe ends it with
+//! `ROLLBACK`, and if the process dies first the server aborts it when the connection drops.
+//! Each table runs inside a savepoint that is rolled back too, so tables do not see each
+//! other's probe rows. Sequences used by the probe's inserts stay advanced (sequences are not
+//! transactional), and triggers with effects outside the database (e.g. `dblink`) would keep
+//! them.
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Transaction};
+
+use crate::Progress;
+use crate::catalog::{Catalog, Column, Table};
+use crate::check::Check;
+use crate::checks::isolation_policy_sql;
+use crate::config::AuditConfig;
+use crate::error::{AuditError, QueryContext};
+use crate::finding::Finding;
+use crate::report::ProbeSummary;
+use crate::scope::{self, Identity};
+use crate::severity::Severity;
+use crate::sql;
+
+/// The outcome of one cross-org step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// RLS or privileges stopped it.
+    Blocked,
+    /// It worked: org B reached org A's data (rows affected).
+    Leaked(u64),
+    /// It failed for another reason, so it proves nothing.
+    Inconclusive(String),
+}
+
+/// Who wrote org A's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seeder {
+    /// Org A itself, through the guard's scoping.
+    OrgA,
+    /// The login (org A could not insert: its policies or grants do not allow it).
+    Login,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Probed {
+        seeder: Seeder,
+        read: Step,
+        update: Step,
+        delete: Step,
+        insert: Step,
+    },
+    Skipped(String),
+}
+
+/// Runs the probe over the tenant tables of `catalog`, adding findings; returns the summary.
+pub(crate) async fn run(
+    client: &mut Client,
+    catalog: &Catalog,
+    config: &AuditConfig,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+    findings: &mut Vec<Finding>,
+) -> Result<ProbeSummary, AuditError> {
+    let role = config.probe_role.as_str();
+    let mut summary = ProbeSummary::default();
+    let can_scope = client
+        .query_opt(
+            "SELECT pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER') \
+             FROM pg_catalog.pg_roles r WHERE r.rolname = $1",
+            &[&role],
+        )
+        .await
+        .context("checking the probe role")?
+        .map(|row| row.get::<_, bool>(0));
+    let unavailable = match can_scope {
+        None => Some(format!(
+            "role {role} does not exist, so there is nothing to scope to"
+        )),
+        Some(false) => Some(format!(
+            "the connecting login may not SET ROLE {role} (GRANT {role} TO <login>)"
+        )),
+        Some(true) => None,
+    };
+    if let Some(reason) = unavailable {
+        findings.push(Finding::new(
+            Check::ProbeUnavailable,
+            Severity::Info,
+            role,
+            format!("The isolation probe did not run: {reason}."),
+            format!("Connect as a login that is a member of {role}, or pass --probe-role."),
+        ));
+        return Ok(summary);
+    }
+
+    let tables: Vec<&Table> = catalog
+        .tables
+        .iter()
+        .filter(|t| t.rls && !t.is_partition && t.tenant_column.is_some())
+        .filter(|t| !config.is_allowed(&t.schema, &t.name))
+        .collect();
+    if tables.is_empty() {
+        return Ok(summary);
+    }
+
+    // The one transaction. It is never committed: `rollback` below, or the server's abort when
+    // the connection drops (the `?` paths drop `tx`, which also queues a ROLLBACK).
+    let tx = client
+        .transaction()
+        .await
+        .context("starting the probe transaction")?;
+    if config.statement_timeout_ms > 0 {
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}",
+            config.statement_timeout_ms
+        ))
+        .await
+        .context("setting the probe's statement timeout")?;
+    }
+    let total = tables.len();
+    for (index, table) in tables.into_iter().enumerate() {
+        let object = table.object();
+        progress(Progress::Probe {
+            table: &object,
+            index,
+            total,
+        });
+        tx.batch_execute("SAVEPOINT tenant_guard_probe_table")
+            .await
+            .context("opening the probe's savepoint")?;
+        let outcome = probe_table(&tx, catalog, role, table).await;
+        // Back to the login and to the state before this table, whatever happened.
+        tx.batch_execute("ROLLBACK TO SAVEPOINT tenant_guard_probe_table")
+            .await
+            .context("rolling back the probe's savepoint")?;
+        summary.tables += 1;
+        report(table, role, outcome?, &mut summary, findings);
+    }
+    tx.rollback()
+        .await
+        .context("rolling back the probe transaction")?;
+    Ok(summary)
+}
+
+fn report(
+    table: &Table,
+    role: &str,
+    outcome: Outcome,
+    summary: &mut ProbeSummary,
+    findings: &mut Vec<Finding>,
+) {
+    let object = table.object();
+    let tenant = table.tenant_column.as_deref().unwrap_or("org_id");
+    let (seeder, steps) = match outcome {
+        Outcome::Skipped(reason) => {
+            summary.skipped += 1;
+            findings.push(Finding::new(
+                Check::ProbeSkipped,
+                Severity::Info,
+                object,
+                format!("The isolation probe could not make a row here: {reason}."),
+                "Nothing to fix in the table; check its isolation with a test that creates real rows.",
+            ));
+            return;
+        }
+        Outcome::Probed {
+            seeder,
+            read,
+            update,
+            delete,
+            insert,
+        } => (
+            seeder,
+            [
+                (Check::ProbeCrossTenantRead, "read", read),
+                (Check::ProbeCrossTenantUpdate, "update", update),
+                (Check::ProbeCrossTenantDelete, "delete", delete),
+                (Check::ProbeCrossTenantInsert, "insert into", insert),
+            ],
+        ),
+    };
+    let seeded = match seeder {
+        Seeder::OrgA => "inserted as org A",
+        Seeder::Login => "inserted by the login (org A's own insert was refused)",
+    };
+    let mut leaked = false;
+    let mut inconclusive = Vec::new();
+    for (check, verb, step) in steps {
+        match step {
+            Step::Blocked => {}
+            Step::Leaked(rows) => {
+                leaked = true;
+                let what = if check == Check::ProbeCrossTenantInsert {
+                    format!("inserted a row carrying org A's {tenant}")
+                } else {
+                    format!("could {verb} org A's row ({rows} row(s) affected)")
+                };
+                findings.push(Finding::new(
+                    check,
+                    Severity::Critical,
+                    &object,
+                    format!(
+                        "Isolation probe: scoped as org B (role {role}, exactly as the guard scopes a request), the probe {what}; the row was {seeded}. Tenants are not isolated here. (Rolled back: nothing was kept.)"
+                    ),
+                    format!(
+                        "-- Every permissive policy for {role} must compare {tenant} with the scoped org:\n{}",
+                        isolation_policy_sql(table)
+                    ),
+                ));
+            }
+            Step::Inconclusive(reason) => inconclusive.push(format!("{verb}: {reason}")),
+        }
+    }
+    if leaked {
+        summary.failed += 1;
+    } else if inconclusive.is_empty() {
+        summary.passed += 1;
+    } else {
+        summary.skipped += 1;
+        findings.push(Finding::new(
+            Check::ProbeInconclusive,
+            Severity::Info,
+            object,
+            format!(
+                "Isolation probe: no leak seen, but some steps failed for reasons other than RLS and prove nothing ({}).",
+                inconclusive.join("; ")
+            ),
+            "Check these operations with a test that creates real rows.",
+        ));
+    }
+}
+
+/// Probes one table inside the caller's savepoint. Database errors that belong to the table
+/// (constraints, missing privileges) become outcomes; only connection-level failures are errors.
+async fn probe_table(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    role: &str,
+    table: &Table,
+) -> Result<Outcome, AuditError> {
+    let Some(tenant) = table.tenant_column.as_deref() else {
+        return Ok(Outcome::Skipped("no tenant column".to_owned()));
+    };
+    let Some(column) = table.column(tenant) else {
+        return Ok(Outcome::Skipped("no tenant column".to_owned()));
+    };
+    let (Some(org_a), Some(org_b)) = (tenant_value(column), tenant_value(column)) else {
+        return Ok(Outcome::Skipped(format!(
+            "tenant column type {} is not supported by the probe",
+            column.type_sql
+        )));
+    };
+    if let Some(reason) = unfillable(table, tenant) {
+        return Ok(Outcome::Skipped(reason));
+    }
+
+    // The orgs themselves, when the tenant column references a tenants table.
+    if let Some(fk) = table
+        .foreign_keys
+        .iter()
+        .find(|fk| fk.columns.len() == 1 && fk.columns[0] == tenant && fk.ref_columns.len() == 1)
+    {
+        let parent_key = &fk.ref_columns[0];
+        // The tenants table's other required columns, when it is among the audited tables.
+        let parent_table = catalog
+            .tables
+            .iter()
+            .find(|t| t.schema == fk.ref_schema && t.name == fk.ref_table);
+        let mut names = vec![sql::ident(parent_key)];
+        let mut extra = Vec::new();
+        if let Some(parent_table) = parent_table {
+            if let Some(reason) = unfillable(parent_table, parent_key) {
+                return Ok(Outcome::Skipped(format!(
+                    "the orgs cannot be created in {}.{}: {reason}",
+                    fk.ref_schema, fk.ref_table
+                )));
+            }
+            for required in required_columns(parent_table, parent_key) {
+                names.push(sql::ident(&required.name));
+                extra.push(required);
+            }
+        }
+        let row = |org: &str| {
+            let mut values = vec![cast(org, column)];
+            values.extend(
+                extra
+                    .iter()
+                    .map(|c| filler(c).unwrap_or_else(|| "DEFAULT".to_owned())),
+            );
+            format!("({})", values.join(", "))
+        };
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES {}, {}",
+            sql::qualified(&fk.ref_schema, &fk.ref_table),
+            names.join(", "),
+            row(&org_a),
+            row(&org_b)
+        );
+        if let Err(reason) = attempt(tx, &sql).await? {
+            return Ok(Outcome::Skipped(format!(
+                "could not create the two orgs in {}.{} ({reason})",
+                fk.ref_schema, fk.ref_table
+            )));
+        }
+    }
+
+    let a = Identity::synthetic(role, &org_a, tenant);
+    let b = Identity::synthetic(role, &org_b, tenant);
+    let insert_a = insert_sql(table, column, &org_a);
+
+    scope::scope(tx, &a).await.context("scoping as org A")?;
+    let seeder = match attempt(tx, &insert_a).await? {
+        Ok(_) => Seeder::OrgA,
+        Err(as_org) => {
+            scope::unscope(tx).await.context("returning to the login")?;
+            match attempt(tx, &insert_sql(table, column, &org_a)).await? {
+                Ok(_) => Seeder::Login,
+                Err(as_login) => {
+                    return Ok(Outcome::Skipped(format!(
+                        "inserting a row failed as org A ({as_org}) and as the login ({as_login})"
+                    )));
+                }
+            }
+        }
+    };
+
+    scope::scope(tx, &b).await.context("scoping as org B")?;
+    let target = format!(
+        "{} WHERE {} = {}",
+        table.sql_name(),
+        sql::ident(tenant),
+        cast(&org_a, column)
+    );
+    let read = step(tx, &format!("SELECT count(*) FROM {target}"), true).await?;
+    let update = step(
+        tx,
+        &format!(
+            "UPDATE {} SET {col} = {col} WHERE {col} = {}",
+            table.sql_name(),
+            cast(&org_a, column),
+            col = sql::ident(tenant)
+        ),
+        false,
+    )
+    .await?;
+    let delete = step(tx, &format!("DELETE FROM {target}"), false).await?;
+    let insert = step(tx, &insert_sql(table, column, &org_a), false).await?;
+    Ok(Outcome::Probed {
+        seeder,
+        read,
+        update,
+        delete,
+        insert,
+    })
+}
+
+/// Runs `sql` in a savepoint: `Ok(Ok(rows))` when it worked, `Ok(Err(reason))` when the
+/// database refused it (the savepoint is rolled back), `Err` when the connection failed.
+async fn attempt(tx: &Transaction<'_>, sql: &str) -> Result<Result<u64, String>, AuditError> {
+    tx.batch_execute("SAVEPOINT tenant_guard_probe_seed")
+        .await
+        .context("opening a probe savepoint")?;
+    match tx.execute(sql, &[]).await {
+        Ok(rows) => {
+            tx.batch_execute("RELEASE SAVEPOINT tenant_guard_probe_seed")
+                .await
+                .context("releasing a probe savepoint")?;
+            Ok(Ok(rows))
+        }
+        Err(error) => {
+            let Some(db) = error.as_db_error() else {
+                return Err(AuditError::query("running a probe statement", error));
+            };
+            let reason = format!("{}: {}", db.code().code(), db.message());
+            tx.batch_execute("ROLLBACK TO SAVEPOINT tenant_guard_probe_seed")
+                .await
+                .context("rolling back a probe savepoint")?;
+            Ok(Err(reason))
+        }
+    }
+}
+
+/// One cross-org step as org B, in a savepoint that is always rolled back (so a write that got
+/// through is undone and the next step still finds org A's row). `count` steps return a count
+/// to compare with 0; the others report rows affected.
+async fn step(tx: &Transaction<'_>, sql: &str, count: bool) -> Result<Step, AuditError> {
+    tx.batch_execute("SAVEPOINT tenant_guard_probe_step")
+        .await
+        .context("opening a probe step's savepoint")?;
+    let result = if count {
+        tx.query_one(sql, &[])
+            .await
+            .map(|row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    } else {
+        tx.execute(sql, &[]).await
+    };
+    let result = match result {
+        Err(error) if error.as_db_error().is_none() => {
+            return Err(AuditError::query("running a probe step", error));
+        }
+        other => other,
+    };
+    tx.batch_execute("ROLLBACK TO SAVEPOINT tenant_guard_probe_step")
+        .await
+        .context("rolling back a probe step's savepoint")?;
+    Ok(match result {
+        Ok(0) => Step::Blocked,
+        Ok(rows) => Step::Leaked(rows),
+        Err(error) => match error.as_db_error() {
+            Some(db) if db.code() == &SqlState::INSUFFICIENT_PRIVILEGE => Step::Blocked,
+            Some(db) => Step::Inconclusive(format!("{}: {}", db.code().code(), db.message())),
+            None => Step::Inconclusive(error.to_string()),
+        },
+    })
+}
+
+/// A fresh tenant id of the column's type, as text; `None` for unsupported types.
+fn tenant_value(column: &Column) -> Option<String> {
+    let random = uuid::Uuid::new_v4();
+    match (column.type_name.as_str(), column.category) {
+        ("uuid", _) => Some(random.to_string()),
+        (_, 'S') => Some(format!("tenant-guard-probe-{random}")),
+        ("int2", _) => Some(format!("-{}", 1 + random.as_u128() % 30_000)),
+        ("int4", _) => Some(format!("-{}", 1 + random.as_u128() % 2_000_000_000)),
+        ("int8" | "numeric", _) => Some(format!("-{}", 1 + random.as_u128() % 9_000_000_000_000)),
+        _ => None,
+    }
+}
+
+fn cast(value: &str, column: &Column) -> String {
+    format!("CAST({} AS {})", sql::literal(value), column.type_sql)
+}
+
+/// Columns the insert must fill: NOT NULL, no default, not identity or generated.
+fn required_columns<'a>(table: &'a Table, tenant: &str) -> impl Iterator<Item = &'a Column> {
+    table.columns.iter().filter(move |c| {
+        c.name != tenant && c.not_null && !c.has_default && !c.identity_or_generated
+    })
+}
+
+/// Why the probe cannot make up a row for `table`, if it cannot.
+fn unfillable(table: &Table, tenant: &str) -> Option<String> {
+    for column in required_columns(table, tenant) {
+        if table
+            .foreign_keys
+            .iter()
+            .any(|fk| fk.columns.contains(&column.name))
+        {
+            return Some(format!(
+                "required column {} references another table",
+                column.name
+            ));
+        }
+        if filler(column).is_none() {
+            return Some(format!(
+                "required column {} has type {}, which the probe cannot fill",
+                column.name, column.type_sql
+            ));
+        }
+    }
+    None
+}
+
+/// A made-up value for a required column (fresh where uniqueness may matter).
+fn filler(column: &Column) -> Option<String> {
+    let random = uuid::Uuid::new_v4();
+    let text = match (column.type_name.as_str(), column.type_kind, column.category) {
+        (_, 'e', _) => {
+            return Some(format!(
+                "(SELECT e.enumlabel::text FROM pg_catalog.pg_enum e WHERE e.enumtypid = {} \
+                 ORDER BY e.enumsortorder LIMIT 1)::{}",
+                column.type_oid, column.type_sql
+            ));
+        }
+        ("uuid", _, _) => random.to_string(),
+        ("json" | "jsonb", _, _) => "{}".to_owned(),
+        ("bytea", _, _) => String::new(),
+        (_, _, 'S') => format!("tenant-guard-probe-{}", &random.simple().to_string()[..12]),
+        (_, _, 'N') => format!("{}", 1 + random.as_u128() % 30_000),
+        (_, _, 'B') => "false".to_owned(),
+        (_, _, 'D') => "now".to_owned(),
+        (_, _, 'T') => "1 day".to_owned(),
+        (_, _, 'A') => "{}".to_owned(),
+        (_, _, 'I') => "127.0.0.1".to_owned(),
+        _ => return None,
+    };
+    Some(format!(
+        "CAST({} AS {})",
+        sql::literal(&text),
+        column.type_sql
+    ))
+}
+
+fn insert_sql(table: &Table, tenant: &Column, org: &str) -> String {
+    let mut names = vec![sql::ident(&tenant.name)];
+    let mut values = vec![cast(org, tenant)];
+    for column in required_columns(table, &tenant.name) {
+        names.push(sql::ident(&column.name));
+        values.push(filler(column).unwrap_or_else(|| "DEFAULT".to_owned()));
+    }
+    format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        table.sql_name(),
+        names.join(", "),
+        values.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, type_name: &str, category: char) -> Column {
+        Column {
+            num: 1,
+            name: name.to_owned(),
+            not_null: true,
+            has_default: false,
+            identity_or_generated: false,
+            type_sql: type_name.to_owned(),
+            category,
+            type_kind: 'b',
+            type_oid: 0,
+            type_name: type_name.to_owned(),
+        }
+    }
+
+    #[test]
+    fn tenant_values_are_fresh_and_typed() {
+        let uuid_col = column("org_id", "uuid", 'U');
+        let a = tenant_value(&uuid_col).unwrap();
+        let b = tenant_value(&uuid_col).unwrap();
+        assert_ne!(a, b);
+        assert!(uuid::Uuid::parse_str(&a).is_ok());
+        let int_col = column("org_id", "int4", 'N');
+        assert!(tenant_value(&int_col).unwrap().parse::<i32>().unwrap() < 0);
+        assert!(tenant_value(&column("org_id", "point", 'G')).is_none());
+        assert_eq!(
+            cast("x'y", &column("org_id", "text", 'S')),
+            "CAST('x''y' AS text)"
+        );
+    }
+
+    #[test]
+    fn fillers_cover_common_types() {
+        for (name, category) in [
+            ("text", 'S'),
+            ("int4", 'N'),
+            ("bool", 'B'),
+            ("timestamptz", 'D'),
+            ("jsonb", 'U'),
+            ("uuid", 'U'),
+        ] {
+            assert!(filler(&column("c", name, category)).is_some(), "{name}");
+        }
+        assert!(filler(&column("c", "point", 'G')).is_none());
+    }
+}
