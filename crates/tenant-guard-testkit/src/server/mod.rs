@@ -56,6 +56,13 @@ pub const DATABASE_URL_ENV: &str = "TENANT_GUARD_TEST_DATABASE_URL";
 /// The server is stopped and its directory deleted when the value is dropped, and also when the
 /// process ends without dropping it (a `static`, a crash, `SIGKILL`): a small watchdog process
 /// waits for that and cleans up.
+///
+/// `trust` authentication means any local user can log in to the server while it runs: fine on a
+/// test machine, not on a shared host holding anything sensitive.
+///
+/// One server is started per test *process*: `cargo test` runs each test binary once, so that is
+/// about a second per binary; a runner that starts a process per test (`cargo nextest`) pays it
+/// per test.
 pub struct TestPostgres {
     // Field order matters: databases' administration handle first, the server process last.
     cluster: Arc<Cluster>,
