@@ -38,6 +38,46 @@ pub(crate) fn mentions_column(expr: &str, column: &str) -> bool {
     })
 }
 
+/// Whether `expr` can depend on who is asking: it calls an auth helper, `current_setting`, reads
+/// `current_user`/`session_user`, or calls any schema-qualified (non-catalog) function, which
+/// may read the session. `org_id IS NOT NULL` cannot: it is the same for every org.
+pub(crate) fn reads_session(expr: &str) -> bool {
+    let lower = expr.to_ascii_lowercase();
+    if [
+        "current_setting(",
+        "current_user",
+        "session_user",
+        "current_role",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+    {
+        return true;
+    }
+    // `schema.function(`: an identifier, a dot, an identifier, then a parenthesis.
+    let bytes = lower.as_bytes();
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'"';
+    let mut i = 0;
+    while let Some(offset) = lower[i..].find('(') {
+        let open = i + offset;
+        let mut j = open;
+        while j > 0 && is_ident(bytes[j - 1]) {
+            j -= 1;
+        }
+        if j < open && j > 0 && bytes[j - 1] == b'.' {
+            let mut k = j - 1;
+            while k > 0 && is_ident(bytes[k - 1]) {
+                k -= 1;
+            }
+            if k < j - 1 && !lower[k..j - 1].eq("pg_catalog") {
+                return true;
+            }
+        }
+        i = open + 1;
+    }
+    false
+}
+
 /// The auth calls in `expr` that are evaluated per row, i.e. not directly wrapped as
 /// `(SELECT auth.uid())`. Splinter's `auth_rls_initplan`, extended to `current_setting`.
 pub(crate) fn per_row_auth_calls(expr: &str) -> Vec<&'static str> {
@@ -395,6 +435,21 @@ mod tests {
         assert!(mentions_column("(\"OrgId\" = 1)", "OrgId"));
         assert!(!mentions_column("(orgid = 1)", "OrgId"));
         assert!(!mentions_column("('it''s org_id' = x)", "org_id"));
+    }
+
+    #[test]
+    fn session_dependence() {
+        assert!(reads_session("(org_id = ( SELECT auth.uid() AS uid))"));
+        assert!(reads_session(
+            "(org_id = (current_setting('tenant_guard.org_id'::text, true))::uuid)"
+        ));
+        assert!(reads_session(
+            "(org_id IN ( SELECT public.my_orgs() AS my_orgs))"
+        ));
+        assert!(reads_session("(owner = CURRENT_USER)"));
+        assert!(!reads_session("(org_id IS NOT NULL)"));
+        assert!(!reads_session("(pg_catalog.length(name) > 0)"));
+        assert!(!reads_session("((m.org_id = t.org_id))"));
     }
 
     #[test]

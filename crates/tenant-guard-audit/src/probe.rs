@@ -14,7 +14,8 @@ use tokio_postgres::{Client, Transaction};
 use crate::Progress;
 use crate::catalog::{Catalog, Column, Table};
 use crate::check::Check;
-use crate::checks::isolation_policy_sql;
+use crate::checks::isolation_policy_on;
+use crate::checks::tenant::inferred_parent;
 use crate::config::AuditConfig;
 use crate::error::{AuditError, QueryContext};
 use crate::finding::Finding;
@@ -32,6 +33,8 @@ enum Step {
     Leaked(u64),
     /// It failed for another reason, so it proves nothing.
     Inconclusive(String),
+    /// Not tried (inserting "into org A" of the tenants table itself means nothing).
+    NotApplicable,
 }
 
 /// Who wrote org A's row.
@@ -94,15 +97,33 @@ pub(crate) async fn run(
         return Ok(summary);
     }
 
-    let tables: Vec<&Table> = catalog
+    // Tenant tables by their tenant column, and the tenants table itself by its key (a policy
+    // like seed 002's `organizations_all_access` shows every org to every org).
+    let mut targets: Vec<(&Table, String)> = catalog
         .tables
         .iter()
-        .filter(|t| t.rls && !t.is_partition && t.tenant_column.is_some())
-        .filter(|t| !config.is_allowed(&t.schema, &t.name))
+        .filter(|t| t.rls && !t.is_partition && !config.is_allowed(&t.schema, &t.name))
+        .filter_map(|t| t.tenant_column.clone().map(|c| (t, c)))
         .collect();
-    if tables.is_empty() {
+    if let Some((schema, name, key)) = inferred_parent(catalog)
+        && let Some(parent) = catalog.tables.iter().find(|t| {
+            t.schema == schema
+                && t.name == name
+                && t.rls
+                && t.tenant_column.is_none()
+                && !config.is_allowed(&t.schema, &t.name)
+        })
+    {
+        targets.push((parent, key));
+    }
+    targets.sort_by_key(|(t, _)| t.object());
+    if targets.is_empty() {
         return Ok(summary);
     }
+    let claim_key = config
+        .tenant_columns
+        .first()
+        .map_or("org_id", String::as_str);
 
     // The one transaction. It is never committed: `rollback` below, or the server's abort when
     // the connection drops (the `?` paths drop `tx`, which also queues a ROLLBACK).
@@ -118,8 +139,8 @@ pub(crate) async fn run(
         .await
         .context("setting the probe's statement timeout")?;
     }
-    let total = tables.len();
-    for (index, table) in tables.into_iter().enumerate() {
+    let total = targets.len();
+    for (index, (table, column)) in targets.into_iter().enumerate() {
         let object = table.object();
         progress(Progress::Probe {
             table: &object,
@@ -129,13 +150,15 @@ pub(crate) async fn run(
         tx.batch_execute("SAVEPOINT tenant_guard_probe_table")
             .await
             .context("opening the probe's savepoint")?;
-        let outcome = probe_table(&tx, catalog, role, table).await;
+        let tenants_table = table.tenant_column.is_none();
+        let outcome =
+            probe_table(&tx, catalog, role, table, &column, claim_key, tenants_table).await;
         // Back to the login and to the state before this table, whatever happened.
         tx.batch_execute("ROLLBACK TO SAVEPOINT tenant_guard_probe_table")
             .await
             .context("rolling back the probe's savepoint")?;
         summary.tables += 1;
-        report(table, role, outcome?, &mut summary, findings);
+        report(table, &column, role, outcome?, &mut summary, findings);
     }
     tx.rollback()
         .await
@@ -145,13 +168,13 @@ pub(crate) async fn run(
 
 fn report(
     table: &Table,
+    tenant: &str,
     role: &str,
     outcome: Outcome,
     summary: &mut ProbeSummary,
     findings: &mut Vec<Finding>,
 ) {
     let object = table.object();
-    let tenant = table.tenant_column.as_deref().unwrap_or("org_id");
     let (seeder, steps) = match outcome {
         Outcome::Skipped(reason) => {
             summary.skipped += 1;
@@ -188,13 +211,15 @@ fn report(
     let mut inconclusive = Vec::new();
     for (check, verb, step) in steps {
         match step {
-            Step::Blocked => {}
+            Step::Blocked | Step::NotApplicable => {}
             Step::Leaked(rows) => {
                 leaked = true;
-                let what = if check == Check::ProbeCrossTenantInsert {
-                    format!("inserted a row carrying org A's {tenant}")
-                } else {
-                    format!("could {verb} org A's row ({rows} row(s) affected)")
+                let what = match check {
+                    Check::ProbeCrossTenantInsert => {
+                        format!("inserted a row carrying org A's {tenant}")
+                    }
+                    Check::ProbeCrossTenantRead => format!("saw {rows} row(s) of org A"),
+                    _ => format!("could {verb} org A's row ({rows} row(s) affected)"),
                 };
                 findings.push(Finding::new(
                     check,
@@ -205,7 +230,7 @@ fn report(
                     ),
                     format!(
                         "-- Every permissive policy for {role} must compare {tenant} with the scoped org:\n{}",
-                        isolation_policy_sql(table)
+                        isolation_policy_on(table, tenant)
                     ),
                 ));
             }
@@ -233,17 +258,18 @@ fn report(
 
 /// Probes one table inside the caller's savepoint. Database errors that belong to the table
 /// (constraints, missing privileges) become outcomes; only connection-level failures are errors.
+#[allow(clippy::too_many_arguments)]
 async fn probe_table(
     tx: &Transaction<'_>,
     catalog: &Catalog,
     role: &str,
     table: &Table,
+    tenant: &str,
+    claim_key: &str,
+    tenants_table: bool,
 ) -> Result<Outcome, AuditError> {
-    let Some(tenant) = table.tenant_column.as_deref() else {
-        return Ok(Outcome::Skipped("no tenant column".to_owned()));
-    };
     let Some(column) = table.column(tenant) else {
-        return Ok(Outcome::Skipped("no tenant column".to_owned()));
+        return Ok(Outcome::Skipped(format!("no column {tenant}")));
     };
     let (Some(org_a), Some(org_b)) = (tenant_value(column), tenant_value(column)) else {
         return Ok(Outcome::Skipped(format!(
@@ -305,8 +331,8 @@ async fn probe_table(
         }
     }
 
-    let a = Identity::synthetic(role, &org_a, tenant);
-    let b = Identity::synthetic(role, &org_b, tenant);
+    let a = Identity::synthetic(role, &org_a, claim_key);
+    let b = Identity::synthetic(role, &org_b, claim_key);
     let insert_a = insert_sql(table, column, &org_a);
 
     scope::scope(tx, &a).await.context("scoping as org A")?;
@@ -345,7 +371,11 @@ async fn probe_table(
     )
     .await?;
     let delete = step(tx, &format!("DELETE FROM {target}"), false).await?;
-    let insert = step(tx, &insert_sql(table, column, &org_a), false).await?;
+    let insert = if tenants_table {
+        Step::NotApplicable
+    } else {
+        step(tx, &insert_sql(table, column, &org_a), false).await?
+    };
     Ok(Outcome::Probed {
         seeder,
         read,

@@ -45,22 +45,37 @@ pub(crate) fn scope_expr(column: &Column) -> String {
 
 /// `org_id = (SELECT current_setting(…)::uuid)` for `table`'s tenant column.
 pub(crate) fn tenant_predicate(table: &Table) -> Option<String> {
-    let name = table.tenant_column.as_deref()?;
+    column_predicate(table, table.tenant_column.as_deref()?)
+}
+
+fn column_predicate(table: &Table, name: &str) -> Option<String> {
     let column = table.column(name)?;
     Some(format!("{} = {}", sql::ident(name), scope_expr(column)))
 }
 
 /// The policy every tenant table should have (used in fixes).
 pub(crate) fn isolation_policy_sql(table: &Table) -> String {
-    match tenant_predicate(table) {
+    match table.tenant_column.as_deref() {
+        Some(column) => isolation_policy_on(table, column),
+        None => format!(
+            "CREATE POLICY {} ON {} FOR SELECT TO authenticated USING (…);  -- who may see which rows",
+            sql::ident(&format!("{}_read", table.name)),
+            table.sql_name(),
+        ),
+    }
+}
+
+/// The isolation policy keyed on `column` (the tenant column, or the tenants table's key).
+pub(crate) fn isolation_policy_on(table: &Table, column: &str) -> String {
+    match column_predicate(table, column) {
         Some(predicate) => format!(
             "CREATE POLICY {} ON {} FOR ALL TO authenticated\n  USING ({predicate})\n  WITH CHECK ({predicate});",
             sql::ident(&format!("{}_tenant_isolation", table.name)),
             table.sql_name(),
         ),
         None => format!(
-            "CREATE POLICY {} ON {} FOR SELECT TO authenticated USING (…);  -- who may see which rows",
-            sql::ident(&format!("{}_read", table.name)),
+            "CREATE POLICY {} ON {} FOR ALL TO authenticated USING (…);",
+            sql::ident(&format!("{}_tenant_isolation", table.name)),
             table.sql_name(),
         ),
     }

@@ -196,15 +196,22 @@ fn check_policy(catalog: &Catalog, table: &Table, policy: &Policy, findings: &mu
     if policy.command != Command::Insert
         && let Some(using) = using
         && !expr::is_constant_true(using)
-        && !expr::mentions_column(using, tenant)
+        && (!expr::mentions_column(using, tenant) || !expr::reads_session(using))
     {
+        let what = if expr::mentions_column(using, tenant) {
+            format!(
+                "compares {tenant} with nothing that depends on who is asking (it is the same for every org)"
+            )
+        } else {
+            format!("never mentions {tenant}")
+        };
         findings.push(
             Finding::new(
                 Check::PolicyIgnoresTenantColumn,
                 Severity::Medium,
                 &object,
                 format!(
-                    "Policy \"{}\" ({} for {roles}) never mentions {tenant}: whatever it checks, it does not keep orgs apart (a user in two orgs, or any session passing its test, sees rows of every org).",
+                    "Policy \"{}\" ({} for {roles}) {what}: whatever it checks, it does not keep orgs apart (a user in two orgs, or any session passing its test, sees rows of every org).",
                     policy.name,
                     policy.command.as_str()
                 ),
@@ -224,7 +231,7 @@ fn check_policy(catalog: &Catalog, table: &Table, policy: &Policy, findings: &mu
         Command::Insert | Command::Update | Command::All
     ) && let Some(check) = with_check
         && !expr::is_constant_true(check)
-        && !expr::mentions_column(check, tenant)
+        && (!expr::mentions_column(check, tenant) || !expr::reads_session(check))
     {
         findings.push(
             Finding::new(
@@ -232,7 +239,7 @@ fn check_policy(catalog: &Catalog, table: &Table, policy: &Policy, findings: &mu
                 Severity::High,
                 &object,
                 format!(
-                    "Policy \"{}\" ({}) has a WITH CHECK that never mentions {tenant}: a user can write rows into another org, or move rows there.",
+                    "Policy \"{}\" ({}) has a WITH CHECK that does not tie {tenant} to the caller's org: a user can write rows into another org, or move rows there.",
                     policy.name,
                     policy.command.as_str()
                 ),
