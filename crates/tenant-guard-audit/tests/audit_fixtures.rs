@@ -274,6 +274,7 @@ async fn a_missing_schema_or_login_is_an_error() {
     );
 }
 
+#[allow(clippy::unwrap_used)]
 async fn superuser(client: &tokio_postgres::Client) -> String {
     client
         .query_one("SELECT session_user::text", &[])

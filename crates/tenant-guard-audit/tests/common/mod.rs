@@ -1,5 +1,5 @@
 //! Shared helpers for the audit's integration tests: fixture databases on the testkit server.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 
