@@ -103,14 +103,13 @@ impl LocalServer {
         let started = Instant::now();
         let binaries = Binaries::find()?;
         let user = ServerUser::for_current_process()?;
-        let scratch = Scratch::create(user.as_ref())?;
+        let mut scratch = Scratch::create(user.as_ref())?;
         let data_dir = scratch.dir.join("data");
         let log_file = scratch.dir.join("server.log");
 
         initdb(&binaries, user.as_ref(), &scratch.dir, &data_dir)?;
         let initialised = started.elapsed();
 
-        let mut scratch = scratch;
         for attempt in 1..=PORT_ATTEMPTS {
             let port = free_port()?;
             let admin = Admin::start(superuser_config(port))?;
