@@ -1,0 +1,390 @@
+//! [`TenantGuard`]: the middleware service built by [`TenantGuardLayer`].
+
+use std::task::{Context, Poll};
+
+use axum_core::response::Response;
+use http::Request;
+use tenant_guard_core::{AuthError, Principal, RequestId};
+use tower_service::Service;
+use tracing::field::Empty;
+
+use crate::future::ResponseFuture;
+use crate::layer::TenantGuardLayer;
+
+/// The per-request state the extractors find in the request extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct GuardContext {
+    pub(crate) principal: Principal,
+    pub(crate) request_id: RequestId,
+}
+
+/// Authenticates requests before passing them to `S`; see [`TenantGuardLayer`].
+#[derive(Debug, Clone)]
+pub struct TenantGuard<S> {
+    inner: S,
+    config: TenantGuardLayer,
+}
+
+impl<S> TenantGuard<S> {
+    /// Wraps `inner` with the configuration of `layer`.
+    pub fn new(inner: S, layer: TenantGuardLayer) -> Self {
+        Self {
+            inner,
+            config: layer,
+        }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Verifies the token, then checks the route's role restriction.
+    fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+        let principal = self.config.verifier.authenticate(headers)?;
+        if let Some(allowed) = &self.config.allowed_roles {
+            let role = principal.role().as_str();
+            if !allowed.iter().any(|r| &**r == role) {
+                return Err(AuthError::RoleNotAllowed);
+            }
+        }
+        Ok(principal)
+    }
+}
+
+impl<S, ReqBody> Service<Request<ReqBody>> for TenantGuard<S>
+where
+    S: Service<Request<ReqBody>, Response = Response> + Clone,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let request_id = RequestId::from_headers(request.headers());
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %request.method(),
+            path = request.uri().path(),
+            org_id = Empty,
+            user_id = Empty,
+            role = Empty,
+        );
+        let entered = span.enter();
+        // Authentication comes first: a request without a valid token never touches the pool.
+        let principal = match self.authenticate(request.headers()) {
+            Ok(principal) => principal,
+            Err(error) => {
+                tracing::info!(
+                    status = error.status().as_u16(),
+                    code = error.code(),
+                    "request rejected"
+                );
+                drop(entered);
+                return ResponseFuture::rejected(&error, span, request_id);
+            }
+        };
+        span.record("org_id", tracing::field::display(principal.org_id()));
+        span.record("user_id", principal.user_id());
+        span.record("role", principal.role().as_str());
+
+        let extensions = request.extensions_mut();
+        extensions.insert(principal.clone());
+        extensions.insert(request_id.clone());
+        extensions.insert(GuardContext {
+            principal,
+            request_id: request_id.clone(),
+        });
+
+        // tower's readiness contract: call the instance that was polled ready, keep a fresh clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let future = inner.call(request);
+        drop(entered);
+        ResponseFuture::called(future, span, request_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use http::{HeaderValue, StatusCode, header};
+    use tenant_guard_core::{Environment, Verifier};
+    use tower::ServiceExt;
+
+    use crate::{Authenticated, CurrentRequestId, TenantGuardLayer};
+
+    const SECRET: &str = "unit-test-secret-unit-test-secret";
+    const ORG: &str = "3f2b8c1e-9d4a-4e6b-8f7c-1a2b3c4d5e6f";
+
+    fn verifier() -> Verifier {
+        Verifier::builder(Environment::Test)
+            .hmac_secret(SECRET)
+            .allowed_roles(["authenticated", "org_admin"])
+            .build()
+            .unwrap()
+    }
+
+    fn token_with(claims: serde_json::Value, secret: &str) -> String {
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+
+    fn token(role: &str) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        token_with(
+            serde_json::json!({
+                "sub": "user-1", "role": role, "aud": "authenticated", "org_id": ORG,
+                "iat": now, "exp": now + 600,
+            }),
+            SECRET,
+        )
+    }
+
+    async fn me(Authenticated(p): Authenticated, CurrentRequestId(id): CurrentRequestId) -> String {
+        format!("{} {} {} {}", p.user_id(), p.org_id(), p.role(), id)
+    }
+
+    fn app(layer: TenantGuardLayer) -> Router {
+        Router::new()
+            .route("/me", get(me))
+            .layer(layer)
+            .route("/healthz", get(|| async { "ok" }))
+    }
+
+    async fn send(app: Router, headers: &[(&str, &str)]) -> (StatusCode, http::HeaderMap, String) {
+        send_to(app, "/me", headers).await
+    }
+
+    async fn send_to(
+        app: Router,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, http::HeaderMap, String) {
+        let mut request = http::Request::builder().uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, HeaderValue::from_bytes(value.as_bytes()).unwrap());
+        }
+        let response = app
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, headers, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn error_code(body: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(body).expect("JSON error body");
+        assert!(v["message"].is_string(), "{body}");
+        v["error"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn missing_token_is_401_with_a_bare_challenge() {
+        let (status, headers, body) = send(app(TenantGuardLayer::new(verifier())), &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(error_code(&body), "missing_token");
+        assert!(headers.contains_key("x-request-id"));
+    }
+
+    #[tokio::test]
+    async fn malformed_headers_are_401_invalid_request() {
+        let good = token("authenticated");
+        for value in [
+            "Basic dXNlcjpwYXNz".to_owned(),
+            "Bearer".to_owned(),
+            format!("Token {good}"),
+        ] {
+            let (status, headers, body) = send(
+                app(TenantGuardLayer::new(verifier())),
+                &[("authorization", &value)],
+            )
+            .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{value}");
+            let www = headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+            assert!(www.starts_with("Bearer"), "{www}");
+            assert_eq!(error_code(&body), "malformed_authorization_header");
+            assert!(!body.contains(&good));
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_tokens_are_401_invalid_token_and_never_echoed() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = serde_json::json!({
+            "sub": "user-1", "role": "authenticated", "aud": "authenticated", "org_id": ORG,
+            "iat": now, "exp": now + 600,
+        });
+        let mut expired = claims.clone();
+        expired["exp"] = (now - 3600).into();
+        let mut wrong_aud = claims.clone();
+        wrong_aud["aud"] = "someone-else".into();
+        let cases = [
+            (
+                token_with(claims.clone(), "another-secret-another-secret"),
+                "invalid_signature",
+            ),
+            (token_with(expired, SECRET), "token_expired"),
+            (token_with(wrong_aud, SECRET), "invalid_audience"),
+            ("not.a.jwt".to_owned(), "malformed_token"),
+        ];
+        for (bad, code) in cases {
+            let (status, headers, body) = send(
+                app(TenantGuardLayer::new(verifier())),
+                &[("authorization", &format!("Bearer {bad}"))],
+            )
+            .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{code}");
+            assert!(
+                headers[header::WWW_AUTHENTICATE]
+                    .to_str()
+                    .unwrap()
+                    .contains("error=\"invalid_token\""),
+                "{code}"
+            );
+            assert_eq!(error_code(&body), code);
+            assert!(!body.contains(&bad), "the token must never be echoed");
+            for value in headers.values() {
+                assert!(
+                    !value
+                        .as_bytes()
+                        .windows(bad.len())
+                        .any(|w| w == bad.as_bytes())
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_valid_token_reaches_the_handler_with_its_principal() {
+        let bearer = format!("Bearer {}", token("authenticated"));
+        let (status, headers, body) = send(
+            app(TenantGuardLayer::new(verifier())),
+            &[("authorization", &bearer), ("x-request-id", "req-42")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body, format!("user-1 {ORG} authenticated req-42"));
+        assert_eq!(headers["x-request-id"], "req-42");
+    }
+
+    #[tokio::test]
+    async fn a_role_outside_the_route_allowlist_is_403() {
+        let layer = TenantGuardLayer::new(verifier()).allow_roles(["org_admin"]);
+        let bearer = format!("Bearer {}", token("authenticated"));
+        let (status, headers, body) = send(app(layer.clone()), &[("authorization", &bearer)]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(error_code(&body), "role_not_allowed");
+        assert!(
+            headers[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains("insufficient_scope")
+        );
+
+        let admin = format!("Bearer {}", token("org_admin"));
+        let (status, _, body) = send(app(layer), &[("authorization", &admin)]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            body.starts_with(&format!("user-1 {ORG} org_admin ")),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_role_name_in_the_allowlist_locks_the_route() {
+        let layer = TenantGuardLayer::new(verifier()).allow_roles(["Not A Role", ""]);
+        let bearer = format!("Bearer {}", token("authenticated"));
+        let (status, _, _) = send(app(layer), &[("authorization", &bearer)]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn a_role_the_verifier_refuses_is_403() {
+        let bearer = format!("Bearer {}", token("service_role"));
+        let (status, _, body) = send(
+            app(TenantGuardLayer::new(verifier())),
+            &[("authorization", &bearer)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(error_code(&body), "role_not_allowed");
+    }
+
+    #[tokio::test]
+    async fn request_ids_are_echoed_when_sane_and_generated_otherwise() {
+        // Echoed on rejections too.
+        let (_, headers, _) = send(
+            app(TenantGuardLayer::new(verifier())),
+            &[("x-request-id", "abc-123")],
+        )
+        .await;
+        assert_eq!(headers["x-request-id"], "abc-123");
+
+        let long = "a".repeat(129);
+        for insane in ["has space", long.as_str(), ""] {
+            let (_, headers, _) = send(
+                app(TenantGuardLayer::new(verifier())),
+                &[("x-request-id", insane)],
+            )
+            .await;
+            let got = headers["x-request-id"].to_str().unwrap();
+            assert_ne!(got, insane);
+            assert_eq!(got.len(), 36, "a generated UUID");
+        }
+        let (_, first, _) = send(app(TenantGuardLayer::new(verifier())), &[]).await;
+        let (_, second, _) = send(app(TenantGuardLayer::new(verifier())), &[]).await;
+        assert_ne!(first["x-request-id"], second["x-request-id"]);
+    }
+
+    #[tokio::test]
+    async fn routes_outside_the_layer_need_no_token() {
+        let (status, _, body) =
+            send_to(app(TenantGuardLayer::new(verifier())), "/healthz", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "ok");
+    }
+
+    #[tokio::test]
+    async fn an_extractor_without_the_layer_is_a_500_not_a_panic() {
+        let app = Router::new().route("/me", get(me));
+        let (status, _, body) = send(app, &[]).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error_code(&body), "internal_error");
+    }
+
+    #[tokio::test]
+    async fn tokens_in_query_strings_or_other_headers_are_ignored() {
+        let t = token("authenticated");
+        let (status, _, body) = send_to(
+            app(TenantGuardLayer::new(verifier())),
+            &format!("/me?access_token={t}"),
+            &[("x-user-id", "user-1"), ("cookie", &format!("token={t}"))],
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(error_code(&body), "missing_token");
+    }
+}
