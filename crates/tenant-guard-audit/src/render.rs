@@ -33,7 +33,10 @@ impl Report {
             s.schemas.join(", "),
             s.tenant_columns.join(", ")
         );
-        if !self.findings.is_empty() {
+        if self.findings.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(out, "No findings.");
+        } else {
             let check_width = self
                 .findings
                 .iter()
