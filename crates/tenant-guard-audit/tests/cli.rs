@@ -1,4 +1,5 @@
 //! The `tenant-guard audit` command: exit codes, the JSON interface, the text table, errors.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
 
