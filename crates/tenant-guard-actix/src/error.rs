@@ -3,50 +3,80 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use tenant_guard_core::{AuthError, ErrorResponse, ToErrorResponse};
+use tenant_guard_core::{ErrorResponse, ToErrorResponse};
 
-/// Why an extractor of this crate (or the middleware, after the handler) refused a request.
+/// Why an extractor of this crate could not produce its value.
 ///
-/// Authentication failures carry the core's [`AuthError`] (401/403). Everything else is a server
-/// bug or a database problem, answered with a generic body; the details go to the log only.
+/// Every variant is a server bug (the middleware is missing or misconfigured): it answers 500 with
+/// a generic JSON body and logs the cause at `error` level.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
-    /// Authentication or authorisation failed; rendered as the core describes it.
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    /// An extractor ran on a route that the [`crate::TenantGuard`] middleware does not wrap.
-    /// A wiring bug in the application: 500.
-    #[error("the TenantGuard middleware is not installed on this route")]
+pub enum TenantGuardError {
+    /// The request did not pass through a [`TenantGuard`](crate::TenantGuard) middleware: the
+    /// route (or its scope or app) is not wrapped by it.
+    #[error("no TenantGuard middleware in front of this route: add `.wrap(TenantGuard::new(..))`")]
     MissingMiddleware,
+    /// A transaction extractor was used behind a middleware that has no pool.
+    #[error("the TenantGuard in front of this route has no pool: call `.pool(pool)` on it")]
+    MissingPool,
+    /// Two transaction extractors in one handler: each request gets one transaction.
+    #[error("a transaction was already extracted for this request: take the extractor only once")]
+    AlreadyExtracted,
 }
 
-impl Error {
-    fn internal() -> ErrorResponse {
-        ErrorResponse::new(
-            http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal server error",
-        )
+/// The generic answer to a server bug: 500 with a body that says nothing about the cause.
+pub(crate) fn internal_error() -> ErrorResponse {
+    ErrorResponse::new(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "the server encountered an internal error",
+    )
+}
+
+impl TenantGuardError {
+    /// Logs the cause: a warning for the guard's errors, an error for server bugs.
+    fn log(&self) {
+        tracing::error!(error = %self, "tenant-guard misconfiguration (server bug)");
     }
 }
 
-impl ToErrorResponse for Error {
+impl ToErrorResponse for TenantGuardError {
     fn to_error_response(&self) -> ErrorResponse {
-        match self {
-            Self::Auth(e) => e.to_error_response(),
-            Self::MissingMiddleware => Self::internal(),
-        }
+        internal_error()
     }
 }
 
-impl ResponseError for Error {
+impl ResponseError for TenantGuardError {
     fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.to_error_response().status().as_u16())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
+    /// Logs the cause (once per response) and renders the description.
     fn error_response(&self) -> HttpResponse {
+        self.log();
         crate::response::render(&self.to_error_response())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_bugs_are_a_generic_500() {
+        for error in [
+            TenantGuardError::MissingMiddleware,
+            TenantGuardError::MissingPool,
+            TenantGuardError::AlreadyExtracted,
+        ] {
+            assert_eq!(error.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+            let r = error.to_error_response();
+            assert_eq!(r.code(), "internal_error");
+            assert!(
+                !r.body().contains("TenantGuard"),
+                "no internals in the body"
+            );
+        }
     }
 }

@@ -1,22 +1,30 @@
-//! Extractors: the verified principal.
+//! Extractors: the verified principal, the request id and the scoped transaction.
 
 use std::future::{Ready, ready};
 use std::ops::Deref;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
-use tenant_guard_core::Principal;
+use tenant_guard_core::{Principal, RequestId};
 
-use crate::error::Error;
+use crate::error::TenantGuardError;
+use crate::guard::GuardContext;
 
-/// The verified [`Principal`] of the request, put there by [`crate::TenantGuard`].
+/// The middleware's context of `req`, or the wiring error.
+fn context(req: &HttpRequest) -> Result<GuardContext, TenantGuardError> {
+    req.extensions()
+        .get::<GuardContext>()
+        .cloned()
+        .ok_or(TenantGuardError::MissingMiddleware)
+}
+
+/// The verified [`Principal`] of the request, put there by [`TenantGuard`](crate::TenantGuard).
 ///
-/// On a route the middleware does not wrap, extraction fails with
-/// [`Error::MissingMiddleware`]: a 500 and an error log line naming the fix, never a panic and
-/// never an unauthenticated handler.
+/// Rejects with a 500 (and an `error` log line) when the route is not wrapped by the middleware:
+/// that is a server bug, not the caller's fault — never a panic, never an unauthenticated handler.
 ///
 /// ```
-/// use actix_web::{HttpResponse, web::Json};
+/// use actix_web::HttpResponse;
 /// use tenant_guard_actix::Authenticated;
 ///
 /// async fn me(Authenticated(principal): Authenticated) -> HttpResponse {
@@ -30,28 +38,6 @@ use crate::error::Error;
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Principal);
 
-impl Authenticated {
-    /// The principal of `req`, as the extractor finds it.
-    pub fn from_http_request(req: &HttpRequest) -> Result<Self, Error> {
-        match req.extensions().get::<Principal>() {
-            Some(principal) => Ok(Self(principal.clone())),
-            None => {
-                tracing::error!(
-                    path = req.path(),
-                    "Authenticated extractor used on a route without the TenantGuard middleware; \
-                     wrap the route (or its scope) with TenantGuard"
-                );
-                Err(Error::MissingMiddleware)
-            }
-        }
-    }
-
-    /// The principal.
-    pub fn into_inner(self) -> Principal {
-        self.0
-    }
-}
-
 impl Deref for Authenticated {
     type Target = Principal;
 
@@ -61,10 +47,24 @@ impl Deref for Authenticated {
 }
 
 impl FromRequest for Authenticated {
-    type Error = Error;
-    type Future = Ready<Result<Self, Error>>;
+    type Error = TenantGuardError;
+    type Future = Ready<Result<Self, TenantGuardError>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        ready(Self::from_http_request(req))
+        ready(context(req).map(|c| Self(c.principal)))
+    }
+}
+
+/// The request id the middleware chose (the caller's sane `x-request-id`, else a generated one);
+/// the same value is sent back in the response's `x-request-id`.
+#[derive(Debug, Clone)]
+pub struct CurrentRequestId(pub RequestId);
+
+impl FromRequest for CurrentRequestId {
+    type Error = TenantGuardError;
+    type Future = Ready<Result<Self, TenantGuardError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        ready(context(req).map(|c| Self(c.request_id)))
     }
 }

@@ -1,4 +1,5 @@
-//! The [`TenantGuard`] middleware: authenticates every request it wraps before anything else runs.
+//! The [`TenantGuard`] middleware: authenticates every request it wraps before anything else runs,
+//! and finishes the request's scoped transaction after the handler answered.
 
 use std::future::{Ready, ready};
 use std::rc::Rc;
@@ -7,25 +8,40 @@ use std::sync::Arc;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage};
-use tenant_guard_core::{AuthError, Principal, ToErrorResponse, Verifier};
+use tenant_guard_core::{AuthError, Principal, RequestId, ToErrorResponse, Verifier, trace};
 use tracing::Instrument;
-use tracing::field::{Empty, display};
 
 use crate::request_id::{self, LocalFuture};
+use crate::response::render;
 
-/// Middleware that authenticates each request with the core [`Verifier`] and hands the verified
-/// [`Principal`] to the handler.
+/// What the middleware leaves in the request extensions for the extractors.
+#[derive(Debug, Clone)]
+pub(crate) struct GuardContext {
+    pub(crate) principal: Principal,
+    pub(crate) request_id: RequestId,
+}
+
+/// Middleware that authenticates each request with the core [`Verifier`] and scopes its database
+/// access.
 ///
 /// Per request, before the inner service runs:
 /// 1. a request id (the caller's sane `x-request-id`, else a fresh one) and a `tracing` span with
-///    `request_id`, `org_id`, `user_id` and `role` (never the token);
-/// 2. authentication from the `Authorization` header alone; a failure is answered right here with
-///    the core's response (401 with an RFC 6750 challenge, or 403) and the handler never runs;
+///    `request_id`, `org_id`, `user_id` and `role` (never the token) — the id and span of an
+///    outer [`RequestTracing`](crate::RequestTracing) when there is one, so a request has one of
+///    each;
+/// 2. authentication from the `Authorization` header alone, *before* anything touches the pool;
+///    a failure is answered right here with the core's response (401 with an RFC 6750 challenge,
+///    or 403, and a JSON body) and the handler never runs;
 /// 3. the route's role requirement ([`TenantGuard::allow_roles`]): 403 `role_not_allowed`;
-/// 4. the [`Principal`] and the request id go into the request extensions, where the
-///    [`crate::Authenticated`] extractor (or `web::ReqData<Principal>`) finds them.
+/// 4. the [`Principal`] and the [`RequestId`] go into the request extensions, for the
+///    [`Authenticated`](crate::Authenticated), [`CurrentRequestId`](crate::CurrentRequestId) and
+///    [`TenantDb`](crate::TenantDb) extractors (or `web::ReqData<Principal>`).
 ///
-/// Every response leaving it carries `x-request-id`.
+/// After the handler answered, a [`TenantDb`](crate::TenantDb) it took is committed when the
+/// response is a success (2xx or 3xx) and rolled back otherwise; a failed commit replaces the
+/// response with the guard's error. Every response leaving it carries `x-request-id`.
+///
+/// Routes that need no token (health checks) are simply not wrapped by it.
 ///
 /// ```
 /// use actix_web::{App, HttpResponse, http::StatusCode, test, web};
@@ -57,7 +73,9 @@ pub struct TenantGuard {
 }
 
 impl TenantGuard {
-    /// A guard that accepts every token `verifier` accepts.
+    /// A middleware that authenticates with `verifier` and accepts every role it accepts. Without
+    /// a [`pool`](Self::pool), handlers can read the principal but not take a
+    /// [`TenantDb`](crate::TenantDb).
     pub fn new(verifier: Verifier) -> Self {
         Self {
             verifier,
@@ -65,24 +83,28 @@ impl TenantGuard {
         }
     }
 
-    /// Narrows the roles accepted on the wrapped routes; any other verified role gets 403
-    /// `role_not_allowed`. Only roles the verifier itself allows can ever match; a name that is no
-    /// role matches nothing, and an empty list refuses every request.
+    /// Restricts the routes this middleware wraps to tokens whose role is one of `roles`; any
+    /// other (verified) role is rejected with 403 `role_not_allowed`. Without this, every role
+    /// the verifier accepts is allowed.
+    ///
+    /// A role must also be in the verifier's allowlist to get this far. A name that is not a
+    /// valid role never matches, so a typo locks the routes rather than opening them; an empty
+    /// list refuses every request.
     ///
     /// ```
     /// # use tenant_guard_core::{Environment, Verifier};
-    /// # let verifier = Verifier::builder(Environment::Production).hmac_secret("secret").build().unwrap();
+    /// # let verifier = Verifier::builder(Environment::Production).hmac_secret("a-long-random-secret-from-your-vault").build().unwrap();
     /// use actix_web::web;
     /// use tenant_guard_actix::TenantGuard;
     ///
     /// let admin = web::scope("/admin")
-    ///     .wrap(TenantGuard::new(verifier).allow_roles(["service_role"]));
+    ///     .wrap(TenantGuard::new(verifier).allow_roles(["org_admin"]));
     /// ```
     #[must_use]
-    pub fn allow_roles<I>(mut self, roles: I) -> Self
+    pub fn allow_roles<I, R>(mut self, roles: I) -> Self
     where
-        I: IntoIterator,
-        I::Item: AsRef<str>,
+        I: IntoIterator<Item = R>,
+        R: AsRef<str>,
     {
         self.allowed_roles = Some(roles.into_iter().map(|r| r.as_ref().into()).collect());
         self
@@ -140,13 +162,7 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let headers = crate::headers::core_headers(req.headers());
         let id = request_id::assign(&req, &headers);
-        let span = tracing::info_span!(
-            "tenant_guard",
-            request_id = %id,
-            org_id = Empty,
-            user_id = Empty,
-            role = Empty,
-        );
+        let span = request_id::span(&req, &id);
         let principal = match span.in_scope(|| self.guard.authorize(&headers)) {
             Ok(principal) => principal,
             Err(error) => {
@@ -157,27 +173,30 @@ where
                         "request rejected"
                     );
                 });
-                let response = crate::response::render(&error.to_error_response());
+                let response = render(&error.to_error_response());
                 let mut response = req.into_response(response).map_into_right_body();
                 request_id::tag_response(&mut response, &id);
                 return Box::pin(ready(Ok(response)));
             }
         };
-        span.record("org_id", display(principal.org_id()));
-        span.record("user_id", principal.user_id());
-        span.record("role", principal.role().as_str());
-        req.extensions_mut().insert(principal);
+        trace::record_principal(&span, &principal);
+        {
+            let mut extensions = req.extensions_mut();
+            extensions.insert(principal.clone());
+            extensions.insert(GuardContext {
+                principal,
+                request_id: id.clone(),
+            });
+        }
         let inner = span.in_scope(|| self.service.call(req));
         Box::pin(
             async move {
-                match inner.await {
-                    Ok(response) => {
-                        let mut response = response.map_into_left_body();
-                        request_id::tag_response(&mut response, &id);
-                        Ok(response)
-                    }
-                    Err(error) => Err(request_id::tag_error(error, &id)),
-                }
+                let mut response = match inner.await {
+                    Ok(response) => response.map_into_left_body(),
+                    Err(error) => return Err(request_id::tag_error(error, &id)),
+                };
+                request_id::tag_response(&mut response, &id);
+                Ok(response)
             }
             .instrument(span),
         )
@@ -433,5 +452,102 @@ mod tests {
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(header(&headers, "content-type"), Some("application/json"));
         assert_eq!(body["error"], "internal_error");
+    }
+
+    #[actix_web::test]
+    async fn an_opted_in_cookie_authenticates_only_without_a_header() {
+        let verifier = Verifier::builder(Environment::Test)
+            .hmac_secret(SECRET)
+            .cookie_token("access_token")
+            .build()
+            .unwrap();
+        let cookie = format!("theme=dark; access_token={}", token("authenticated"));
+        let req = get_me().insert_header(("cookie", cookie.as_str()));
+        let (status, _, body) = call(TenantGuard::new(verifier.clone()), req).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["user_id"], "user-1");
+
+        let req = get_me()
+            .insert_header(("cookie", cookie.as_str()))
+            .insert_header(("authorization", "Bearer not-a-jwt"));
+        let (status, _, _) = call(TenantGuard::new(verifier), req).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "the header wins over the cookie"
+        );
+    }
+
+    #[actix_web::test]
+    async fn request_tracing_outside_shares_its_id_and_tags_public_routes() {
+        let app = test::init_service(
+            App::new()
+                .wrap(crate::RequestTracing::new())
+                .route("/healthz", web::get().to(HttpResponse::Ok))
+                .service(
+                    web::resource("/me")
+                        .wrap(TenantGuard::new(verifier()))
+                        .get(me),
+                ),
+        )
+        .await;
+        let res =
+            test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers().get("x-request-id").unwrap().len(), 36);
+
+        let res =
+            test::call_service(&app, test::TestRequest::get().uri("/nowhere").to_request()).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        assert!(res.headers().contains_key("x-request-id"));
+
+        let req = get_me()
+            .insert_header(("x-request-id", "bad id"))
+            .insert_header((
+                "authorization",
+                format!("Bearer {}", token("authenticated")),
+            ));
+        let res = test::call_service(&app, req.to_request()).await;
+        let header = res
+            .headers()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body: Value = test::read_body_json(res).await;
+        assert_eq!(
+            body["request_id"],
+            header.as_str(),
+            "one generated id for the request"
+        );
+    }
+
+    #[actix_web::test]
+    async fn an_inner_error_keeps_its_response_and_gets_the_request_id() {
+        let failing = |req: actix_web::dev::ServiceRequest| async move {
+            drop(req);
+            Err::<ServiceResponse, _>(actix_web::error::ErrorImATeapot("inner"))
+        };
+        let service = Transform::new_transform(
+            &TenantGuard::new(verifier()),
+            actix_web::dev::fn_service(failing),
+        )
+        .await
+        .unwrap();
+        let req = get_me()
+            .insert_header((
+                "authorization",
+                format!("Bearer {}", token("authenticated")),
+            ))
+            .insert_header(("x-request-id", "rid-7"))
+            .to_srv_request();
+        let error = match service.call(req).await {
+            Err(error) => error,
+            Ok(_) => panic!("the inner error is passed on"),
+        };
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::IM_A_TEAPOT);
+        assert_eq!(response.headers().get("x-request-id").unwrap(), "rid-7");
     }
 }

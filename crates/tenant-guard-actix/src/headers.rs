@@ -1,11 +1,13 @@
-//! The two request headers the core reads, copied from actix-web's `http` 0.2 map into an `http`
-//! 1.x map.
+//! The request headers the core reads, copied from actix-web's `http` 0.2 map into an `http` 1.x
+//! map.
 //!
-//! Only `authorization` and `x-request-id` are copied (every value of each, so "more than one"
-//! stays detectable): a handful of bytes per request instead of converting the whole map.
+//! Only `authorization`, `x-request-id` and — when there is no `authorization` header, for a
+//! verifier opted in to a token cookie — `cookie` are copied (every value of each, so "more than
+//! one" stays detectable): a handful of bytes per request instead of converting the whole map.
 
 use actix_web::http::header::HeaderMap as ActixHeaderMap;
-use http::{HeaderMap, HeaderName, HeaderValue, header::AUTHORIZATION};
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use tenant_guard_core::request_id::X_REQUEST_ID;
 
 /// A value both `http` versions accept but that no check accepts either: counted, never valid.
@@ -18,6 +20,10 @@ const UNREPRESENTABLE: HeaderValue = HeaderValue::from_static(" ");
 pub(crate) fn core_headers(headers: &ActixHeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
     copy(headers, &AUTHORIZATION, &mut out);
+    if out.is_empty() {
+        // The core reads an opted-in cookie only when no `Authorization` header was sent.
+        copy(headers, &COOKIE, &mut out);
+    }
     copy(headers, &X_REQUEST_ID, &mut out);
     out
 }
@@ -65,7 +71,18 @@ mod tests {
         let auth: Vec<_> = map.get_all(AUTHORIZATION).iter().collect();
         assert_eq!(auth, ["Bearer a", "Bearer b"]);
         assert_eq!(map[X_REQUEST_ID], "rid");
-        assert_eq!(map.len(), 3);
+        assert_eq!(
+            map.len(),
+            3,
+            "no cookie when a header is sent, no x-user-id ever"
+        );
+    }
+
+    #[test]
+    fn cookies_are_copied_only_without_an_authorization_header() {
+        let map = core_headers(&actix(&[("cookie", "a=1"), ("cookie", "token=x")]));
+        let cookies: Vec<_> = map.get_all(COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1", "token=x"]);
     }
 
     #[test]

@@ -44,8 +44,8 @@ mod headers;
 mod request_id;
 mod response;
 
-pub use error::Error;
-pub use extract::Authenticated;
+pub use error::TenantGuardError;
+pub use extract::{Authenticated, CurrentRequestId};
 pub use guard::{TenantGuard, TenantGuardMiddleware};
 pub use request_id::{RequestTracing, RequestTracingMiddleware};
 pub use response::error_response;

@@ -10,7 +10,7 @@ use actix_web::error::InternalError;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage};
 use tenant_guard_core::RequestId;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 /// The response header carrying the request id (actix-web's `http` 0.2 type).
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -28,6 +28,20 @@ pub(crate) fn assign(req: &ServiceRequest, headers: &http::HeaderMap) -> Request
     let id = RequestId::from_headers(headers);
     req.extensions_mut().insert(id.clone());
     id
+}
+
+/// The span [`RequestTracing`] opened, kept in the extensions so [`crate::TenantGuard`] records
+/// the principal on it instead of opening a second one.
+#[derive(Clone)]
+struct RequestSpan(Span);
+
+/// The request's span: the one an outer [`RequestTracing`] opened, else a new one (see
+/// [`tenant_guard_core::trace::request_span`]).
+pub(crate) fn span(req: &ServiceRequest, id: &RequestId) -> Span {
+    if let Some(RequestSpan(span)) = req.extensions().get::<RequestSpan>() {
+        return span.clone();
+    }
+    tenant_guard_core::trace::request_span(id)
 }
 
 /// The request id as an actix header value (always valid: it is visible ASCII).
@@ -122,12 +136,8 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let headers = crate::headers::request_id_headers(req.headers());
         let id = assign(&req, &headers);
-        let span = tracing::info_span!(
-            "request",
-            request_id = %id,
-            method = %req.method(),
-            path = %req.path(),
-        );
+        let span = span(&req, &id);
+        req.extensions_mut().insert(RequestSpan(span.clone()));
         let inner = span.in_scope(|| self.service.call(req));
         Box::pin(
             async move {
