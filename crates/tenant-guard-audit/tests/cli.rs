@@ -178,7 +178,7 @@ async fn a_clean_database_exits_zero_and_database_url_comes_from_the_environment
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("No findings."), "{text}");
     assert!(
-        text.contains("4 tables scanned, 3 with RLS (3 forced)"),
+        text.contains("6 tables scanned, 4 with RLS (4 forced), 4 tenant tables"),
         "{text}"
     );
 }

@@ -1,6 +1,6 @@
 //! RLS switched off, not forced, or without policies.
 
-use crate::catalog::Table;
+use crate::catalog::{ANON, AUTHENTICATED, Table};
 use crate::check::Check;
 use crate::finding::Finding;
 use crate::severity::Severity;
@@ -84,7 +84,10 @@ pub(super) fn check(tables: &[&Table], findings: &mut Vec<Finding>) {
     }
 }
 
-/// Whether a client role or the login holds any privilege on the table itself.
+/// Whether a client role (`anon`, `authenticated`) holds any privilege on the table itself.
+/// (The login's own privileges are `login_direct_privileges`' business.)
 fn clients_can_reach(table: &Table) -> bool {
-    table.privileges.values().any(|p| p.any())
+    [ANON, AUTHENTICATED]
+        .iter()
+        .any(|role| table.privileges_of(role).any())
 }
