@@ -69,10 +69,10 @@ async fn the_probe_passes_a_correct_schema() {
     let report = audit(&mut client, AuditConfig::new().allow("plans").probe(true)).await;
     assert!(report.findings.is_empty(), "{}", report.to_text(false));
     let probe = report.summary.probe.expect("probe summary");
-    // projects, tasks, and the tenants table organizations.
+    // projects, tasks, events (through its parent), and the tenants table organizations.
     assert_eq!(
         (probe.tables, probe.passed, probe.failed, probe.skipped),
-        (3, 3, 0, 0)
+        (4, 4, 0, 0)
     );
     assert_eq!(
         row_counts(&client).await,
