@@ -4,9 +4,8 @@ use std::task::{Context, Poll};
 
 use axum_core::response::Response;
 use http::Request;
-use tenant_guard_core::{AuthError, Principal, RequestId};
+use tenant_guard_core::{AuthError, Principal, RequestId, trace};
 use tower_service::Service;
-use tracing::field::Empty;
 
 use crate::future::ResponseFuture;
 use crate::layer::TenantGuardLayer;
@@ -66,15 +65,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let request_id = RequestId::from_headers(request.headers());
-        let span = tracing::info_span!(
-            "request",
-            request_id = %request_id,
-            method = %request.method(),
-            path = request.uri().path(),
-            org_id = Empty,
-            user_id = Empty,
-            role = Empty,
-        );
+        let span = trace::request_span(&request_id);
         let entered = span.enter();
         // Authentication comes first: a request without a valid token never touches the pool.
         let principal = match self.authenticate(request.headers()) {
@@ -89,9 +80,7 @@ where
                 return ResponseFuture::rejected(&error, span, request_id);
             }
         };
-        span.record("org_id", tracing::field::display(principal.org_id()));
-        span.record("user_id", principal.user_id());
-        span.record("role", principal.role().as_str());
+        trace::record_principal(&span, &principal);
 
         let extensions = request.extensions_mut();
         extensions.insert(principal.clone());
