@@ -22,7 +22,7 @@ const HASHED_TAIL: usize = 32;
 
 pub(crate) struct TokenCache {
     shards: Box<[Mutex<Shard>]>,
-    hasher: std::collections::hash_map::RandomState,
+    seed: u64,
 }
 
 impl TokenCache {
@@ -37,15 +37,22 @@ impl TokenCache {
             shards: (0..shards)
                 .map(|_| Mutex::new(Shard::new(per_shard)))
                 .collect(),
-            hasher: std::collections::hash_map::RandomState::new(),
+            seed: std::collections::hash_map::RandomState::new().hash_one(0u8),
         })
     }
 
     fn locate(&self, token: &[u8]) -> (u64, &Mutex<Shard>) {
-        let mut h = self.hasher.build_hasher();
-        h.write(&token[token.len().saturating_sub(HASHED_TAIL)..]);
-        h.write_usize(token.len());
-        let hash = h.finish();
+        // A multiply-xorshift mix of the token's tail (signature bytes) and length. Collisions
+        // only cost a miss or an eviction: a hit compares every byte, and only tokens that passed
+        // every check are ever stored, so there is nothing to gain from forging them.
+        let tail = &token[token.len().saturating_sub(HASHED_TAIL)..];
+        let mut hash = self.seed ^ (token.len() as u64);
+        for chunk in tail.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            hash = (hash ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            hash ^= hash >> 29;
+        }
         // Shards from the high bits, buckets from all of them.
         let shard = (hash >> 58) as usize % self.shards.len();
         (hash, &self.shards[shard])

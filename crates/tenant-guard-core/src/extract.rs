@@ -6,11 +6,16 @@ use http::header::{AUTHORIZATION, COOKIE};
 
 use crate::error::AuthError;
 
-/// The token in `headers`: the `Authorization` header when present, else the opted-in cookie.
+/// The token candidate in `headers`: the `Authorization` header when present, else the opted-in
+/// cookie.
+///
+/// Only the framing is checked here; the token's characters are not scanned on the hot path.
+/// A candidate that then fails verification and is not [`is_token68`] is reported as
+/// [`AuthError::MalformedHeader`] by the verifier.
 pub(crate) fn token_from_headers<'h>(
     headers: &'h HeaderMap,
     cookie: Option<&str>,
-) -> Result<&'h str, AuthError> {
+) -> Result<&'h [u8], AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     match (values.next(), values.next()) {
         (Some(value), None) => parse_bearer(value.as_bytes()),
@@ -22,9 +27,9 @@ pub(crate) fn token_from_headers<'h>(
     }
 }
 
-/// Parses `Bearer <token68>`: the scheme case-insensitive, one or more spaces, then the token
-/// (surrounding spaces or tabs ignored).
-pub(crate) fn parse_bearer(value: &[u8]) -> Result<&str, AuthError> {
+/// Parses `Bearer <token>`: the scheme case-insensitive, one or more spaces, then a non-empty
+/// token (surrounding spaces or tabs ignored).
+pub(crate) fn parse_bearer(value: &[u8]) -> Result<&[u8], AuthError> {
     const SCHEME: &[u8] = b"bearer";
     if value.len() <= SCHEME.len() || !value[..SCHEME.len()].eq_ignore_ascii_case(SCHEME) {
         return Err(AuthError::MalformedHeader);
@@ -33,10 +38,18 @@ pub(crate) fn parse_bearer(value: &[u8]) -> Result<&str, AuthError> {
     if rest[0] != b' ' {
         return Err(AuthError::MalformedHeader);
     }
-    token68(rest.trim_ascii())
+    non_empty(rest.trim_ascii())
 }
 
-fn token_from_cookies<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, AuthError> {
+fn non_empty(token: &[u8]) -> Result<&[u8], AuthError> {
+    if token.is_empty() {
+        Err(AuthError::MalformedHeader)
+    } else {
+        Ok(token)
+    }
+}
+
+fn token_from_cookies<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h [u8], AuthError> {
     let mut found = None;
     for header in headers.get_all(COOKIE) {
         for pair in header.as_bytes().split(|&b| b == b';') {
@@ -58,28 +71,45 @@ fn token_from_cookies<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str,
         }
     }
     match found {
-        Some(value) => token68(value),
+        Some(value) => non_empty(value),
         None => Err(AuthError::MissingToken),
     }
 }
 
 /// RFC 7235 token68: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn token68(bytes: &[u8]) -> Result<&str, AuthError> {
+pub(crate) fn is_token68(bytes: &[u8]) -> bool {
     let body_end = bytes.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
-    let body_ok = body_end > 0
-        && bytes[..body_end].iter().all(|&b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        });
-    if !body_ok {
-        return Err(AuthError::MalformedHeader);
-    }
-    std::str::from_utf8(bytes).map_err(|_| AuthError::MalformedHeader)
+    body_end > 0 && bytes[..body_end].iter().all(|&b| is_token68_char(b))
+}
+
+fn is_token68_char(b: u8) -> bool {
+    let alpha = (b | 0x20).wrapping_sub(b'a') < 26;
+    let digit = b.wrapping_sub(b'0') < 10;
+    let punct = (b == b'-') | (b == b'.') | (b == b'_') | (b == b'~') | (b == b'+') | (b == b'/');
+    alpha | digit | punct
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    /// What the verifier sees: the candidate, refused as malformed unless it is token68.
+    fn checked(candidate: Result<&[u8], AuthError>) -> Result<&str, AuthError> {
+        let bytes = candidate?;
+        if !is_token68(bytes) {
+            return Err(AuthError::MalformedHeader);
+        }
+        Ok(std::str::from_utf8(bytes).unwrap())
+    }
+
+    fn full(value: &[u8]) -> Result<&str, AuthError> {
+        checked(parse_bearer(value))
+    }
+
+    fn from(h: &HeaderMap, cookie: Option<&str>) -> Result<String, AuthError> {
+        checked(token_from_headers(h, cookie)).map(str::to_owned)
+    }
 
     fn headers(auth: &[&[u8]], cookies: &[&[u8]]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -105,7 +135,7 @@ mod tests {
         ];
         for (input, want) in ok {
             assert_eq!(
-                parse_bearer(input),
+                full(input),
                 Ok(*want),
                 "{:?}",
                 String::from_utf8_lossy(input)
@@ -132,7 +162,7 @@ mod tests {
         ];
         for input in bad {
             assert_eq!(
-                parse_bearer(input),
+                full(input),
                 Err(AuthError::MalformedHeader),
                 "{:?}",
                 String::from_utf8_lossy(input)
@@ -141,17 +171,19 @@ mod tests {
     }
 
     #[test]
+    fn token68_alphabet_is_exact() {
+        for b in 0..=255u8 {
+            let want = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+            assert_eq!(is_token68_char(b), want, "{b}");
+        }
+    }
+
+    #[test]
     fn exactly_one_authorization_header() {
+        assert_eq!(from(&headers(&[], &[]), None), Err(AuthError::MissingToken));
+        assert_eq!(from(&headers(&[b"Bearer a"], &[]), None), Ok("a".into()));
         assert_eq!(
-            token_from_headers(&headers(&[], &[]), None),
-            Err(AuthError::MissingToken)
-        );
-        assert_eq!(
-            token_from_headers(&headers(&[b"Bearer a"], &[]), None),
-            Ok("a")
-        );
-        assert_eq!(
-            token_from_headers(&headers(&[b"Bearer a", b"Bearer a"], &[]), None),
+            from(&headers(&[b"Bearer a", b"Bearer a"], &[]), None),
             Err(AuthError::MalformedHeader)
         );
     }
@@ -164,18 +196,18 @@ mod tests {
             "x-org-id",
             HeaderValue::from_static("7d0a3d39-3a4b-4c49-9a41-5bd2f1a1f0aa"),
         );
-        assert_eq!(token_from_headers(&h, None), Err(AuthError::MissingToken));
+        assert_eq!(from(&h, None), Err(AuthError::MissingToken));
     }
 
     #[test]
     fn cookie_only_when_opted_in_and_header_wins() {
         let name = Some("sb-access-token");
         let h = headers(&[], &[b"a=1; sb-access-token=tok.en.x; b=2"]);
-        assert_eq!(token_from_headers(&h, name), Ok("tok.en.x"));
+        assert_eq!(from(&h, name), Ok("tok.en.x".into()));
         let h = headers(&[], &[b"a=1", b"sb-access-token=\"quoted\""]);
-        assert_eq!(token_from_headers(&h, name), Ok("quoted"));
+        assert_eq!(from(&h, name), Ok("quoted".into()));
         let h = headers(&[b"Bearer header"], &[b"sb-access-token=cookie"]);
-        assert_eq!(token_from_headers(&h, name), Ok("header"));
+        assert_eq!(from(&h, name), Ok("header".into()));
         for bad in [
             &b"sb-access-token=a; sb-access-token=b"[..],
             b"sb-access-token=",
@@ -184,7 +216,7 @@ mod tests {
         ] {
             let h = headers(&[], &[bad]);
             assert_eq!(
-                token_from_headers(&h, name),
+                from(&h, name),
                 Err(AuthError::MalformedHeader),
                 "{:?}",
                 String::from_utf8_lossy(bad)
@@ -197,7 +229,7 @@ mod tests {
             b"sb-access-token",
         ] {
             let h = headers(&[], &[missing]);
-            assert_eq!(token_from_headers(&h, name), Err(AuthError::MissingToken));
+            assert_eq!(from(&h, name), Err(AuthError::MissingToken));
         }
     }
 
@@ -219,7 +251,7 @@ mod tests {
             let _ = parse_bearer(&bytes);
             let mut prefixed = b"Bearer ".to_vec();
             prefixed.extend_from_slice(&bytes);
-            if let Ok(token) = parse_bearer(&prefixed) {
+            if let Ok(token) = full(&prefixed) {
                 assert!(!token.is_empty());
                 assert!(token.bytes().all(|b| b.is_ascii_graphic()));
             }

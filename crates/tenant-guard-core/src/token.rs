@@ -25,32 +25,30 @@ pub(crate) struct Parts<'a> {
     pub(crate) message: &'a str,
 }
 
-/// Splits `token` into exactly three non-empty segments.
+/// Splits `token` at its first and last dot into three non-empty segments.
+///
+/// Only the short header and signature segments are scanned here. A dot left inside the payload
+/// segment (a token of four or more segments) is not base64url, so decoding the payload refuses it;
+/// the signature, computed over everything before the last dot, is checked before that.
 pub(crate) fn split(token: &str) -> Result<Parts<'_>, AuthError> {
     let bytes = token.as_bytes();
-    let first = memchr(bytes, 0).ok_or(AuthError::MalformedToken)?;
-    let second = memchr(bytes, first + 1).ok_or(AuthError::MalformedToken)?;
-    if memchr(bytes, second + 1).is_some() {
-        return Err(AuthError::MalformedToken);
-    }
-    let parts = Parts {
-        header: &token[..first],
-        payload: &token[first + 1..second],
-        signature: &token[second + 1..],
-        message: &token[..second],
-    };
-    if parts.header.is_empty() || parts.payload.is_empty() || parts.signature.is_empty() {
-        return Err(AuthError::MalformedToken);
-    }
-    Ok(parts)
-}
-
-fn memchr(bytes: &[u8], from: usize) -> Option<usize> {
-    bytes
-        .get(from..)?
+    let first = bytes
         .iter()
         .position(|&b| b == b'.')
-        .map(|i| i + from)
+        .ok_or(AuthError::MalformedToken)?;
+    let last = bytes
+        .iter()
+        .rposition(|&b| b == b'.')
+        .ok_or(AuthError::MalformedToken)?;
+    if first == 0 || last <= first + 1 || last + 1 == bytes.len() {
+        return Err(AuthError::MalformedToken);
+    }
+    Ok(Parts {
+        header: &token[..first],
+        payload: &token[first + 1..last],
+        signature: &token[last + 1..],
+        message: &token[..last],
+    })
 }
 
 /// The parts of the protected header the verifier uses.
@@ -137,10 +135,14 @@ mod tests {
             ("a", "b", "c", "a.b")
         );
         for bad in [
-            "", "a", "a.b", "a.b.c.d", ".b.c", "a..c", "a.b.", "..", "a.b.c.",
+            "", "a", "a.b", ".b.c", "a..c", "a.b.", "..", "a.b.c.", "...",
         ] {
             assert_eq!(split(bad), Err(AuthError::MalformedToken), "{bad:?}");
         }
+        // Extra dots stay in the payload segment, which then cannot decode.
+        let p = split("a.b.c.d").unwrap();
+        assert_eq!((p.header, p.payload, p.signature), ("a", "b.c", "d"));
+        assert_eq!(decode_payload(p.payload), Err(AuthError::MalformedToken));
     }
 
     #[test]

@@ -127,48 +127,65 @@ impl Verifier {
     /// at debug level with their code, never with the token.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
         let inner = &*self.0;
-        match crate::extract::token_from_headers(headers, inner.cookie.as_deref()) {
-            Ok(token) => self.verify(token),
+        let result = match crate::extract::token_from_headers(headers, inner.cookie.as_deref()) {
+            Ok(token) => self.verify_candidate(token, AuthError::MalformedHeader),
             Err(AuthError::MissingToken) if inner.demo.is_some() => {
                 tracing::warn!(
                     "no token sent: using the development demo principal (dangerous_demo_principal)"
                 );
-                inner.demo.clone().ok_or(AuthError::MissingToken)
+                return inner.demo.clone().ok_or(AuthError::MissingToken);
             }
-            Err(e) => {
-                tracing::debug!(error = e.code(), "request rejected");
-                Err(e)
-            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            tracing::debug!(error = e.code(), "request rejected");
         }
+        result
     }
 
     /// Verifies a bare token (the part after `Bearer `).
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let result = self.verify_token(token);
+        let result = self.verify_candidate(token.as_bytes(), AuthError::MalformedToken);
         if let Err(e) = &result {
             tracing::debug!(error = e.code(), "bearer token rejected");
         }
         result
     }
 
-    fn verify_token(&self, token: &str) -> Result<Principal, AuthError> {
+    /// Verifies a token candidate. Its characters are only scanned when it fails (or in the
+    /// unverified development mode): a candidate outside the token68 alphabet is then reported as
+    /// `bad_chars`, whatever step refused it.
+    fn verify_candidate(&self, token: &[u8], bad_chars: AuthError) -> Result<Principal, AuthError> {
+        match self.verify_token(token) {
+            Ok(p) if !self.0.unverified || crate::extract::is_token68(token) => Ok(p),
+            Ok(_) => Err(bad_chars),
+            Err(AuthError::TokenTooLarge) => Err(AuthError::TokenTooLarge),
+            Err(_) if !crate::extract::is_token68(token) => Err(bad_chars),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify_token(&self, token: &[u8]) -> Result<Principal, AuthError> {
         let inner = &*self.0;
         if token.len() > inner.max_token_len {
             return Err(AuthError::TokenTooLarge);
         }
         let state = inner.state.load();
         let now = inner.now();
+        // A hit means these exact bytes passed every check with the current keys.
         if let Some(cache) = &state.cache
-            && let Some((principal, times)) = cache.get(token.as_bytes())
+            && let Some((principal, times)) = cache.get(token)
         {
             return match times.check(now, inner.rules.leeway) {
                 Ok(()) => Ok(principal),
                 Err(e) => {
-                    cache.remove(token.as_bytes());
+                    cache.remove(token);
                     Err(e)
                 }
             };
         }
+        let bytes = token;
+        let token = std::str::from_utf8(bytes).map_err(|_| AuthError::MalformedToken)?;
         let parts = token::split(token)?;
         let mut header_buf = [0u8; token::HEADER_BUF];
         let header = token::parse_header(parts.header, &mut header_buf)?;
@@ -202,7 +219,7 @@ impl Verifier {
             && (header.alg.is_asymmetric() || inner.cache_hmac)
             && let Some(cache) = &state.cache
         {
-            cache.insert(token.as_bytes(), principal.clone(), times);
+            cache.insert(bytes, principal.clone(), times);
         }
         Ok(principal)
     }

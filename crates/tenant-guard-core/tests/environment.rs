@@ -142,6 +142,15 @@ fn development_may_accept_unverified_tokens_but_still_checks_claims() {
             .unwrap_err(),
         AuthError::DisallowedAlgorithm
     );
+    // The signature is not decoded, yet its characters are still checked.
+    let spaced = format!("{garbage_sig} x");
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        http::header::AUTHORIZATION,
+        format!("Bearer {spaced}").parse().unwrap(),
+    );
+    assert_eq!(v.authenticate(&h).unwrap_err(), AuthError::MalformedHeader);
+    assert_eq!(v.verify(&spaced).unwrap_err(), AuthError::MalformedToken);
     assert_eq!(v.cached_tokens(), 0);
 }
 

@@ -738,6 +738,23 @@ fn authenticate_reads_only_the_authorization_header() {
         format!("Basic {token}").parse().unwrap(),
     );
     assert_eq!(v.authenticate(&h).unwrap_err(), AuthError::MalformedHeader);
+    for bad in [
+        format!("Bearer {token} x"),
+        format!("Bearer x {token}"),
+        format!("Bearer {token},"),
+    ] {
+        h.insert(http::header::AUTHORIZATION, bad.parse().unwrap());
+        assert_eq!(
+            v.authenticate(&h).unwrap_err(),
+            AuthError::MalformedHeader,
+            "{bad}"
+        );
+    }
+    h.insert(
+        http::header::AUTHORIZATION,
+        http::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap(),
+    );
+    assert_eq!(v.authenticate(&h).unwrap_err(), AuthError::MalformedHeader);
 }
 
 #[test]
