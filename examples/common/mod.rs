@@ -31,8 +31,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tenant_guard::testkit::TestPostgres;
-use tenant_guard::{Environment, TenantPool, Verifier};
+use tenant_guard::postgres::TenantPool;
+use tenant_guard_testkit::{TestDatabase, TestPostgres};
+use tenant_guard::{Environment, Verifier, VerifierBuilder};
 
 /// Any start-up failure. Its message names what to fix (e.g. the missing variable).
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
@@ -206,35 +207,21 @@ impl std::fmt::Debug for DemoTokens {
     }
 }
 
-/// Builds the verifier from the configuration.
+/// Builds the verifier from the environment (`APP_ENV`, `JWT_SECRET`, `JWT_JWKS_FILE`,
+/// `JWT_AUDIENCE`, `JWT_ISSUER`, `ORG_CLAIM`, … as read by `VerifierBuilder::from_env`).
 ///
-/// With `JWT_SECRET` and/or `JWT_JWKS_FILE` set, those keys are accepted. With neither: in
-/// development a random HS256 secret is generated and demo tokens are returned (print them with
-/// [`print_demo_tokens`]); in any other environment this fails with a message naming the missing
-/// variables.
+/// With neither `JWT_SECRET` nor `JWT_JWKS_FILE`: in development a random HS256 secret is
+/// generated and demo tokens are returned (print them with [`print_demo_tokens`]); in any other
+/// environment this fails with a message naming the missing variables. With both, both kinds of
+/// token are accepted.
 pub fn verifier(config: &Config) -> Result<(Verifier, Option<DemoTokens>), StartError> {
-    let builder = Verifier::builder(config.environment)
-        .audience(config.audience.clone())
-        .org_claim(config.org_claim.clone());
-    let builder = match &config.issuer {
-        Some(iss) => builder.issuer(iss.clone()),
-        None => builder,
-    };
+    let builder = VerifierBuilder::from_env()?;
     let have_keys = config.jwt_secret.is_some() || config.jwks_file.is_some();
     if !have_keys && config.environment.is_development() {
         let secret = random_secret();
         let verifier = builder.hmac_secret(&secret).build()?;
         let tokens = demo_tokens(config, &secret)?;
         return Ok((verifier, Some(tokens)));
-    }
-    let mut builder = builder;
-    if let Some(secret) = &config.jwt_secret {
-        builder = builder.hmac_secret(secret.as_bytes());
-    }
-    if let Some(path) = &config.jwks_file {
-        let jwks = std::fs::read_to_string(path)
-            .map_err(|e| format!("JWT_JWKS_FILE {}: {e}", path.display()))?;
-        builder = builder.jwks_json(&jwks);
     }
     // Without keys, outside development, `build` refuses and names JWT_SECRET / JWT_JWKS_FILE.
     Ok((builder.build()?, None))
@@ -258,7 +245,7 @@ fn demo_tokens(config: &Config, secret: &str) -> Result<DemoTokens, StartError> 
         let mut claims = serde_json::json!({
             "sub": format!("demo-{name}"),
             "role": "authenticated",
-            "aud": config.audience,
+            "aud": config.audience.split(',').next().unwrap_or_default().trim(),
             "iat": now,
             "exp": now + DEMO_TOKEN_LIFETIME.as_secs(),
         });
@@ -319,21 +306,23 @@ pub fn print_demo_tokens(tokens: &DemoTokens, addr: SocketAddr) {
 pub struct Database {
     /// The guarded pool; the only way the app reaches the database.
     pub pool: TenantPool,
-    /// Kept alive while the app runs; removes the throwaway server when dropped.
-    throwaway: Option<TestPostgres>,
+    // Dropped in this order: the throwaway database, then its server (both removed).
+    throwaway_database: Option<TestDatabase>,
+    throwaway_server: Option<TestPostgres>,
 }
 
 /// Connects to `DATABASE_URL` (or starts a throwaway PostgreSQL and prints its URL on stderr),
 /// applies the library's support SQL and [`SCHEMA_SQL`], and builds the pool.
 #[allow(clippy::print_stderr)]
 pub async fn open_database(config: &Config) -> Result<Database, StartError> {
-    let (url, throwaway) = match &config.database_url {
-        Some(url) => (url.clone(), None),
+    let (url, throwaway_database, throwaway_server) = match &config.database_url {
+        Some(url) => (url.clone(), None, None),
         None => {
             let server = TestPostgres::start()?;
-            let url = server.url();
+            let database = server.create_database_async().await?;
+            let url = database.url().to_owned();
             eprintln!("started a throwaway PostgreSQL (removed on exit): {url}");
-            (url, Some(server))
+            (url, Some(database), Some(server))
         }
     };
     let pg_config: tenant_guard::postgres::tokio_postgres::Config = url
@@ -345,7 +334,11 @@ pub async fn open_database(config: &Config) -> Result<Database, StartError> {
         .wait_timeout(Duration::from_secs(5))
         .statement_timeout(Duration::from_secs(10))
         .build()?;
-    Ok(Database { pool, throwaway })
+    Ok(Database {
+        pool,
+        throwaway_database,
+        throwaway_server,
+    })
 }
 
 /// Binds `addr` (non-blocking, as tokio and actix expect).
