@@ -14,7 +14,8 @@ use crate::rejection::internal_error;
 use crate::response::render;
 
 pin_project! {
-    /// The response future of [`TenantGuard`](crate::TenantGuard).
+    /// The response future of [`TenantGuard`](crate::TenantGuard) and
+    /// [`RequestTracing`](crate::RequestTracing).
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,

@@ -16,7 +16,9 @@ use crate::service::TenantGuard;
 /// and the [`RequestId`](tenant_guard_core::RequestId) into the request extensions for the
 /// extractors. Every response, rejections included, carries `x-request-id`.
 ///
-/// Routes that need no token (health checks) are simply not wrapped by the layer.
+/// Add it with `Router::route_layer`, which wraps the routes added before it and nothing else:
+/// routes added after it (health checks) need no token, and unknown paths still get the router's
+/// 404 (`Router::layer` would also wrap the fallback and answer 401 there).
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -33,7 +35,7 @@ use crate::service::TenantGuard;
 ///     .unwrap();
 /// let app: Router = Router::new()
 ///     .route("/me", get(me))
-///     .layer(TenantGuardLayer::new(verifier))
+///     .route_layer(TenantGuardLayer::new(verifier))
 ///     .route("/healthz", get(|| async { "ok" })); // outside the layer: no token needed
 /// ```
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@
 //!     .unwrap();
 //! let app: Router = Router::new()
 //!     .route("/me", get(me))
-//!     .layer(TenantGuardLayer::new(verifier))
+//!     .route_layer(TenantGuardLayer::new(verifier))
 //!     .route("/healthz", get(|| async { "ok" })); // outside the layer: no token
 //! ```
 //!
@@ -31,6 +31,7 @@ mod layer;
 mod rejection;
 mod response;
 mod service;
+mod trace;
 
 pub use extract::{Authenticated, CurrentRequestId};
 pub use future::ResponseFuture;
@@ -38,3 +39,4 @@ pub use layer::TenantGuardLayer;
 pub use rejection::TenantGuardRejection;
 pub use response::error_response;
 pub use service::TenantGuard;
+pub use trace::{RequestTracing, RequestTracingLayer};

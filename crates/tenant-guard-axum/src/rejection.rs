@@ -14,8 +14,10 @@ use crate::response::render;
 #[non_exhaustive]
 pub enum TenantGuardRejection {
     /// The request did not pass through a [`TenantGuardLayer`](crate::TenantGuardLayer): the
-    /// route is outside the layer (or the layer is added with `route_layer` after the route).
-    #[error("no TenantGuardLayer in front of this route: add `.layer(TenantGuardLayer::new(..))`")]
+    /// route is outside the layer (`route_layer` wraps only the routes added before it).
+    #[error(
+        "no TenantGuardLayer in front of this route: add `.route_layer(TenantGuardLayer::new(..))`"
+    )]
     MissingLayer,
 }
 

@@ -5,6 +5,8 @@ use std::task::{Context, Poll};
 use axum_core::response::Response;
 use http::Request;
 use tenant_guard_core::{AuthError, Principal, RequestId, trace};
+
+use crate::trace::RequestTrace;
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
@@ -64,8 +66,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let request_id = RequestId::from_headers(request.headers());
-        let span = trace::request_span(&request_id);
+        let RequestTrace {
+            id: request_id,
+            span,
+        } = RequestTrace::of(&request);
         let entered = span.enter();
         // Authentication comes first: a request without a valid token never touches the pool.
         let principal = match self.authenticate(request.headers()) {
@@ -150,7 +154,7 @@ mod tests {
     fn app(layer: TenantGuardLayer) -> Router {
         Router::new()
             .route("/me", get(me))
-            .layer(layer)
+            .route_layer(layer)
             .route("/healthz", get(|| async { "ok" }))
     }
 
