@@ -18,6 +18,7 @@
 //! | `JWT_MAX_TOKEN_BYTES` | longest accepted token | `8192` |
 //! | `JWT_CACHE_SIZE` | verified-token cache entries (0 = off) | `1000` |
 //! | `JWT_COOKIE_NAME` | also read the token from this cookie (mind CSRF) | unset |
+//! | `JWT_JWKS_URL` | remote JWKS, refreshed in the background (feature `jwks-remote`) | unset |
 //!
 //! Empty values count as unset. With no key at all the build fails with
 //! [`AuthError::MissingKey`] naming `JWT_SECRET or JWT_JWKS_FILE`, in every environment: the
@@ -65,6 +66,8 @@ pub const JWT_MAX_TOKEN_BYTES: &str = "JWT_MAX_TOKEN_BYTES";
 pub const JWT_CACHE_SIZE: &str = "JWT_CACHE_SIZE";
 /// Cookie to read the token from.
 pub const JWT_COOKIE_NAME: &str = "JWT_COOKIE_NAME";
+/// URL of a remote JWKS (feature `jwks-remote`).
+pub const JWT_JWKS_URL: &str = "JWT_JWKS_URL";
 
 impl VerifierBuilder {
     /// A builder configured from the process environment (see [the table](crate::config)), to
@@ -140,6 +143,16 @@ impl VerifierBuilder {
         }
         if let Some(name) = get(JWT_COOKIE_NAME) {
             builder = builder.cookie_token(name.trim());
+        }
+        if let Some(url) = get(JWT_JWKS_URL) {
+            #[cfg(feature = "jwks-remote")]
+            {
+                builder = builder.jwks_url(url.trim());
+            }
+            #[cfg(not(feature = "jwks-remote"))]
+            return Err(AuthError::InvalidConfig(format!(
+                "{JWT_JWKS_URL} is set ({url}) but tenant-guard-core was built without the `jwks-remote` feature"
+            )));
         }
         Ok(builder)
     }

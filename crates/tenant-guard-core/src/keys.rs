@@ -221,7 +221,9 @@ impl KeySet {
     /// Checks `signature` over `message` with the keys fit for `alg` and `kid`.
     ///
     /// A token with a `kid` is tried against keys with that id, then keys without an id; a token
-    /// without one against every key fit for its algorithm.
+    /// without one against every key fit for its algorithm. Nothing tried: a `kid` that names a
+    /// key of another type is [`AuthError::DisallowedAlgorithm`], an unknown `kid`
+    /// [`AuthError::UnknownKeyId`], no key of the algorithm's type [`AuthError::DisallowedAlgorithm`].
     pub(crate) fn verify_signature(
         &self,
         alg: Algorithm,
@@ -249,12 +251,15 @@ impl KeySet {
                 }
             }
         }
-        if tried {
-            Err(AuthError::InvalidSignature)
-        } else if self.keys.iter().any(|k| k.algs.contains(alg)) {
-            Err(AuthError::UnknownKeyId)
-        } else {
-            Err(AuthError::DisallowedAlgorithm)
+        match kid {
+            _ if tried => Err(AuthError::InvalidSignature),
+            // A key with this id exists but is of another type: algorithm confusion.
+            Some(kid) if self.keys.iter().any(|k| k.kid.as_deref() == Some(kid)) => {
+                Err(AuthError::DisallowedAlgorithm)
+            }
+            // No key with this id: a key we have not seen yet (a remote JWKS refetches).
+            Some(_) => Err(AuthError::UnknownKeyId),
+            None => Err(AuthError::DisallowedAlgorithm),
         }
     }
 }

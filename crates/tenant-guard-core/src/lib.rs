@@ -26,6 +26,8 @@ mod extract;
 mod jwk;
 pub mod keys;
 pub mod principal;
+#[cfg(feature = "jwks-remote")]
+pub mod remote;
 pub mod request_id;
 pub mod response;
 pub mod role;

@@ -62,6 +62,8 @@ struct Inner {
     demo: Option<Principal>,
     clock: Option<Clock>,
     state: ArcSwap<KeyState>,
+    #[cfg(feature = "jwks-remote")]
+    remote: Option<crate::remote::Remote>,
 }
 
 /// The swappable part: the keys, and the cache of tokens they verified.
@@ -156,7 +158,12 @@ impl Verifier {
     /// unverified development mode): a candidate outside the token68 alphabet is then reported as
     /// `bad_chars`, whatever step refused it.
     fn verify_candidate(&self, token: &[u8], bad_chars: AuthError) -> Result<Principal, AuthError> {
-        match self.verify_token(token) {
+        let result = self.verify_token(token);
+        #[cfg(feature = "jwks-remote")]
+        if let (Err(AuthError::UnknownKeyId), Some(remote)) = (&result, &self.0.remote) {
+            remote.nudge();
+        }
+        match result {
             Ok(p) if !self.0.unverified || crate::extract::is_token68(token) => Ok(p),
             Ok(_) => Err(bad_chars),
             Err(AuthError::TokenTooLarge) => Err(AuthError::TokenTooLarge),
@@ -234,15 +241,27 @@ impl Verifier {
         if keys.is_empty() && !inner.unverified && inner.demo.is_none() {
             return Err(AuthError::MissingKey(MISSING_KEY));
         }
-        let state = prepare_keys(
-            inner.environment,
-            &keys,
-            inner.allowed,
-            inner.cache_capacity,
-            inner.cache_hmac,
-        )?;
-        inner.state.store(Arc::new(state));
-        Ok(())
+        #[cfg(feature = "jwks-remote")]
+        if let Some(remote) = &inner.remote {
+            let mut sources = remote
+                .sources
+                .lock()
+                .map_err(|_| AuthError::InvalidConfig("key sources lock poisoned".into()))?;
+            let mut combined = keys.clone();
+            combined.extend(sources.remote.clone());
+            inner.install(&combined)?;
+            sources.local = keys;
+            return Ok(());
+        }
+        inner.install(&keys)
+    }
+
+    /// Fetches the remote JWKS now (blocking) and installs it when it changed. Requests keep
+    /// using the current keys meanwhile; on failure they stay.
+    #[cfg(feature = "jwks-remote")]
+    pub fn refresh_jwks(&self) -> Result<(), AuthError> {
+        use crate::remote::Refresh as _;
+        self.0.refresh_remote().map(|_| ())
     }
 
     /// The current keys (restricted to the allowed algorithms).
@@ -262,6 +281,19 @@ impl Verifier {
 }
 
 impl Inner {
+    /// Checks `keys` and makes them current, with an empty cache.
+    fn install(&self, keys: &KeySet) -> Result<(), AuthError> {
+        let state = prepare_keys(
+            self.environment,
+            keys,
+            self.allowed,
+            self.cache_capacity,
+            self.cache_hmac,
+        )?;
+        self.state.store(Arc::new(state));
+        Ok(())
+    }
+
     fn now(&self) -> i64 {
         let secs = match &self.clock {
             Some(clock) => clock(),
@@ -270,6 +302,36 @@ impl Inner {
                 .map_or(0, |d| d.as_secs()),
         };
         i64::try_from(secs).unwrap_or(i64::MAX)
+    }
+}
+
+#[cfg(feature = "jwks-remote")]
+impl crate::remote::Refresh for Inner {
+    fn refresh_remote(&self) -> Result<Duration, AuthError> {
+        let Some(remote) = &self.remote else {
+            return Err(AuthError::InvalidConfig("no remote JWKS configured".into()));
+        };
+        let (body, ttl) = crate::remote::fetch(&remote.config).map_err(|e| {
+            AuthError::InvalidConfig(format!(
+                "cannot fetch the JWKS from {}: {e}",
+                remote.config.url
+            ))
+        })?;
+        let mut sources = remote
+            .sources
+            .lock()
+            .map_err(|_| AuthError::InvalidConfig("key sources lock poisoned".into()))?;
+        if body == sources.body {
+            return Ok(ttl);
+        }
+        let fetched = KeySet::from_jwks_json(&body)?;
+        let mut combined = sources.local.clone();
+        combined.extend(fetched.clone());
+        self.install(&combined)?;
+        tracing::info!(keys = fetched.len(), "installed a new remote JWKS");
+        sources.remote = fetched;
+        sources.body = body;
+        Ok(ttl)
     }
 }
 
@@ -333,6 +395,8 @@ pub struct VerifierBuilder {
     unverified: bool,
     demo: Option<DemoPrincipal>,
     clock: Option<Clock>,
+    #[cfg(feature = "jwks-remote")]
+    remote: Option<crate::remote::RemoteJwks>,
 }
 
 impl std::fmt::Debug for VerifierBuilder {
@@ -368,6 +432,8 @@ impl VerifierBuilder {
             unverified: false,
             demo: None,
             clock: None,
+            #[cfg(feature = "jwks-remote")]
+            remote: None,
         }
     }
 
@@ -425,6 +491,22 @@ impl VerifierBuilder {
     #[must_use]
     pub fn key_set(mut self, keys: KeySet) -> Self {
         self.keys.extend(keys);
+        self
+    }
+
+    /// Fetches the JWK set at `url` (at build time, then in the background); see
+    /// [`crate::remote`]. Feature `jwks-remote`.
+    #[cfg(feature = "jwks-remote")]
+    #[must_use]
+    pub fn jwks_url(self, url: impl Into<String>) -> Self {
+        self.remote_jwks(crate::remote::RemoteJwks::new(url))
+    }
+
+    /// Like [`VerifierBuilder::jwks_url`] with explicit refresh settings. Feature `jwks-remote`.
+    #[cfg(feature = "jwks-remote")]
+    #[must_use]
+    pub fn remote_jwks(mut self, remote: crate::remote::RemoteJwks) -> Self {
+        self.remote = Some(remote);
         self
     }
 
@@ -555,7 +637,7 @@ impl VerifierBuilder {
     }
 
     /// Checks the configuration and builds the verifier.
-    pub fn build(self) -> Result<Verifier, AuthError> {
+    pub fn build(#[allow(unused_mut)] mut self) -> Result<Verifier, AuthError> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -608,9 +690,37 @@ impl VerifierBuilder {
         if allowed.is_empty() {
             return Err(AuthError::InvalidConfig("no allowed algorithm".into()));
         }
-        if self.keys.is_empty() && !(dev && (self.unverified || self.demo.is_some())) {
+        #[cfg(feature = "jwks-remote")]
+        let has_remote = self.remote.is_some();
+        #[cfg(not(feature = "jwks-remote"))]
+        let has_remote = false;
+        if self.keys.is_empty() && !has_remote && !(dev && (self.unverified || self.demo.is_some()))
+        {
             return Err(AuthError::MissingKey(MISSING_KEY));
         }
+        #[cfg(feature = "jwks-remote")]
+        let (remote, first_wait) = match self.remote {
+            Some(config) => {
+                let (body, ttl) = crate::remote::fetch(&config).map_err(|e| {
+                    AuthError::InvalidConfig(format!(
+                        "cannot fetch the JWKS from {}: {e}",
+                        config.url
+                    ))
+                })?;
+                let fetched = KeySet::from_jwks_json(&body)?;
+                let local = std::mem::take(&mut self.keys);
+                self.keys = local.clone();
+                self.keys.extend(fetched.clone());
+                let sources = crate::remote::Sources {
+                    local,
+                    remote: fetched,
+                    body,
+                };
+                let (remote, wake) = crate::remote::Remote::new(config, sources);
+                (Some((remote, wake)), ttl)
+            }
+            None => (None, Duration::ZERO),
+        };
         let state = prepare_keys(
             self.environment,
             &self.keys,
@@ -649,7 +759,15 @@ impl VerifierBuilder {
         if let Some(cookie) = &self.cookie {
             tracing::info!(cookie = %cookie, "tokens are also read from a cookie (mind CSRF)");
         }
-        Ok(Verifier(Arc::new(Inner {
+        #[cfg(feature = "jwks-remote")]
+        let (remote, wake) = match remote {
+            Some((remote, wake)) => {
+                let retry = remote.config.cooldown.min(remote.config.min_ttl);
+                (Some(remote), Some((wake, retry)))
+            }
+            None => (None, None),
+        };
+        let inner = Arc::new(Inner {
             environment: self.environment,
             rules,
             allowed,
@@ -661,7 +779,14 @@ impl VerifierBuilder {
             demo,
             clock: self.clock,
             state: ArcSwap::from_pointee(state),
-        })))
+            #[cfg(feature = "jwks-remote")]
+            remote,
+        });
+        #[cfg(feature = "jwks-remote")]
+        if let Some((wake, retry)) = wake {
+            crate::remote::spawn(Arc::downgrade(&inner), wake, first_wait, retry)?;
+        }
+        Ok(Verifier(inner))
     }
 }
 

@@ -163,7 +163,7 @@ fn algorithm_confusion_is_impossible() {
     let es384 = mint(J::ES384, Signer::Ec384, Some("ec-1"), &claims());
     assert_eq!(
         jwks_verifier().verify(&es384).unwrap_err(),
-        AuthError::UnknownKeyId
+        AuthError::DisallowedAlgorithm
     );
     let p256 = builder()
         .public_key_pem(fixture("ec256_public.pem"))
@@ -178,7 +178,7 @@ fn algorithm_confusion_is_impossible() {
     let ps = mint(J::PS256, Signer::Rsa1, Some("rsa-1"), &claims());
     assert_eq!(
         jwks_verifier().verify(&ps).unwrap_err(),
-        AuthError::UnknownKeyId
+        AuthError::DisallowedAlgorithm
     );
 }
 
@@ -815,7 +815,7 @@ fn every_request_error_kind_is_reachable_and_mapped() {
         ),
         (
             v.verify(&mint(J::ES256, Signer::Ec256, Some("ed-1"), &claims())),
-            "unknown_key_id",
+            "disallowed_algorithm",
         ),
         (
             v.verify(&hs256(&with(claims(), "exp", json!(1)))),
