@@ -2,6 +2,40 @@
 //! the verified [`Principal`], and the HTTP description of every error.
 //!
 //! It knows no web framework and no database; the adapters and the guard build on it.
+//!
+//! ```
+//! use tenant_guard_core::{AuthError, Environment, ToErrorResponse, Verifier};
+//!
+//! // Once, at startup (or `Verifier::from_env()`; see the `config` module for the variables).
+//! let verifier = Verifier::builder(Environment::Production)
+//!     .hmac_secret("a-long-random-secret-from-your-vault")
+//!     .org_claim("app_metadata.org_id")
+//!     .build()?;
+//!
+//! // Per request: only `Authorization: Bearer <token>` is read.
+//! let mut headers = http::HeaderMap::new();
+//! headers.insert("x-user-id", "admin".parse().unwrap()); // ignored, always
+//! let err = verifier.authenticate(&headers).unwrap_err();
+//! assert_eq!(err, AuthError::MissingToken);
+//! let response = err.to_error_response();
+//! assert_eq!(response.status(), 401);
+//! assert_eq!(response.body(), r#"{"error":"missing_token","message":"a bearer token is required"}"#);
+//! # Ok::<(), AuthError>(())
+//! ```
+//!
+//! # Features
+//!
+//! - `aws_lc_rs` (default) or `rust_crypto`: the crypto backend of jsonwebtoken. **Exactly one**
+//!   must be on; none or both is a `compile_error!` here (jsonwebtoken itself would panic at the
+//!   first verification). To use `rust_crypto`, turn default features off.
+//! - `jwks-remote`: fetch and refresh a JWK set over HTTP(S) in the background (module `remote`,
+//!   `VerifierBuilder::jwks_url`, `JWT_JWKS_URL`).
+//!
+//! # Fail closed
+//!
+//! An unknown environment is production; no key is a build error in every environment; the
+//! development-only conveniences live in [`dangerous`] and are build errors elsewhere; no identity
+//! is ever read from anything but a verified token.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
