@@ -31,6 +31,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(!e.is_config_error());
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        assert!(verifier().verify(text).is_err(), "an unsigned input verified");
+        assert!(
+            verifier().verify(text).is_err(),
+            "an unsigned input verified"
+        );
     }
 });

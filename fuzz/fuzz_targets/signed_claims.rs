@@ -31,8 +31,9 @@ fuzz_target!(|payload: &[u8]| {
         URL_SAFE_NO_PAD.encode(payload)
     );
     let key = jsonwebtoken::EncodingKey::from_secret(SECRET);
-    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
-        .expect("HMAC signing cannot fail");
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+            .expect("HMAC signing cannot fail");
     match verifier().verify(&format!("{message}.{signature}")) {
         Ok(p) => {
             assert_eq!(p.claims_json().as_bytes(), payload);
