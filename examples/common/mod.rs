@@ -24,7 +24,8 @@
 //!
 //! The `App` must stay alive until the server has stopped: it owns the throwaway database (when
 //! one was started), which is removed when the `App` is dropped.
-#![allow(dead_code)] // each app uses a different subset
+// Each app uses a different subset; items are `pub` to document the shared interface.
+#![allow(dead_code, unreachable_pub)]
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
@@ -32,8 +33,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tenant_guard::postgres::TenantPool;
-use tenant_guard_testkit::{TestDatabase, TestPostgres};
 use tenant_guard::{Environment, Verifier, VerifierBuilder};
+use tenant_guard_testkit::{TestDatabase, TestPostgres};
 
 /// Any start-up failure. Its message names what to fix (e.g. the missing variable).
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
@@ -51,6 +52,7 @@ const DEMO_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 ///
 /// Idempotent: safe to apply on every start.
 pub const SCHEMA_SQL: &str = r#"
+SET LOCAL client_min_messages = warning;
 CREATE TABLE IF NOT EXISTS public.projects (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     org_id uuid NOT NULL,
@@ -67,6 +69,20 @@ CREATE POLICY projects_org_isolation ON public.projects
     FOR ALL TO authenticated
     USING (org_id = (SELECT tenant_guard.org_id()))
     WITH CHECK (org_id = (SELECT tenant_guard.org_id()));
+"#;
+
+/// The pool's login on a throwaway database: PostgREST's `authenticator` pattern, a login that
+/// can do nothing by itself but switch to the app roles (the guard then warns about nothing).
+const AUTHENTICATOR: &str = "authenticator";
+
+/// Creates [`AUTHENTICATOR`] (idempotent; roles are per server) and grants it the app roles.
+const AUTHENTICATOR_SQL: &str = r#"
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticator') THEN
+        CREATE ROLE authenticator LOGIN NOINHERIT;
+    END IF;
+END $$;
+SELECT tenant_guard.grant_app_roles('authenticator');
 "#;
 
 /// Output format of the logs on stderr (`LOG_FORMAT`).
@@ -111,7 +127,10 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("environment", &self.environment)
             .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
-            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("jwks_file", &self.jwks_file)
             .field("audience", &self.audience)
             .field("issuer", &self.issuer)
@@ -138,15 +157,20 @@ impl Config {
         let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let bind = match non_empty("BIND") {
             None => SocketAddr::from(([127, 0, 0, 1], 3000)),
-            Some(v) => v.trim().parse().map_err(|_| {
-                format!("BIND must be an address like 127.0.0.1:3000, got {v:?}")
-            })?,
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| format!("BIND must be an address like 127.0.0.1:3000, got {v:?}"))?,
         };
         let db_pool_size = match non_empty("DB_POOL_SIZE") {
             None => 16,
             Some(v) => match v.trim().parse::<usize>() {
                 Ok(n) if n > 0 => n,
-                _ => return Err(format!("DB_POOL_SIZE must be a positive integer, got {v:?}").into()),
+                _ => {
+                    return Err(
+                        format!("DB_POOL_SIZE must be a positive integer, got {v:?}").into(),
+                    );
+                }
             },
         };
         let rate_limit_per_minute = match non_empty("RATE_LIMIT_PER_MINUTE") {
@@ -166,7 +190,8 @@ impl Config {
             _ => LogFormat::Human,
         };
         Ok(Self {
-            environment: lookup("APP_ENV").map_or(Environment::Production, |v| Environment::parse(&v)),
+            environment: lookup("APP_ENV")
+                .map_or(Environment::Production, |v| Environment::parse(&v)),
             database_url: non_empty("DATABASE_URL"),
             jwt_secret: lookup("JWT_SECRET").filter(|v| !v.is_empty()),
             jwks_file: non_empty("JWT_JWKS_FILE").map(PathBuf::from),
@@ -288,7 +313,10 @@ pub fn print_demo_tokens(tokens: &DemoTokens, addr: SocketAddr) {
         "\ndevelopment mode: a random HS256 secret was generated; demo tokens (valid 12 hours):\n",
     );
     for (name, org, token) in &tokens.tokens {
-        out.push_str(&format!("\n  {name} (org {org}):\n  export TOKEN_{}={token}\n", name.to_uppercase()));
+        out.push_str(&format!(
+            "\n  {name} (org {org}):\n  export TOKEN_{}={token}\n",
+            name.to_uppercase()
+        ));
     }
     let (first, _, _) = tokens.tokens[0];
     let var = format!("$TOKEN_{}", first.to_uppercase());
@@ -328,8 +356,17 @@ pub async fn open_database(config: &Config) -> Result<Database, StartError> {
     let pg_config: tenant_guard::postgres::tokio_postgres::Config = url
         .parse()
         .map_err(|e| format!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
-    tenant_guard::postgres::support::apply(&pg_config, SCHEMA_SQL).await?;
-    let pool = TenantPool::builder(pg_config)
+    // Schema as the URL's user; the pool logs in as that user too, except on a throwaway
+    // database, where it uses a dedicated authenticator login (trust authentication, no password).
+    let mut pool_config = pg_config.clone();
+    if throwaway_database.is_some() {
+        let sql = format!("{SCHEMA_SQL}{AUTHENTICATOR_SQL}");
+        tenant_guard::postgres::support::apply(&pg_config, &sql).await?;
+        pool_config.user(AUTHENTICATOR);
+    } else {
+        tenant_guard::postgres::support::apply(&pg_config, SCHEMA_SQL).await?;
+    }
+    let pool = TenantPool::builder(pool_config)
         .max_size(config.db_pool_size)
         .wait_timeout(Duration::from_secs(5))
         .statement_timeout(Duration::from_secs(10))
