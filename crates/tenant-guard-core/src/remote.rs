@@ -86,6 +86,20 @@ impl RemoteJwks {
         self
     }
 
+    /// The URL for messages and logs, without any `user:password@` part.
+    pub(crate) fn display_url(&self) -> String {
+        match self.url.split_once("://") {
+            Some((scheme, rest)) => {
+                let authority_end = rest.find('/').unwrap_or(rest.len());
+                match rest[..authority_end].rfind('@') {
+                    Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                    None => self.url.clone(),
+                }
+            }
+            None => self.url.clone(),
+        }
+    }
+
     /// The refresh interval for a response's `Cache-Control` value.
     pub(crate) fn ttl_for(&self, cache_control: Option<&str>) -> Duration {
         cache_control
@@ -252,6 +266,9 @@ mod tests {
         ] {
             assert_eq!(c.ttl_for(header), want, "{header:?}");
         }
+        let url = RemoteJwks::new("https://user:secret@example.com/a@b/jwks.json").display_url();
+        assert_eq!(url, "https://example.com/a@b/jwks.json");
+        assert_eq!(RemoteJwks::new("http://h/x").display_url(), "http://h/x");
         let inverted = RemoteJwks::new("x").ttl_bounds(s(100), s(10));
         assert_eq!(inverted.ttl_for(Some("max-age=1")), s(100));
     }

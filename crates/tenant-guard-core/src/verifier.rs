@@ -314,7 +314,7 @@ impl crate::remote::Refresh for Inner {
         let (body, ttl) = crate::remote::fetch(&remote.config).map_err(|e| {
             AuthError::InvalidConfig(format!(
                 "cannot fetch the JWKS from {}: {e}",
-                remote.config.url
+                remote.config.display_url()
             ))
         })?;
         let mut sources = remote
@@ -704,7 +704,7 @@ impl VerifierBuilder {
                 let (body, ttl) = crate::remote::fetch(&config).map_err(|e| {
                     AuthError::InvalidConfig(format!(
                         "cannot fetch the JWKS from {}: {e}",
-                        config.url
+                        config.display_url()
                     ))
                 })?;
                 let fetched = KeySet::from_jwks_json(&body)?;
