@@ -1,0 +1,287 @@
+//! [`GuardError`]: everything the guard can fail with, and its HTTP description.
+
+use http::StatusCode;
+use tenant_guard_core::{ErrorResponse, ToErrorResponse};
+use tokio_postgres::error::{DbError, SqlState};
+
+/// Seconds a client is asked to wait (`Retry-After`) after a transient failure.
+const RETRY_AFTER_SECONDS: u64 = 1;
+
+/// An error of the guard: the pool, the scoping, or a statement run through a [`TenantTx`].
+///
+/// Its `Display` never contains SQL, parameters or row data (the server's message and detail
+/// stay in the [`source`](std::error::Error::source) for your logs); the HTTP response built by
+/// [`ToErrorResponse`] carries only a fixed code and message.
+///
+/// | variant | status | `error` code |
+/// |---|---|---|
+/// | [`PoolTimeout`](Self::PoolTimeout) | 503 + `Retry-After` | `database_busy` |
+/// | [`Unavailable`](Self::Unavailable), [`PoolClosed`](Self::PoolClosed) | 503 + `Retry-After` | `database_unavailable` |
+/// | [`ForbiddenByPolicy`](Self::ForbiddenByPolicy) (SQLSTATE 42501) | 403 | `forbidden_by_policy` |
+/// | [`RoleNotAllowed`](Self::RoleNotAllowed) | 403 | `role_not_allowed` |
+/// | [`UniqueViolation`](Self::UniqueViolation) (23505) | 409 | `conflict` |
+/// | [`ConstraintViolation`](Self::ConstraintViolation) (other 23xxx) | 422 | `constraint_violation` |
+/// | [`TransactionConflict`](Self::TransactionConflict) (40001, 40P01) | 503 + `Retry-After` | `transaction_conflict` |
+/// | [`StatementTimeout`](Self::StatementTimeout) (57014) | 503 + `Retry-After` | `database_timeout` |
+/// | everything else | 500 | `database_error` or `internal_error` |
+///
+/// [`TenantTx`]: crate::TenantTx
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GuardError {
+    /// No pooled connection became free within the pool's wait timeout.
+    #[error("no database connection became available within the pool's wait timeout")]
+    PoolTimeout,
+
+    /// The pool has been closed.
+    #[error("the database pool is closed")]
+    PoolClosed,
+
+    /// The database could not be reached, or the connection was lost.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] tokio_postgres::Error),
+
+    /// The pool's login failed the startup check and the pool is configured to refuse it
+    /// ([`LoginPolicy::Refuse`](crate::LoginPolicy::Refuse)).
+    #[error("the pool's database login is unsafe for tenant isolation: {0}")]
+    InsecureLogin(String),
+
+    /// The principal's role is not one the pool switches to for users (see
+    /// [`TenantPoolBuilder::user_roles`](crate::TenantPoolBuilder::user_roles)); nothing was sent
+    /// to the database.
+    #[error("role `{0}` is not allowed on this pool")]
+    RoleNotAllowed(String),
+
+    /// Scoping the transaction failed (for example the login may not switch to the role: run the
+    /// support SQL and grant the role to the login). No statement of the caller ran scoped.
+    #[error("could not scope the transaction (SQLSTATE {})", sqlstate(.0))]
+    Scope(#[source] tokio_postgres::Error),
+
+    /// Row Level Security or a missing privilege refused the statement (SQLSTATE `42501`, e.g.
+    /// `new row violates row-level security policy`).
+    #[error("refused by a row-level security policy or privilege (SQLSTATE 42501)")]
+    ForbiddenByPolicy(#[source] tokio_postgres::Error),
+
+    /// A unique constraint was violated (SQLSTATE `23505`).
+    #[error("unique constraint violated{}", constraint_suffix(.0))]
+    UniqueViolation(#[source] tokio_postgres::Error),
+
+    /// Another integrity constraint was violated (SQLSTATE class `23`: foreign key, not null,
+    /// check, exclusion).
+    #[error("integrity constraint violated (SQLSTATE {}){}", sqlstate(.0), constraint_suffix(.0))]
+    ConstraintViolation(#[source] tokio_postgres::Error),
+
+    /// Serialization failure or deadlock (SQLSTATE `40001`, `40P01`): retrying may succeed.
+    #[error("transaction conflict (SQLSTATE {}); retrying may succeed", sqlstate(.0))]
+    TransactionConflict(#[source] tokio_postgres::Error),
+
+    /// The statement ran longer than the pool's statement timeout (SQLSTATE `57014`).
+    #[error("statement cancelled by the statement timeout (SQLSTATE 57014)")]
+    StatementTimeout(#[source] tokio_postgres::Error),
+
+    /// A statement of this transaction failed earlier, so the database rolled it back; it
+    /// cannot be committed.
+    #[error("the transaction was rolled back because an earlier statement failed")]
+    RolledBack,
+
+    /// Any other database error.
+    #[error("database error (SQLSTATE {})", sqlstate(.0))]
+    Database(#[source] tokio_postgres::Error),
+
+    /// The configuration is invalid (bad URL, zero pool size, …).
+    #[error("invalid guard configuration: {0}")]
+    Config(String),
+}
+
+fn sqlstate(error: &tokio_postgres::Error) -> &str {
+    error.code().map_or("none", SqlState::code)
+}
+
+fn constraint_suffix(error: &tokio_postgres::Error) -> String {
+    error
+        .as_db_error()
+        .and_then(DbError::constraint)
+        .map(|c| format!(" (constraint `{c}`)"))
+        .unwrap_or_default()
+}
+
+impl GuardError {
+    /// Classifies an error of a statement run for the caller.
+    pub(crate) fn from_statement(error: tokio_postgres::Error) -> Self {
+        let Some(code) = error.code() else {
+            return if error.is_closed() {
+                Self::Unavailable(error)
+            } else {
+                Self::Database(error)
+            };
+        };
+        match code.code() {
+            "42501" => Self::ForbiddenByPolicy(error),
+            "23505" => Self::UniqueViolation(error),
+            c if c.starts_with("23") => Self::ConstraintViolation(error),
+            "40001" | "40P01" => Self::TransactionConflict(error),
+            "57014" => Self::StatementTimeout(error),
+            // Connection-level failures: admin shutdown, crash, too many connections.
+            c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => {
+                Self::Unavailable(error)
+            }
+            _ => Self::Database(error),
+        }
+    }
+
+    /// Classifies an error of the scoping prelude.
+    pub(crate) fn from_scope(error: tokio_postgres::Error) -> Self {
+        if error.is_closed() {
+            Self::Unavailable(error)
+        } else {
+            Self::Scope(error)
+        }
+    }
+
+    /// The database's error, when the error came from the server.
+    pub fn db_error(&self) -> Option<&DbError> {
+        self.postgres().and_then(tokio_postgres::Error::as_db_error)
+    }
+
+    /// The SQLSTATE, when the error came from the server.
+    pub fn sqlstate(&self) -> Option<&SqlState> {
+        self.postgres().and_then(tokio_postgres::Error::code)
+    }
+
+    /// The underlying driver error, if any.
+    pub fn postgres(&self) -> Option<&tokio_postgres::Error> {
+        match self {
+            Self::Unavailable(e)
+            | Self::Scope(e)
+            | Self::ForbiddenByPolicy(e)
+            | Self::UniqueViolation(e)
+            | Self::ConstraintViolation(e)
+            | Self::TransactionConflict(e)
+            | Self::StatementTimeout(e)
+            | Self::Database(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// `true` when row-level security or a missing privilege refused the statement.
+    pub fn is_forbidden_by_policy(&self) -> bool {
+        matches!(self, Self::ForbiddenByPolicy(_))
+    }
+
+    /// `true` for transient failures worth retrying later (pool exhausted, database unreachable,
+    /// serialization failure, statement timeout).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::PoolTimeout
+                | Self::PoolClosed
+                | Self::Unavailable(_)
+                | Self::TransactionConflict(_)
+                | Self::StatementTimeout(_)
+        )
+    }
+
+    /// The stable error code of the HTTP body (`forbidden_by_policy`, `database_busy`, …).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::PoolTimeout => "database_busy",
+            Self::PoolClosed | Self::Unavailable(_) => "database_unavailable",
+            Self::ForbiddenByPolicy(_) => "forbidden_by_policy",
+            Self::RoleNotAllowed(_) => "role_not_allowed",
+            Self::UniqueViolation(_) => "conflict",
+            Self::ConstraintViolation(_) => "constraint_violation",
+            Self::TransactionConflict(_) => "transaction_conflict",
+            Self::StatementTimeout(_) => "database_timeout",
+            Self::Database(_) | Self::RolledBack => "database_error",
+            Self::Scope(_) | Self::InsecureLogin(_) | Self::Config(_) => "internal_error",
+        }
+    }
+
+    /// The HTTP status adapters answer with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::PoolTimeout
+            | Self::PoolClosed
+            | Self::Unavailable(_)
+            | Self::TransactionConflict(_)
+            | Self::StatementTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ForbiddenByPolicy(_) | Self::RoleNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::UniqueViolation(_) => StatusCode::CONFLICT,
+            Self::ConstraintViolation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Scope(_)
+            | Self::InsecureLogin(_)
+            | Self::RolledBack
+            | Self::Database(_)
+            | Self::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A fixed, client-safe message for the HTTP body.
+    fn public_message(&self) -> &'static str {
+        match self {
+            Self::PoolTimeout => "the service is busy; retry shortly",
+            Self::PoolClosed | Self::Unavailable(_) => {
+                "the database is temporarily unavailable; retry shortly"
+            }
+            Self::ForbiddenByPolicy(_) => "the operation is not permitted for this organization",
+            Self::RoleNotAllowed(_) => "the token's role is not allowed here",
+            Self::UniqueViolation(_) => "a record with the same unique value already exists",
+            Self::ConstraintViolation(_) => "the data violates a database constraint",
+            Self::TransactionConflict(_) => "the request conflicted with another; retry it",
+            Self::StatementTimeout(_) => "the database took too long to answer; retry shortly",
+            Self::Scope(_)
+            | Self::InsecureLogin(_)
+            | Self::RolledBack
+            | Self::Database(_)
+            | Self::Config(_) => "internal server error",
+        }
+    }
+}
+
+impl ToErrorResponse for GuardError {
+    fn to_error_response(&self) -> ErrorResponse {
+        let response = ErrorResponse::new(self.status(), self.code(), self.public_message());
+        if self.is_transient() {
+            response.with_retry_after(RETRY_AFTER_SECONDS)
+        } else {
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_timeout_is_503_with_retry_after() {
+        let r = GuardError::PoolTimeout.to_error_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.code(), "database_busy");
+        assert_eq!(r.retry_after(), Some(RETRY_AFTER_SECONDS));
+    }
+
+    #[test]
+    fn internal_errors_have_a_generic_body() {
+        for e in [
+            GuardError::RolledBack,
+            GuardError::Config("secret-ish detail".into()),
+            GuardError::InsecureLogin("login `postgres` is a superuser".into()),
+        ] {
+            let r = e.to_error_response();
+            assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(r.message(), "internal server error");
+            assert!(!r.body().contains("secret"));
+            assert!(!r.body().contains("postgres"));
+            assert_eq!(r.retry_after(), None);
+        }
+    }
+
+    #[test]
+    fn role_not_allowed_is_403() {
+        let r = GuardError::RoleNotAllowed("service_role".into()).to_error_response();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(r.code(), "role_not_allowed");
+        assert!(!r.body().contains("service_role"));
+    }
+}

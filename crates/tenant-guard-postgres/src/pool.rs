@@ -1,0 +1,482 @@
+//! [`TenantPool`]: a deadpool-postgres pool that only hands out scoped transactions.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::{
+    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Pool, PoolError, QueueMode,
+    RecyclingMethod, Runtime,
+};
+use tenant_guard_core::{Principal, Role, ServiceContext};
+use tokio_postgres::Socket;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use uuid::Uuid;
+
+use crate::error::GuardError;
+use crate::login::{LoginPolicy, LoginReport};
+use crate::options::ScopeOptions;
+use crate::scope::{SCOPE_SQL, Scope};
+use crate::tx::TenantTx;
+
+/// Default maximum number of pooled connections.
+pub const DEFAULT_MAX_SIZE: usize = 16;
+/// Default time a checkout waits for a free connection before [`GuardError::PoolTimeout`].
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time allowed to open a new connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prefix of the post-create hook's refusal message, to recognise it in pool errors.
+const INSECURE_LOGIN: &str = "insecure login: ";
+
+/// A pool of Postgres connections that only hands out [`TenantTx`]s: transactions scoped to a
+/// verified principal's org and role (or the audited service paths).
+///
+/// It never hands out a raw client, so an unscoped query cannot be written by accident; the one
+/// escape hatch is [`dangerous_unscoped_connection`](Self::dangerous_unscoped_connection).
+/// Cheap to clone (an `Arc`), `Send + Sync`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tenant_guard_postgres::TenantPool;
+///
+/// # fn demo() -> Result<(), tenant_guard_postgres::GuardError> {
+/// let pool = TenantPool::builder_from_url("postgres://authenticator:secret@db.internal/app")?
+///     .max_size(16)
+///     .wait_timeout(Duration::from_secs(2))
+///     .statement_timeout(Duration::from_secs(10))
+///     .build()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct TenantPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    user_roles: Vec<Role>,
+    service_role: Role,
+    job_role: Role,
+    max_size: usize,
+}
+
+impl fmt::Debug for TenantPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantPool")
+            .field("status", &self.status())
+            .field("user_roles", &self.inner.user_roles)
+            .field("service_role", &self.inner.service_role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot of the pool's occupancy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStatus {
+    /// The configured maximum.
+    pub max_size: usize,
+    /// Connections currently open (idle or in use).
+    pub size: usize,
+    /// Idle connections ready for a checkout.
+    pub available: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+}
+
+/// Configures a [`TenantPool`]; see [`TenantPool::builder`].
+pub struct TenantPoolBuilder {
+    config: tokio_postgres::Config,
+    max_size: usize,
+    wait_timeout: Duration,
+    connect_timeout: Duration,
+    statement_timeout: Option<Duration>,
+    user_roles: Vec<Role>,
+    service_role: Role,
+    job_role: Role,
+    login_policy: LoginPolicy,
+}
+
+impl fmt::Debug for TenantPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // tokio_postgres::Config's Debug redacts the password.
+        f.debug_struct("TenantPoolBuilder")
+            .field("config", &self.config)
+            .field("max_size", &self.max_size)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("user_roles", &self.user_roles)
+            .field("login_policy", &self.login_policy)
+            .finish_non_exhaustive()
+    }
+}
+
+fn role(name: &str) -> Role {
+    Role::new(name).unwrap_or_else(|_| unreachable!("{name} is a plain role name"))
+}
+
+impl TenantPool {
+    /// Starts configuring a pool for `config` (host, port, database, login).
+    pub fn builder(config: tokio_postgres::Config) -> TenantPoolBuilder {
+        TenantPoolBuilder {
+            config,
+            max_size: DEFAULT_MAX_SIZE,
+            wait_timeout: DEFAULT_WAIT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            statement_timeout: None,
+            user_roles: vec![role("authenticated"), role("anon")],
+            service_role: role("service_role"),
+            job_role: role("authenticated"),
+            login_policy: LoginPolicy::default(),
+        }
+    }
+
+    /// Like [`builder`](Self::builder), from a URL (`postgres://user:password@host:port/db`) or a
+    /// `key=value` connection string. The error never repeats the URL (it may hold a password).
+    pub fn builder_from_url(url: &str) -> Result<TenantPoolBuilder, GuardError> {
+        url.parse::<tokio_postgres::Config>()
+            .map(Self::builder)
+            .map_err(|_| {
+                GuardError::Config("the database URL is not a valid PostgreSQL URL".into())
+            })
+    }
+
+    /// Checks out a connection for `principal`: the transaction is scoped to its org and role.
+    ///
+    /// Only the checkout happens here; `BEGIN` and the scoping travel with the first statement
+    /// (see [`TenantTx`]). Fails with [`GuardError::RoleNotAllowed`], before touching the pool,
+    /// when the principal's role is not one of the pool's
+    /// [`user_roles`](TenantPoolBuilder::user_roles); with [`GuardError::PoolTimeout`] when no
+    /// connection frees up within the wait timeout.
+    pub async fn begin(
+        &self,
+        principal: &Principal,
+        options: ScopeOptions,
+    ) -> Result<TenantTx, GuardError> {
+        if !self.inner.user_roles.contains(principal.role()) {
+            tracing::warn!(
+                role = %principal.role(),
+                "refusing a principal whose role is not one of the pool's user roles"
+            );
+            return Err(GuardError::RoleNotAllowed(principal.role().to_string()));
+        }
+        let scope = Scope::principal(principal, options.request_id);
+        self.checkout(scope, options.read_only).await
+    }
+
+    /// Checks out a connection running as the service role (which bypasses RLS): the audited
+    /// path for work that must cross orgs. Prefer [`with_service_role`](crate::with_service_role)
+    /// or, for work on one org, [`begin_org_job`](Self::begin_org_job).
+    ///
+    /// Emits an `info` event on the `tenant_guard::audit` target with the context's reason and job
+    /// id, and another when the transaction ends.
+    pub async fn begin_service_role(
+        &self,
+        context: &ServiceContext,
+        options: ScopeOptions,
+    ) -> Result<TenantTx, GuardError> {
+        tracing::info!(
+            target: "tenant_guard::audit",
+            reason = context.reason(),
+            job_id = context.job_id(),
+            role = %self.inner.service_role,
+            "service-role transaction (bypasses row level security)"
+        );
+        let scope = Scope::service(context, self.inner.service_role.clone(), options.request_id);
+        self.checkout(scope, options.read_only).await
+    }
+
+    /// Checks out a connection for a background job acting for one org: scoped exactly like a
+    /// user of `org_id` (the job role, `authenticated` by default, under RLS), with claims naming
+    /// the job (`sub` = `service:<reason>`). Emits an audit event.
+    ///
+    /// Policies that call `auth.uid()` (which casts `sub` to `uuid`) raise an error for such a
+    /// job: per-user tables are not for org jobs.
+    pub async fn begin_org_job(
+        &self,
+        context: &ServiceContext,
+        org_id: Uuid,
+        options: ScopeOptions,
+    ) -> Result<TenantTx, GuardError> {
+        tracing::info!(
+            target: "tenant_guard::audit",
+            reason = context.reason(),
+            job_id = context.job_id(),
+            %org_id,
+            role = %self.inner.job_role,
+            "org-scoped job transaction"
+        );
+        let principal = context.org_principal(org_id, self.inner.job_role.clone());
+        let scope = Scope::principal(&principal, options.request_id);
+        self.checkout(scope, options.read_only).await
+    }
+
+    async fn checkout(&self, scope: Scope, read_only: bool) -> Result<TenantTx, GuardError> {
+        let conn = self.inner.pool.get().await.map_err(map_pool_error)?;
+        // Prepared by the post-create hook, so this is a cache hit without a round trip.
+        let scope_statement = conn
+            .prepare_cached(SCOPE_SQL)
+            .await
+            .map_err(GuardError::from_scope)?;
+        Ok(TenantTx::new(conn, scope_statement, scope, read_only))
+    }
+
+    /// Reads the facts about the pool's login (see [`LoginPolicy`]); for a startup report.
+    pub async fn check_login(&self) -> Result<LoginReport, GuardError> {
+        let conn = self.inner.pool.get().await.map_err(map_pool_error)?;
+        LoginReport::read(&conn)
+            .await
+            .map_err(GuardError::from_statement)
+    }
+
+    /// The pool's occupancy.
+    pub fn status(&self) -> PoolStatus {
+        let status = self.inner.pool.status();
+        PoolStatus {
+            max_size: self.inner.max_size,
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+        }
+    }
+
+    /// Closes the pool: idle connections are closed, checkouts fail with
+    /// [`GuardError::PoolClosed`], connections in use close when returned.
+    pub fn close(&self) {
+        self.inner.pool.close();
+    }
+
+    /// An unscoped connection, for migrations and administration: **no** role, claims or org is
+    /// set, so Row Level Security sees only the pool's login. Logged at `warn` with `reason`
+    /// every time.
+    ///
+    /// The connection is closed (not returned to the pool) when dropped, so whatever it changed
+    /// never reaches a scoped transaction.
+    pub async fn dangerous_unscoped_connection(
+        &self,
+        reason: &'static str,
+    ) -> Result<crate::dangerous::UnscopedConnection, GuardError> {
+        tracing::warn!(
+            target: "tenant_guard::audit",
+            reason,
+            "unscoped database connection handed out"
+        );
+        let conn = self.inner.pool.get().await.map_err(map_pool_error)?;
+        Ok(crate::dangerous::UnscopedConnection::new(conn))
+    }
+}
+
+fn map_pool_error(error: PoolError) -> GuardError {
+    match error {
+        PoolError::Timeout(_) => GuardError::PoolTimeout,
+        PoolError::Closed => GuardError::PoolClosed,
+        PoolError::Backend(e) => GuardError::Unavailable(e),
+        PoolError::PostCreateHook(HookError::Backend(e)) => GuardError::Unavailable(e),
+        PoolError::PostCreateHook(HookError::Message(m)) => match m.strip_prefix(INSECURE_LOGIN) {
+            Some(problems) => GuardError::InsecureLogin(problems.to_owned()),
+            None => GuardError::Config(m.into_owned()),
+        },
+        PoolError::NoRuntimeSpecified => GuardError::Config("no async runtime configured".into()),
+    }
+}
+
+impl TenantPoolBuilder {
+    /// Maximum number of connections (default [`DEFAULT_MAX_SIZE`]).
+    #[must_use]
+    pub fn max_size(mut self, max_size: usize) -> Self {
+        self.max_size = max_size;
+        self
+    }
+
+    /// How long a checkout waits for a free connection before failing with
+    /// [`GuardError::PoolTimeout`] (default [`DEFAULT_WAIT_TIMEOUT`]).
+    #[must_use]
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// How long opening a new connection may take (default [`DEFAULT_CONNECT_TIMEOUT`]).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The server cancels any statement running longer (`statement_timeout`, set as a connection
+    /// option, so it costs nothing per request); the statement fails with
+    /// [`GuardError::StatementTimeout`]. Default: the server's setting.
+    #[must_use]
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = Some(timeout);
+        self
+    }
+
+    /// The roles [`TenantPool::begin`] switches to for users (default `authenticated`, `anon`).
+    ///
+    /// A second allowlist behind the verifier's: a principal with any other role (say a
+    /// misconfigured verifier that lets `service_role` tokens through) is refused before anything
+    /// reaches the database.
+    #[must_use]
+    pub fn user_roles(mut self, roles: impl IntoIterator<Item = Role>) -> Self {
+        self.user_roles = roles.into_iter().collect();
+        self
+    }
+
+    /// The role of [`TenantPool::begin_service_role`] (default `service_role`).
+    #[must_use]
+    pub fn service_role(mut self, role: Role) -> Self {
+        self.service_role = role;
+        self
+    }
+
+    /// The role of [`TenantPool::begin_org_job`] (default `authenticated`).
+    #[must_use]
+    pub fn job_role(mut self, role: Role) -> Self {
+        self.job_role = role;
+        self
+    }
+
+    /// What to do when the login is a superuser, has `BYPASSRLS`, inherits privileges or owns
+    /// tables with RLS (default [`LoginPolicy::Warn`]). Checked once per new connection.
+    #[must_use]
+    pub fn login_policy(mut self, policy: LoginPolicy) -> Self {
+        self.login_policy = policy;
+        self
+    }
+
+    /// Builds the pool without TLS. Connections are opened lazily, on first checkout.
+    ///
+    /// Must be called inside a tokio runtime only when connections are opened, not here.
+    pub fn build(self) -> Result<TenantPool, GuardError> {
+        self.build_with_tls(tokio_postgres::NoTls)
+    }
+
+    /// Builds the pool with a TLS connector (e.g. `postgres-native-tls` or `tokio-postgres-rustls`).
+    pub fn build_with_tls<T>(self, tls: T) -> Result<TenantPool, GuardError>
+    where
+        T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+        T::Stream: Sync + Send,
+        T::TlsConnect: Sync + Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
+        if self.max_size == 0 {
+            return Err(GuardError::Config("max_size must be at least 1".into()));
+        }
+        let mut config = self.config;
+        if config.get_application_name().is_none() {
+            config.application_name("tenant-guard");
+        }
+        if let Some(timeout) = self.statement_timeout {
+            let millis = timeout.as_millis().max(1);
+            let options = match config.get_options() {
+                Some(existing) if !existing.trim().is_empty() => {
+                    format!("{existing} -c statement_timeout={millis}")
+                }
+                _ => format!("-c statement_timeout={millis}"),
+            };
+            config.options(&options);
+        }
+        let manager = Manager::from_config(
+            config,
+            tls,
+            ManagerConfig {
+                // Hygiene is the guard's job (see `TenantTx`): recycling only checks liveness.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let policy = self.login_policy;
+        let warned = Arc::new(AtomicBool::new(false));
+        let hook = Hook::async_fn(move |client: &mut ClientWrapper, _| {
+            let warned = Arc::clone(&warned);
+            Box::pin(async move {
+                client
+                    .prepare_cached(SCOPE_SQL)
+                    .await
+                    .map_err(HookError::Backend)?;
+                if policy == LoginPolicy::Skip {
+                    return Ok(());
+                }
+                let report = LoginReport::read(client)
+                    .await
+                    .map_err(HookError::Backend)?;
+                if report.is_fit() {
+                    return Ok(());
+                }
+                match policy {
+                    LoginPolicy::Refuse => {
+                        tracing::error!(problems = %report, "refusing the pool's database login");
+                        Err(HookError::message(format!("{INSECURE_LOGIN}{report}")))
+                    }
+                    _ => {
+                        if !warned.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                problems = %report,
+                                "the pool's database login weakens tenant isolation; use an \
+                                 authenticator-style login (see the support SQL)"
+                            );
+                        }
+                        Ok(())
+                    }
+                }
+            })
+        });
+        let pool = Pool::builder(manager)
+            .max_size(self.max_size)
+            .wait_timeout(Some(self.wait_timeout))
+            .create_timeout(Some(self.connect_timeout))
+            .recycle_timeout(Some(self.connect_timeout))
+            .queue_mode(QueueMode::Fifo)
+            .runtime(Runtime::Tokio1)
+            .post_create(hook)
+            .build()
+            .map_err(|e| GuardError::Config(e.to_string()))?;
+        Ok(TenantPool {
+            inner: Arc::new(Inner {
+                pool,
+                user_roles: self.user_roles,
+                service_role: self.service_role,
+                job_role: self.job_role,
+                max_size: self.max_size,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_url_is_a_config_error_without_the_url() {
+        let err =
+            TenantPool::builder_from_url("postgres://user:hunter2@host:notaport/db").unwrap_err();
+        assert!(matches!(err, GuardError::Config(_)));
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn zero_size_is_refused() {
+        let err = TenantPool::builder(tokio_postgres::Config::new())
+            .max_size(0)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, GuardError::Config(_)));
+    }
+
+    #[test]
+    fn pool_is_send_sync_clone() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        check::<TenantPool>();
+    }
+
+    #[test]
+    fn default_user_roles_exclude_the_service_role() {
+        let b = TenantPool::builder(tokio_postgres::Config::new());
+        assert!(b.user_roles.iter().all(|r| r.as_str() != "service_role"));
+        assert_eq!(b.service_role.as_str(), "service_role");
+    }
+}

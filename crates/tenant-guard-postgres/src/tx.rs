@@ -1,0 +1,579 @@
+//! [`TenantTx`]: a pooled connection inside a transaction scoped to one org and role.
+//!
+//! # How a transaction reaches the server
+//!
+//! Checking out ([`TenantPool::begin`](crate::TenantPool::begin)) sends nothing. The first
+//! statement is sent in one pipeline behind `BEGIN` and the scoping statement (see
+//! [`SCOPE_SQL`](crate::scope::SCOPE_SQL)): tokio-postgres writes requests in the order their
+//! futures are first polled, so the three go out together and cost one round trip. If the scoping
+//! fails, the transaction is aborted and the statement behind it fails too: it never runs
+//! unscoped.
+//!
+//! # Hygiene
+//!
+//! The connection goes back to the pool without a round trip, and never carrying a role, claims or
+//! an open transaction:
+//! - nothing sent yet (the handler never touched the database): returned as it is;
+//! - committed or rolled back: returned behind the `COMMIT`/`ROLLBACK`, which the server runs
+//!   before anything the next user sends (one connection is one ordered stream);
+//! - dropped unfinished (error, panic, forgotten): a `ROLLBACK` is queued without waiting, then
+//!   the connection is returned;
+//! - a statement's future was dropped before its answer (cancellation, timeout) and the
+//!   transaction is not committed: the statement may still be running, so the connection is
+//!   discarded (closed; the server rolls back) and a cancel request is sent for the statement;
+//! - the connection broke: discarded.
+
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use deadpool_postgres::{ClientWrapper, Object};
+use futures_util::future::join;
+use tenant_guard_core::Role;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Row, Statement};
+use uuid::Uuid;
+
+use crate::error::GuardError;
+use crate::scope::Scope;
+
+/// Nothing sent to the server since checkout.
+const IDLE: u8 = 0;
+/// `BEGIN` and the scoping were sent: a transaction is (or will be) open.
+const OPEN: u8 = 1;
+/// `COMMIT` or `ROLLBACK` was sent: the transaction ends before anything sent later.
+const ENDING: u8 = 2;
+/// The connection broke.
+const BROKEN: u8 = 3;
+
+/// A statement [`TenantTx`] can run: SQL text (prepared once per connection and cached) or a
+/// [`Statement`] from [`TenantTx::prepare`].
+///
+/// Sealed: implemented for `str`, `String` and [`Statement`].
+pub trait ToStatement: private::Sealed + Sync {}
+
+mod private {
+    use tokio_postgres::Statement;
+
+    #[derive(Debug)]
+    pub enum Kind<'a> {
+        Sql(&'a str),
+        Prepared(&'a Statement),
+    }
+
+    pub trait Sealed {
+        fn kind(&self) -> Kind<'_>;
+    }
+
+    impl Sealed for str {
+        fn kind(&self) -> Kind<'_> {
+            Kind::Sql(self)
+        }
+    }
+
+    impl Sealed for String {
+        fn kind(&self) -> Kind<'_> {
+            Kind::Sql(self)
+        }
+    }
+
+    impl Sealed for Statement {
+        fn kind(&self) -> Kind<'_> {
+            Kind::Prepared(self)
+        }
+    }
+}
+
+impl ToStatement for str {}
+impl ToStatement for String {}
+impl ToStatement for Statement {}
+
+async fn resolve<S: ?Sized + ToStatement>(
+    client: &ClientWrapper,
+    statement: &S,
+) -> Result<Statement, tokio_postgres::Error> {
+    match statement.kind() {
+        private::Kind::Sql(sql) => client.prepare_cached(sql).await,
+        private::Kind::Prepared(statement) => Ok(statement.clone()),
+    }
+}
+
+/// A database transaction scoped to one org and role: the only way the guard lets code reach the
+/// database.
+///
+/// Get one from [`TenantPool::begin`](crate::TenantPool::begin) (adapters do this in their
+/// extractors) or let [`with_tenant_guard`](crate::with_tenant_guard) manage it. Every statement
+/// runs with the principal's role, `request.jwt.claims` and the org id set transaction-locally,
+/// so Row Level Security applies to all of them.
+///
+/// It owns its pooled connection (`Send + Sync + 'static`); its methods take `&self`, so several
+/// statements may be in flight at once (they run in the order they were first polled). End it
+/// with [`commit`](Self::commit) or [`rollback`](Self::rollback); dropping it rolls back.
+///
+/// ```no_run
+/// # use tenant_guard_postgres::{TenantPool, ScopeOptions, GuardError};
+/// # async fn demo(pool: &TenantPool, principal: &tenant_guard_core::Principal) -> Result<(), GuardError> {
+/// let tx = pool.begin(principal, ScopeOptions::default()).await?;
+/// // No `WHERE org_id = …`: the database only lets the principal's org through.
+/// let rows = tx.query("SELECT id, name FROM projects ORDER BY name LIMIT 10", &[]).await?;
+/// tx.execute("UPDATE projects SET name = $1 WHERE id = $2", &[&"renamed", &rows[0].get::<_, uuid::Uuid>(0)]).await?;
+/// tx.commit().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct TenantTx {
+    conn: Option<Object>,
+    scope_statement: Statement,
+    scope: Scope,
+    read_only: bool,
+    phase: AtomicU8,
+    /// A statement failed on the server: the transaction is aborted.
+    failed: AtomicBool,
+    /// A statement's future was dropped before its answer arrived.
+    cancelled: AtomicBool,
+    /// Held while a statement (and the prelude, the first time) is first polled, so concurrent
+    /// statements cannot overtake the prelude.
+    send_lock: Mutex<()>,
+}
+
+impl fmt::Debug for TenantTx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantTx")
+            .field("role", self.scope.role())
+            .field("org_id", &self.scope.org_id())
+            .field("read_only", &self.read_only)
+            .field("phase", &self.phase.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Marks the transaction as having a statement whose answer was never seen, unless completed.
+struct InFlight<'a> {
+    cancelled: &'a AtomicBool,
+    done: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.cancelled.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Sends `sql` as a simple query without waiting for the answer. `false` when the connection is
+/// closed.
+///
+/// tokio-postgres queues a request when its future is first polled; the answer is discarded when
+/// the future is dropped. The server runs it before anything sent later on the connection.
+fn send_without_waiting(client: &ClientWrapper, sql: &str) -> bool {
+    let mut future = pin!(client.batch_execute(sql));
+    let mut cx = Context::from_waker(Waker::noop());
+    !matches!(future.as_mut().poll(&mut cx), Poll::Ready(Err(_)))
+}
+
+/// Takes the connection out of the pool and closes it; the server rolls back whatever was open.
+/// A cancel request stops a statement that may still be running.
+fn discard(conn: Object) {
+    let client = Object::take(conn);
+    let token = client.cancel_token();
+    drop(client);
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            // Best effort: the backend exits anyway once it notices the closed socket.
+            let _ = token.cancel_query(tokio_postgres::NoTls).await;
+        });
+    }
+}
+
+/// How a transaction ended, for the log line.
+#[derive(Clone, Copy)]
+enum End {
+    RolledBack,
+    Dropped,
+}
+
+impl TenantTx {
+    pub(crate) fn new(
+        conn: Object,
+        scope_statement: Statement,
+        scope: Scope,
+        read_only: bool,
+    ) -> Self {
+        Self {
+            conn: Some(conn),
+            scope_statement,
+            scope,
+            read_only,
+            phase: AtomicU8::new(IDLE),
+            failed: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
+            send_lock: Mutex::new(()),
+        }
+    }
+
+    /// The org this transaction is scoped to (`None` on the service-role path).
+    pub fn org_id(&self) -> Option<Uuid> {
+        self.scope.org_id()
+    }
+
+    /// The Postgres role the statements run as.
+    pub fn role(&self) -> &Role {
+        self.scope.role()
+    }
+
+    /// Whether the transaction was opened `READ ONLY`.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The request id recorded in `tenant_guard.request_id`, if any.
+    pub fn request_id(&self) -> Option<&str> {
+        self.scope.request_id.as_deref()
+    }
+
+    fn client(&self) -> &ClientWrapper {
+        match &self.conn {
+            Some(conn) => conn,
+            // `conn` is only taken by `release`, which consumes or drops the transaction.
+            None => unreachable!("TenantTx used after it ended"),
+        }
+    }
+
+    fn begin_sql(&self) -> &'static str {
+        if self.read_only {
+            "BEGIN READ ONLY"
+        } else {
+            "BEGIN"
+        }
+    }
+
+    fn note_error(&self, error: &tokio_postgres::Error) {
+        if error.as_db_error().is_some() {
+            self.failed.store(true, Ordering::Release);
+        }
+        if error.is_closed() {
+            self.phase.store(BROKEN, Ordering::Release);
+        }
+    }
+
+    /// Runs `op` (a statement on this transaction's connection), sending `BEGIN` and the scoping
+    /// in front of it when it is the first.
+    async fn run<T>(
+        &self,
+        op: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, GuardError> {
+        let client = self.client();
+        let mut in_flight = InFlight {
+            cancelled: &self.cancelled,
+            done: false,
+        };
+        let prelude = async {
+            if self
+                .phase
+                .compare_exchange(IDLE, OPEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return Ok(());
+            }
+            let mut org = [0u8; 36];
+            let [role, claims, sub, org, request_id] = self.scope.values(&mut org);
+            let params: [&(dyn ToSql + Sync); 5] = [&role, &claims, &sub, &org, &request_id];
+            let (begin, scope) = join(
+                client.batch_execute(self.begin_sql()),
+                client.execute(&self.scope_statement, &params),
+            )
+            .await;
+            begin.and(scope.map(drop))
+        };
+        let mut both = pin!(join(prelude, op));
+        let mut first_poll = true;
+        let (prelude, result) = poll_fn(|cx| {
+            if first_poll {
+                // The first poll sends the prelude (if this is the first statement) and then the
+                // statement; no other statement may be sent in between.
+                first_poll = false;
+                let _sending = self
+                    .send_lock
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                both.as_mut().poll(cx)
+            } else {
+                both.as_mut().poll(cx)
+            }
+        })
+        .await;
+        in_flight.done = true;
+        if let Err(error) = prelude {
+            self.note_error(&error);
+            tracing::warn!(%error, role = %self.scope.role(), "scoping the transaction failed");
+            return Err(GuardError::from_scope(error));
+        }
+        result.map_err(|error| {
+            self.note_error(&error);
+            GuardError::from_statement(error)
+        })
+    }
+
+    /// Runs a statement and returns its rows.
+    ///
+    /// `statement` is SQL text (prepared on first use and cached per connection) or a
+    /// [`Statement`] from [`prepare`](Self::prepare).
+    pub async fn query<S>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, GuardError>
+    where
+        S: ?Sized + ToStatement,
+    {
+        let client = self.client();
+        self.run(async move {
+            let statement = resolve(client, statement).await?;
+            client.query(&statement, params).await
+        })
+        .await
+    }
+
+    /// Runs a statement that returns exactly one row (an error otherwise).
+    pub async fn query_one<S>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, GuardError>
+    where
+        S: ?Sized + ToStatement,
+    {
+        let client = self.client();
+        self.run(async move {
+            let statement = resolve(client, statement).await?;
+            client.query_one(&statement, params).await
+        })
+        .await
+    }
+
+    /// Runs a statement that returns at most one row (an error if more).
+    pub async fn query_opt<S>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, GuardError>
+    where
+        S: ?Sized + ToStatement,
+    {
+        let client = self.client();
+        self.run(async move {
+            let statement = resolve(client, statement).await?;
+            client.query_opt(&statement, params).await
+        })
+        .await
+    }
+
+    /// Runs a statement and returns the number of rows it affected.
+    pub async fn execute<S>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, GuardError>
+    where
+        S: ?Sized + ToStatement,
+    {
+        let client = self.client();
+        self.run(async move {
+            let statement = resolve(client, statement).await?;
+            client.execute(&statement, params).await
+        })
+        .await
+    }
+
+    /// Runs SQL with explicitly typed parameters, without preparing it: one round trip even for a
+    /// statement this connection has never seen (nothing is cached).
+    pub async fn query_typed(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, GuardError> {
+        let client = self.client();
+        self.run(client.query_typed(sql, params)).await
+    }
+
+    /// Like [`execute`](Self::execute) with explicitly typed parameters, without preparing.
+    pub async fn execute_typed(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<u64, GuardError> {
+        let client = self.client();
+        self.run(client.execute_typed(sql, params)).await
+    }
+
+    /// Prepares `sql` on this connection (cached per connection), e.g. to learn its column types
+    /// or to run it several times.
+    pub async fn prepare(&self, sql: &str) -> Result<Statement, GuardError> {
+        let client = self.client();
+        self.run(client.prepare_cached(sql)).await
+    }
+
+    /// Commits the transaction.
+    ///
+    /// A read-write transaction waits for the server's answer. A `READ ONLY` one does not: its
+    /// `COMMIT` is queued and the connection returned, and the next user's statements run after
+    /// it. A transaction that never sent a statement commits without any round trip. If a
+    /// statement failed earlier, the database already aborted the transaction: this rolls back
+    /// and returns [`GuardError::RolledBack`].
+    pub async fn commit(self) -> Result<(), GuardError> {
+        match self.phase.load(Ordering::Acquire) {
+            IDLE => {
+                self.phase.store(ENDING, Ordering::Release);
+                self.audit_end("committed");
+                return Ok(());
+            }
+            OPEN => {}
+            _ => return Err(GuardError::RolledBack),
+        }
+        if self.failed.load(Ordering::Acquire) {
+            self.end_now(End::RolledBack);
+            return Err(GuardError::RolledBack);
+        }
+        let client = self.client();
+        let cancelled = self.cancelled.load(Ordering::Acquire);
+        if self.read_only && !cancelled {
+            if send_without_waiting(client, "COMMIT") {
+                self.phase.store(ENDING, Ordering::Release);
+                self.audit_end("committed");
+                return Ok(());
+            }
+            self.phase.store(BROKEN, Ordering::Release);
+            return Err(GuardError::RolledBack);
+        }
+        let result = if cancelled {
+            // A statement whose answer was never seen may have failed and aborted the
+            // transaction; COMMIT would then quietly roll back. Probe first, in the same pipeline.
+            let both = join(
+                client.batch_execute("SELECT"),
+                client.batch_execute("COMMIT"),
+            );
+            self.phase.store(ENDING, Ordering::Release);
+            match both.await {
+                (Err(probe), _) if probe.as_db_error().is_some() => Err(GuardError::RolledBack),
+                (_, commit) => commit.map_err(GuardError::from_statement),
+            }
+        } else {
+            let commit = client.batch_execute("COMMIT");
+            // Set before the first poll, which sends it: no suspension point in between.
+            self.phase.store(ENDING, Ordering::Release);
+            commit.await.map_err(GuardError::from_statement)
+        };
+        match &result {
+            Ok(()) => self.audit_end("committed"),
+            Err(error) => {
+                if error
+                    .postgres()
+                    .is_some_and(tokio_postgres::Error::is_closed)
+                {
+                    self.phase.store(BROKEN, Ordering::Release);
+                }
+                self.audit_end("commit failed");
+            }
+        }
+        result
+    }
+
+    /// Rolls the transaction back, without waiting: the `ROLLBACK` is queued and the connection
+    /// returned (or discarded when a statement may still be running). Never fails today; the
+    /// `Result` leaves room for reporting.
+    pub async fn rollback(self) -> Result<(), GuardError> {
+        self.end_now(End::RolledBack);
+        Ok(())
+    }
+
+    fn end_now(mut self, end: End) {
+        self.release(end);
+    }
+
+    /// Returns the connection to the pool clean, or discards it (see the module docs).
+    fn release(&mut self, end: End) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let phase = self.phase.load(Ordering::Acquire);
+        let cancelled = self.cancelled.load(Ordering::Acquire);
+        match phase {
+            IDLE | ENDING => drop(conn),
+            OPEN if !cancelled => {
+                if !send_without_waiting(&conn, "ROLLBACK") {
+                    discard(conn);
+                }
+            }
+            _ => {
+                tracing::debug!(
+                    cancelled,
+                    broken = phase == BROKEN,
+                    "discarding the connection: a statement may still be running or it broke"
+                );
+                discard(conn);
+            }
+        }
+        if phase != ENDING {
+            match end {
+                End::RolledBack => self.audit_end("rolled back"),
+                End::Dropped => {
+                    if phase != IDLE {
+                        tracing::debug!(
+                            "transaction dropped without commit or rollback; rolled back"
+                        );
+                    }
+                    self.audit_end("dropped (rolled back)");
+                }
+            }
+        }
+    }
+
+    fn audit_end(&self, outcome: &'static str) {
+        if let Some(reason) = self.scope.service_reason() {
+            tracing::info!(
+                target: "tenant_guard::audit",
+                reason,
+                role = %self.scope.role(),
+                outcome,
+                "service-role transaction ended"
+            );
+        }
+    }
+}
+
+impl Drop for TenantTx {
+    fn drop(&mut self) {
+        self.release(End::Dropped);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync_static<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn tenant_tx_is_send_sync_static() {
+        assert_send_sync_static::<TenantTx>();
+    }
+
+    #[test]
+    fn in_flight_marks_cancellation_only_when_unfinished() {
+        let cancelled = AtomicBool::new(false);
+        drop(InFlight {
+            cancelled: &cancelled,
+            done: true,
+        });
+        assert!(!cancelled.load(Ordering::Relaxed));
+        drop(InFlight {
+            cancelled: &cancelled,
+            done: false,
+        });
+        assert!(cancelled.load(Ordering::Relaxed));
+    }
+}

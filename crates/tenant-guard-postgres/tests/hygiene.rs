@@ -1,0 +1,333 @@
+//! Connection hygiene: whatever a handler does, the next checkout of the same connection carries
+//! no role, no claims and no open transaction. Pools of size 1, so the next checkout is the same
+//! connection (checked by its backend pid) unless the guard discarded it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestError, env, snapshot, two_orgs};
+use tenant_guard_postgres::{GuardError, ScopeOptions, TenantTx, with_tenant_guard};
+
+async fn pid(tx: &TenantTx) -> i32 {
+    tx.query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn audit_rows(admin: &tokio_postgres::Client, note: &str) -> i64 {
+    admin
+        .query_one("SELECT count(*) FROM audit_log WHERE note = $1", &[&note])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn after_the_closure_returns_err() {
+    let env = env(1).await;
+    let (alice, _) = two_orgs(&env.issuer);
+    let mut seen_pid = 0;
+    let result: Result<(), TestError> = with_tenant_guard(&env.pool, &alice, async |tx| {
+        seen_pid = pid(tx).await;
+        tx.execute("INSERT INTO audit_log (note) VALUES ('err-path')", &[])
+            .await?;
+        Err(TestError::Handler("handler failed"))
+    })
+    .await;
+    assert!(matches!(result, Err(TestError::Handler(_))));
+    assert_eq!(audit_rows(&env.admin, "err-path").await, 0, "rolled back");
+    let snap = snapshot(&env.pool).await;
+    snap.assert_clean();
+    assert_eq!(snap.pid, seen_pid, "the same connection was reused");
+}
+
+#[tokio::test]
+async fn after_a_database_error() {
+    let env = env(1).await;
+    let (alice, _) = two_orgs(&env.issuer);
+    let mut seen_pid = 0;
+    let result: Result<(), GuardError> = with_tenant_guard(&env.pool, &alice, async |tx| {
+        seen_pid = pid(tx).await;
+        tx.execute("INSERT INTO audit_log (note) VALUES ('db-error')", &[])
+            .await?;
+        tx.query_one("SELECT 1 / 0", &[]).await?;
+        Ok(())
+    })
+    .await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, GuardError::Database(_)), "{err:?}");
+    assert_eq!(err.sqlstate().map(|s| s.code()), Some("22012"));
+    assert_eq!(audit_rows(&env.admin, "db-error").await, 0);
+    let snap = snapshot(&env.pool).await;
+    snap.assert_clean();
+    assert_eq!(snap.pid, seen_pid);
+}
+
+#[tokio::test]
+async fn after_a_panic_in_the_closure() {
+    let env = env(1).await;
+    let (alice, _) = two_orgs(&env.issuer);
+    let pool = env.pool.clone();
+    let (pid_tx, pid_rx) = tokio::sync::oneshot::channel();
+    let joined = tokio::spawn(async move {
+        let _: Result<(), GuardError> = with_tenant_guard(&pool, &alice, async |tx| {
+            let _ = pid_tx.send(pid(tx).await);
+            tx.execute("INSERT INTO audit_log (note) VALUES ('panic-path')", &[])
+                .await?;
+            panic!("handler bug");
+        })
+        .await;
+    })
+    .await;
+    assert!(joined.unwrap_err().is_panic());
+    let seen_pid = pid_rx.await.unwrap();
+    assert_eq!(audit_rows(&env.admin, "panic-path").await, 0);
+    let snap = snapshot(&env.pool).await;
+    snap.assert_clean();
+    assert_eq!(
+        snap.pid, seen_pid,
+        "a rollback was queued, the connection kept"
+    );
+}
+
+#[tokio::test]
+async fn after_a_transaction_is_dropped_unfinished() {
+    let env = env(1).await;
+    let (alice, _) = two_orgs(&env.issuer);
+    let tx = env
+        .pool
+        .begin(&alice, ScopeOptions::default())
+        .await
+        .unwrap();
+    let seen_pid = pid(&tx).await;
+    tx.execute("INSERT INTO audit_log (note) VALUES ('forgotten')", &[])
+        .await
+        .unwrap();
+    drop(tx); // neither commit nor rollback
+    assert_eq!(audit_rows(&env.admin, "forgotten").await, 0);
+    let snap = snapshot(&env.pool).await;
+    snap.assert_clean();
+    assert_eq!(snap.pid, seen_pid);
+}
+
+#[tokio::test]
+async fn after_a_statement_timeout() {
+    let (db, admin) = common::database().await;
+    let pool = common::pool_builder(&db)
+        .max_size(1)
+        .statement_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let issuer = common::TestIssuer::new();
+    let (alice, _) = two_orgs(&issuer);
+    let mut seen_pid = 0;
+    let result: Result<(), GuardError> = with_tenant_guard(&pool, &alice, async |tx| {
+        seen_pid = pid(tx).await;
+        tx.execute("INSERT INTO audit_log (note) VALUES ('timeout')", &[])
+            .await?;
+        tx.execute("SELECT pg_sleep(30)", &[]).await?;
+        Ok(())
+    })
+    .await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, GuardError::StatementTimeout(_)), "{err:?}");
+    assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(audit_rows(&admin, "timeout").await, 0);
+    let snap = snapshot(&pool).await;
+    snap.assert_clean();
+    assert_eq!(snap.pid, seen_pid);
+}
+
+/// Waits until the backend `pid` is running a statement containing `needle`.
+async fn wait_until_running(admin: &tokio_postgres::Client, pid: i32, needle: &str) {
+    for _ in 0..2000 {
+        let running: bool = admin
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                                 WHERE pid = $1 AND state = 'active' AND query LIKE '%' || $2 || '%')",
+                &[&pid, &needle],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if running {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("backend {pid} never ran {needle}");
+}
+
+#[tokio::test]
+async fn after_cancellation_mid_query() {
+    let env = env(1).await;
+    let (alice, bob) = two_orgs(&env.issuer);
+    let tx = env
+        .pool
+        .begin(&alice, ScopeOptions::default())
+        .await
+        .unwrap();
+    let seen_pid = pid(&tx).await;
+    tx.execute("INSERT INTO audit_log (note) VALUES ('cancelled')", &[])
+        .await
+        .unwrap();
+    {
+        // The client goes away while the query runs: the future is dropped mid-query.
+        let slow = tx.execute("SELECT pg_sleep(60) -- cancel-me", &[]);
+        tokio::select! {
+            _ = slow => panic!("the sleep finished"),
+            () = wait_until_running(&env.admin, seen_pid, "cancel-me") => {}
+        }
+    }
+    drop(tx);
+    assert_eq!(audit_rows(&env.admin, "cancelled").await, 0);
+
+    // The connection could still be busy: it was discarded, and a new one is clean.
+    let snap = snapshot(&env.pool).await;
+    snap.assert_clean();
+    assert_ne!(
+        snap.pid, seen_pid,
+        "a connection with a running statement must be discarded"
+    );
+
+    // And the pool still works, scoped to the next principal.
+    let org: uuid::Uuid = with_tenant_guard(&env.pool, &bob, async |tx| {
+        Ok::<_, GuardError>(
+            tx.query_one("SELECT tenant_guard.org_id()", &[])
+                .await?
+                .get(0),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(org, bob.org_id());
+}
+
+#[tokio::test]
+async fn after_the_whole_guarded_future_is_dropped() {
+    let env = env(1).await;
+    let (alice, _) = two_orgs(&env.issuer);
+    let (pid_tx, pid_rx) = tokio::sync::oneshot::channel();
+    let admin = &env.admin;
+    let guarded = with_tenant_guard(&env.pool, &alice, async |tx| {
+        let _ = pid_tx.send(pid(tx).await);
+        tx.execute("SELECT pg_sleep(60) -- drop-the-request", &[])
+            .await?;
+        Ok::<_, GuardError>(())
+    });
+    let watch = async {
+        let pid = pid_rx.await.unwrap();
+        wait_until_running(admin, pid, "drop-the-request").await;
+        pid
+    };
+    let seen_pid = tokio::select! {
+        _ = guarded => panic!("the sleep finished"),
+        pid = watch => pid,
+    };
+    let snap = snapshot(&env.pool).await;
+    snap.assert_clean();
+    assert_ne!(snap.pid, seen_pid);
+}
+
+#[tokio::test]
+async fn a_read_only_commit_is_not_awaited_yet_the_next_user_is_clean() {
+    let env = env(1).await;
+    let (alice, bob) = two_orgs(&env.issuer);
+    let tx = env
+        .pool
+        .begin(&alice, ScopeOptions::default().read_only(true))
+        .await
+        .unwrap();
+    let seen_pid = pid(&tx).await;
+    let err = tx
+        .execute("INSERT INTO audit_log (note) VALUES ('ro')", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.sqlstate().map(|s| s.code()),
+        Some("25006"),
+        "read-only refuses writes"
+    );
+    // The failed write aborted the transaction: committing reports it.
+    assert!(matches!(tx.commit().await, Err(GuardError::RolledBack)));
+
+    let tx = env
+        .pool
+        .begin(&alice, ScopeOptions::default().read_only(true))
+        .await
+        .unwrap();
+    let row = tx
+        .query_one("SELECT pg_backend_pid(), now()::text", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), seen_pid);
+    let alice_started: String = row.get(1);
+    tx.commit().await.unwrap();
+    // Immediately the next user, on the same connection, behind the queued COMMIT.
+    let tx = env.pool.begin(&bob, ScopeOptions::default()).await.unwrap();
+    let row = tx
+        .query_one(
+            "SELECT pg_backend_pid(), tenant_guard.org_id(), auth.uid()::text, now() > $1::text::timestamptz",
+            &[&alice_started],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), seen_pid);
+    assert_eq!(row.get::<_, uuid::Uuid>(1), bob.org_id());
+    assert_eq!(row.get::<_, String>(2), bob.user_id());
+    assert!(row.get::<_, bool>(3), "a new transaction, not alice's");
+    tx.commit().await.unwrap();
+    snapshot(&env.pool).await.assert_clean();
+}
+
+#[tokio::test]
+async fn ignoring_a_failed_statement_cannot_commit() {
+    let env = env(1).await;
+    let (alice, _) = two_orgs(&env.issuer);
+    let result: Result<(), GuardError> = with_tenant_guard(&env.pool, &alice, async |tx| {
+        tx.execute("INSERT INTO audit_log (note) VALUES ('ignored')", &[])
+            .await?;
+        let _ = tx.execute("SELECT 1 / 0", &[]).await; // error ignored by the handler
+        Ok(())
+    })
+    .await;
+    assert!(matches!(result, Err(GuardError::RolledBack)), "{result:?}");
+    assert_eq!(audit_rows(&env.admin, "ignored").await, 0);
+    snapshot(&env.pool).await.assert_clean();
+}
+
+#[tokio::test]
+async fn a_transaction_that_sends_nothing_costs_nothing_and_leaves_nothing() {
+    let env = env(1).await;
+    let (alice, _) = two_orgs(&env.issuer);
+    let tx = env
+        .pool
+        .begin(&alice, ScopeOptions::default())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let tx = env
+        .pool
+        .begin(&alice, ScopeOptions::default())
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    snapshot(&env.pool).await.assert_clean();
+}
+
+#[tokio::test]
+async fn committed_work_is_kept_and_the_connection_is_clean() {
+    let env = env(1).await;
+    let (alice, _) = two_orgs(&env.issuer);
+    with_tenant_guard(&env.pool, &alice, async |tx| {
+        tx.execute("INSERT INTO audit_log (note) VALUES ('kept')", &[])
+            .await
+    })
+    .await
+    .unwrap();
+    assert_eq!(audit_rows(&env.admin, "kept").await, 1);
+    snapshot(&env.pool).await.assert_clean();
+}
