@@ -339,9 +339,8 @@ pub struct Database {
     throwaway_server: Option<TestPostgres>,
 }
 
-/// Connects to `DATABASE_URL` (or starts a throwaway PostgreSQL and prints its URL on stderr),
+/// Connects to `DATABASE_URL` (or starts a throwaway PostgreSQL and logs its URL on stderr),
 /// applies the library's support SQL and [`SCHEMA_SQL`], and builds the pool.
-#[allow(clippy::print_stderr)]
 pub async fn open_database(config: &Config) -> Result<Database, StartError> {
     let (url, throwaway_database, throwaway_server) = match &config.database_url {
         Some(url) => (url.clone(), None, None),
@@ -349,7 +348,7 @@ pub async fn open_database(config: &Config) -> Result<Database, StartError> {
             let server = TestPostgres::start()?;
             let database = server.create_database_async().await?;
             let url = database.url().to_owned();
-            eprintln!("started a throwaway PostgreSQL (removed on exit): {url}");
+            tracing::info!(%url, "started a throwaway PostgreSQL database (removed on exit)");
             (url, Some(database), Some(server))
         }
     };

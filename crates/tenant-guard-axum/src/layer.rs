@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use tenant_guard_core::Verifier;
+use tenant_guard_postgres::TenantPool;
 use tower_layer::Layer;
 
 use crate::service::TenantGuard;
@@ -15,6 +16,10 @@ use crate::service::TenantGuard;
 /// `WWW-Authenticate` and a JSON body) or puts the [`Principal`](tenant_guard_core::Principal)
 /// and the [`RequestId`](tenant_guard_core::RequestId) into the request extensions for the
 /// extractors. Every response, rejections included, carries `x-request-id`.
+///
+/// With a [`pool`](Self::pool), handlers can take a [`TenantDb`](crate::TenantDb): a transaction
+/// scoped to the caller's org and role, committed when the handler's response is a success
+/// (2xx/3xx) and rolled back otherwise.
 ///
 /// Add it with `Router::route_layer`, which wraps the routes added before it and nothing else:
 /// routes added after it (health checks) need no token, and unknown paths still get the router's
@@ -41,16 +46,26 @@ use crate::service::TenantGuard;
 #[derive(Debug, Clone)]
 pub struct TenantGuardLayer {
     pub(crate) verifier: Verifier,
+    pub(crate) pool: Option<TenantPool>,
     pub(crate) allowed_roles: Option<Arc<[Box<str>]>>,
 }
 
 impl TenantGuardLayer {
-    /// A layer that authenticates with `verifier`.
+    /// A layer that authenticates with `verifier`. Without a pool, handlers can read the principal
+    /// but not take a [`TenantDb`](crate::TenantDb).
     pub fn new(verifier: Verifier) -> Self {
         Self {
             verifier,
+            pool: None,
             allowed_roles: None,
         }
+    }
+
+    /// The pool [`TenantDb`](crate::TenantDb) begins its scoped transactions on.
+    #[must_use]
+    pub fn pool(mut self, pool: TenantPool) -> Self {
+        self.pool = Some(pool);
+        self
     }
 
     /// Restricts the routes this layer wraps to tokens whose role is one of `roles`; any other
@@ -60,10 +75,21 @@ impl TenantGuardLayer {
     /// A role must also be in the verifier's allowlist to get this far. A name that is not a valid
     /// role never matches, so a typo locks the routes rather than opening them.
     ///
+    /// Per-route requirements: wrap each group of routes in its own layer (each request still
+    /// passes exactly one of them).
+    ///
     /// ```
-    /// # use tenant_guard_axum::TenantGuardLayer;
-    /// # fn demo(layer: TenantGuardLayer) {
-    /// let admin_only = layer.allow_roles(["org_admin"]);
+    /// use axum::{Router, routing::{delete, get}};
+    /// use tenant_guard_axum::TenantGuardLayer;
+    ///
+    /// # fn demo(guard: TenantGuardLayer) -> Router {
+    /// let admin = Router::new()
+    ///     .route("/members/{id}", delete(|| async { "removed" }))
+    ///     .route_layer(guard.clone().allow_roles(["org_admin"])); // 403 for anyone else
+    /// Router::new()
+    ///     .route("/projects", get(|| async { "[]" }))
+    ///     .route_layer(guard) // every role the verifier accepts
+    ///     .merge(admin)
     /// # }
     /// ```
     #[must_use]

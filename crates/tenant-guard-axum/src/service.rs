@@ -11,12 +11,15 @@ use tower_service::Service;
 
 use crate::future::ResponseFuture;
 use crate::layer::TenantGuardLayer;
+use crate::slot::Slot;
 
 /// The per-request state the extractors find in the request extensions.
 #[derive(Debug, Clone)]
 pub(crate) struct GuardContext {
     pub(crate) principal: Principal,
     pub(crate) request_id: RequestId,
+    pub(crate) pool: Option<tenant_guard_postgres::TenantPool>,
+    pub(crate) slot: Slot<tenant_guard_postgres::TenantTx>,
 }
 
 /// Authenticates requests before passing them to `S`; see [`TenantGuardLayer`].
@@ -75,7 +78,7 @@ where
         let principal = match self.authenticate(request.headers()) {
             Ok(principal) => principal,
             Err(error) => {
-                tracing::info!(
+                tracing::debug!(
                     status = error.status().as_u16(),
                     code = error.code(),
                     "request rejected"
@@ -86,12 +89,15 @@ where
         };
         trace::record_principal(&span, &principal);
 
+        let slot = Slot::new();
         let extensions = request.extensions_mut();
         extensions.insert(principal.clone());
         extensions.insert(request_id.clone());
         extensions.insert(GuardContext {
             principal,
             request_id: request_id.clone(),
+            pool: self.config.pool.clone(),
+            slot: slot.clone(),
         });
 
         // tower's readiness contract: call the instance that was polled ready, keep a fresh clone.
@@ -99,7 +105,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let future = inner.call(request);
         drop(entered);
-        ResponseFuture::called(future, span, request_id)
+        ResponseFuture::called(future, Some(slot), span, request_id)
     }
 }
 

@@ -93,7 +93,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let future = trace.span.in_scope(|| inner.call(request));
-        ResponseFuture::called(future, trace.span, trace.id)
+        ResponseFuture::called(future, None, trace.span, trace.id)
     }
 }
 

@@ -1,0 +1,230 @@
+//! The reference app on axum: a small multi-tenant API whose isolation is enforced by the
+//! database, not by the handlers. The same contract as `reference_actix` (see the README):
+//!
+//!     APP_ENV=development cargo run --example reference_axum
+//!
+//! starts a throwaway PostgreSQL, prints demo tokens and curl lines on stderr, and serves
+//! `GET /healthz`, `GET /me`, `GET|POST /projects`, `GET|DELETE /projects/{id}`.
+//!
+//! Every handler's SQL runs in a `TenantDb`: a transaction already scoped to the caller's org and
+//! role, committed when the handler answers 2xx/3xx and rolled back otherwise. No query filters by
+//! org; Row Level Security does.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::process::ExitCode;
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tenant_guard::axum::{
+    Authenticated, ReadOnly, RequestTracingLayer, TenantDb, TenantGuardLayer, error_response,
+};
+use tenant_guard::postgres::GuardError;
+use tenant_guard::postgres::tokio_postgres::Row;
+use tenant_guard::{ErrorResponse, ToErrorResponse};
+use uuid::Uuid;
+
+/// A project as the API shows it.
+#[derive(Serialize)]
+struct Project {
+    id: Uuid,
+    org_id: Uuid,
+    name: String,
+}
+
+impl From<&Row> for Project {
+    fn from(row: &Row) -> Self {
+        Self {
+            id: row.get("id"),
+            org_id: row.get("org_id"),
+            name: row.get("name"),
+        }
+    }
+}
+
+/// The body of `POST /projects`. Any other field (an `org_id`, say) is ignored.
+#[derive(Deserialize)]
+struct NewProject {
+    name: String,
+}
+
+/// Every error a handler returns, rendered as the library describes it (`{"error", "message"}`).
+struct ApiError(ErrorResponse);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_response(&self.0)
+    }
+}
+
+impl From<GuardError> for ApiError {
+    fn from(error: GuardError) -> Self {
+        tracing::warn!(%error, "database error");
+        Self(error.to_error_response())
+    }
+}
+
+fn client_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError(ErrorResponse::new(status, code, message.into()))
+}
+
+fn not_found() -> ApiError {
+    client_error(StatusCode::NOT_FOUND, "not_found", "no such resource")
+}
+
+/// axum's JSON errors, in the contract's shape.
+fn bad_body(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonDataError(e) => client_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            e.body_text(),
+        ),
+        JsonRejection::MissingJsonContentType(_) => client_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected content-type: application/json",
+        ),
+        r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => client_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is too large",
+        ),
+        _ => client_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the body is not valid JSON",
+        ),
+    }
+}
+
+type Reply<T> = Result<T, ApiError>;
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn me(Authenticated(principal): Authenticated) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "user_id": principal.user_id(),
+        "org_id": principal.org_id(),
+        "role": principal.role().as_str(),
+    }))
+}
+
+async fn list_projects(db: TenantDb<ReadOnly>) -> Reply<Json<Vec<Project>>> {
+    let rows = db
+        .query(
+            "SELECT id, org_id, name FROM projects ORDER BY created_at, id",
+            &[],
+        )
+        .await?;
+    Ok(Json(rows.iter().map(Project::from).collect()))
+}
+
+async fn create_project(
+    Authenticated(principal): Authenticated,
+    db: TenantDb,
+    body: Result<Json<NewProject>, JsonRejection>,
+) -> Reply<(StatusCode, Json<Project>)> {
+    let Json(body) = body.map_err(bad_body)?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(client_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_name",
+            "name must be 1 to 200 characters",
+        ));
+    }
+    // The org comes from the verified token; RLS's WITH CHECK refuses any other.
+    let row = db
+        .query_one(
+            "INSERT INTO projects (org_id, name, created_by) VALUES ($1, $2, $3) \
+             RETURNING id, org_id, name",
+            &[&principal.org_id(), &name, &principal.user_id()],
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(Project::from(&row))))
+}
+
+async fn get_project(
+    db: TenantDb<ReadOnly>,
+    id: Result<Path<Uuid>, PathRejection>,
+) -> Reply<Json<Project>> {
+    // A malformed id cannot name a project: 404, like any id the caller cannot see.
+    let Path(id) = id.map_err(|_| not_found())?;
+    let row = db
+        .query_opt(
+            "SELECT id, org_id, name FROM projects WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    // Another org's row is invisible: 404, never 403, so existence does not leak.
+    row.map(|row| Json(Project::from(&row)))
+        .ok_or_else(not_found)
+}
+
+async fn delete_project(db: TenantDb, id: Result<Path<Uuid>, PathRejection>) -> Reply<StatusCode> {
+    let Path(id) = id.map_err(|_| not_found())?;
+    let deleted = db
+        .execute("DELETE FROM projects WHERE id = $1", &[&id])
+        .await?;
+    if deleted == 0 {
+        Err(not_found())
+    } else {
+        Ok(StatusCode::NO_CONTENT)
+    }
+}
+
+async fn fallback() -> ApiError {
+    not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    client_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this method is not allowed here",
+    )
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let mut app = match common::App::start().await {
+        Ok(app) => app,
+        Err(error) => return common::fail(&error),
+    };
+    let listener = match app.take_listener().map(tokio::net::TcpListener::from_std) {
+        Some(Ok(listener)) => listener,
+        Some(Err(error)) => return common::fail(&error.into()),
+        None => return common::fail(&"the listener was already taken".into()),
+    };
+    let guard = TenantGuardLayer::new(app.verifier.clone()).pool(app.pool.clone());
+    let router = Router::new()
+        .route("/me", get(me))
+        .route("/projects", get(list_projects).post(create_project))
+        .route("/projects/{id}", get(get_project).delete(delete_project))
+        // `route_layer`: only the routes above need a token; the rest still 404s.
+        .route_layer(guard)
+        .route("/healthz", get(healthz))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        // Outermost: a request id and a span for every response, healthz and 404s included.
+        .layer(RequestTracingLayer::new());
+    app.announce();
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(common::shutdown_signal())
+        .await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => common::fail(&error.into()),
+    }
+    // `app` is dropped here: the pool closes, then a throwaway database is removed.
+}

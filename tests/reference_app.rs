@@ -1,0 +1,603 @@
+//! Black-box test of the reference apps: starts an example binary as a process against a fresh
+//! testkit database and checks the HTTP contract of `reference-app.md` over loopback.
+//!
+//! The same [`check_contract`] runs against every framework, so they are proven to behave alike.
+//! The example binaries are built by `cargo test --features full` (they are `[[example]]` targets
+//! of this package) next to this test's executable.
+
+// Test helpers: a failed expectation is a failed test.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stderr)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tenant_guard_testkit::{TestDatabase, TestPostgres};
+
+const SECRET: &str = "reference-app-test-secret-0123456789abcdef";
+const ORG_A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+const ORG_B: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+
+/// Variables the apps read; cleared so the caller's environment cannot change the test.
+const APP_VARS: &[&str] = &[
+    "APP_ENV",
+    "DATABASE_URL",
+    "JWT_SECRET",
+    "JWT_SECRET_IS_BASE64",
+    "JWT_JWKS_FILE",
+    "JWT_JWKS",
+    "JWT_PUBLIC_KEY_FILE",
+    "JWT_ALGORITHMS",
+    "JWT_AUDIENCE",
+    "JWT_ISSUER",
+    "ORG_CLAIM",
+    "ROLE_CLAIM",
+    "JWT_ALLOWED_ROLES",
+    "JWT_COOKIE_NAME",
+    "BIND",
+    "DB_POOL_SIZE",
+    "RATE_LIMIT_PER_MINUTE",
+    "LOG_FORMAT",
+];
+
+/// The example binary `name`, built next to this test executable.
+fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/reference_app-HASH → target/<profile>/examples/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test executable lives in target/<profile>/deps");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.is_file(),
+        "example binary {} not found: run the tests with `cargo test --features full` \
+         (which builds the examples), or build it with `cargo build --features full --example {name}`",
+        path.display()
+    );
+    path
+}
+
+/// A running app process; killed (and its log shown if the test failed) on drop.
+struct RunningApp {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+    _database: TestDatabase,
+}
+
+impl RunningApp {
+    /// Starts `example` with `APP_ENV=test`, a known secret and a fresh database, and waits for its
+    /// `listening on` line.
+    fn start(example: &str) -> Self {
+        let database = TestPostgres::shared()
+            .expect("test PostgreSQL")
+            .create_database()
+            .expect("test database");
+        let log = std::env::temp_dir().join(format!("{}.log", database.name()));
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let mut command = Command::new(example_binary(example));
+        for var in APP_VARS {
+            command.env_remove(var);
+        }
+        let mut child = command
+            .env("APP_ENV", "test")
+            .env("BIND", "127.0.0.1:0")
+            .env("JWT_SECRET", SECRET)
+            .env("DATABASE_URL", database.url())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn the example");
+        let stdout = child.stdout.take().expect("stdout");
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut app = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+            _database: database,
+        };
+        // Not a timing assertion: only a bound so a broken app fails the test instead of hanging.
+        let line = received
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("{example} printed no `listening on` line"));
+        let addr = line
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first stdout line {line:?}"));
+        app.addr = addr.parse().expect("a socket address");
+        // Exactly one line on stdout: anything more would arrive later; check nothing else is
+        // there yet.
+        assert!(received.try_recv().is_err(), "more than one line on stdout");
+        app
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        http(self.addr, method, path, headers, body)
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .as_deref()
+            .map(|b| vec![("authorization", b)])
+            .unwrap_or_default();
+        self.request("GET", path, &headers, "")
+    }
+
+    fn send_json(&self, method: &str, path: &str, token: &str, body: &str) -> Reply {
+        let bearer = format!("Bearer {token}");
+        self.request(
+            method,
+            path,
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
+            body,
+        )
+    }
+
+    /// Sends SIGTERM and returns whether the app exited successfully.
+    fn terminate(&mut self) -> bool {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        self.child.wait().expect("wait").success()
+    }
+}
+
+impl Drop for RunningApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("---- app log ({}) ----\n{log}", self.log.display());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// One HTTP response.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+
+    /// Asserts an error reply: `status`, a JSON body `{"error", "message"}`, `x-request-id`.
+    fn assert_error(&self, status: u16, what: &str) -> String {
+        assert_eq!(self.status, status, "{what}: {self:?}");
+        assert!(
+            self.header("content-type")
+                .is_some_and(|v| v.starts_with("application/json")),
+            "{what}: {self:?}"
+        );
+        let body = self.json();
+        assert!(body["message"].is_string(), "{what}: {self:?}");
+        assert!(self.header("x-request-id").is_some(), "{what}");
+        body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no error code: {self:?}"))
+            .to_owned()
+    }
+}
+
+/// A minimal HTTP/1.1 client: one request per connection.
+fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("receive");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut rest = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    if headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"))
+    {
+        rest = dechunk(&rest);
+    }
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8(rest).expect("UTF-8 body"),
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .expect("chunk size");
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn claims(sub: &str, org: &str) -> serde_json::Value {
+    serde_json::json!({
+        "sub": sub, "role": "authenticated", "aud": "authenticated", "org_id": org,
+        "iat": now(), "exp": now() + 600,
+    })
+}
+
+fn sign(claims: &serde_json::Value, secret: &str) -> String {
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&header, claims, &key).expect("sign")
+}
+
+/// An unsigned token (`alg: none`), which must never be accepted.
+fn unsigned(claims: &serde_json::Value) -> String {
+    fn b64(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            }
+        }
+        out
+    }
+    format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(claims.to_string().as_bytes())
+    )
+}
+
+/// The whole contract, against the example binary `example`.
+fn check_contract(example: &str) {
+    let mut app = RunningApp::start(example);
+    let alice = sign(&claims("alice", ORG_A), SECRET);
+    let bob = sign(&claims("bob", ORG_B), SECRET);
+
+    // Health check: no token needed, request id generated.
+    let health = app.get("/healthz", None);
+    assert_eq!(health.status, 200, "{health:?}");
+    assert!(health.header("x-request-id").is_some());
+
+    // /me: the identity comes from the token.
+    let me = app.get("/me", Some(&alice));
+    assert_eq!(me.status, 200, "{me:?}");
+    assert_eq!(
+        me.json(),
+        serde_json::json!({"user_id": "alice", "org_id": ORG_A, "role": "authenticated"})
+    );
+
+    check_authentication_errors(&app, &alice);
+    check_request_ids(&app, &alice);
+    check_isolation(&app, &alice, &bob);
+    check_validation(&app, &alice);
+
+    assert!(app.terminate(), "SIGTERM must shut {example} down cleanly");
+}
+
+fn check_authentication_errors(app: &RunningApp, valid: &str) {
+    // No token: a bare challenge.
+    let reply = app.get("/projects", None);
+    reply.assert_error(401, "no token");
+    assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+
+    let mut expired = claims("alice", ORG_A);
+    expired["exp"] = (now() - 3600).into();
+    expired["iat"] = (now() - 7200).into();
+    let mut wrong_aud = claims("alice", ORG_A);
+    wrong_aud["aud"] = "someone-else".into();
+    let presented = [
+        (
+            sign(
+                &claims("alice", ORG_A),
+                "another-secret-another-secret-0123",
+            ),
+            "bad signature",
+        ),
+        (sign(&expired, SECRET), "expired"),
+        (sign(&wrong_aud, SECRET), "wrong audience"),
+        (unsigned(&claims("alice", ORG_A)), "alg none"),
+        ("not-a-jwt".to_owned(), "garbage"),
+        ("a".repeat(20_000), "oversized"),
+    ];
+    for (token, what) in &presented {
+        let reply = app.get("/projects", Some(token));
+        reply.assert_error(401, what);
+        let www = reply.header("www-authenticate").unwrap_or_default();
+        assert!(
+            www.starts_with("Bearer") && www.contains("invalid_token"),
+            "{what}: {www}"
+        );
+        assert!(!reply.body.contains(token.as_str()), "{what}: token echoed");
+    }
+
+    // Malformed headers.
+    for value in [
+        format!("Basic {valid}"),
+        "Bearer".to_owned(),
+        format!("Token {valid}"),
+    ] {
+        let reply = app.request("GET", "/projects", &[("authorization", &value)], "");
+        reply.assert_error(401, &value);
+        assert!(
+            reply
+                .header("www-authenticate")
+                .unwrap_or_default()
+                .starts_with("Bearer")
+        );
+        assert!(!reply.body.contains(valid));
+    }
+
+    // A token anywhere but the Authorization header is ignored.
+    let reply = app.request(
+        "GET",
+        &format!("/me?access_token={valid}"),
+        &[
+            ("x-user-id", "alice"),
+            ("cookie", &format!("token={valid}")),
+        ],
+        "",
+    );
+    reply.assert_error(401, "token in query / cookie / x-user-id");
+
+    // Valid signature but not allowed: a role outside the allowlist, or no usable org.
+    let mut service = claims("job", ORG_A);
+    service["role"] = "service_role".into();
+    let mut superuser = claims("eve", ORG_A);
+    superuser["role"] = "postgres".into();
+    let mut no_org = claims("alice", ORG_A);
+    no_org.as_object_mut().expect("object").remove("org_id");
+    let mut bad_org = claims("alice", ORG_A);
+    bad_org["org_id"] = "not-a-uuid".into();
+    for (claims, what) in [
+        (service, "service_role"),
+        (superuser, "postgres role"),
+        (no_org, "missing org"),
+        (bad_org, "non-UUID org"),
+    ] {
+        let token = sign(&claims, SECRET);
+        for path in ["/me", "/projects"] {
+            let reply = app.get(path, Some(&token));
+            reply.assert_error(403, what);
+            assert!(!reply.body.contains(&token));
+        }
+    }
+}
+
+fn check_request_ids(app: &RunningApp, token: &str) {
+    let bearer = format!("Bearer {token}");
+    for path in ["/healthz", "/me", "/projects"] {
+        // Echoed when sane, on success and on rejection alike.
+        let ok = app.request(
+            "GET",
+            path,
+            &[("authorization", &bearer), ("x-request-id", "trace-42")],
+            "",
+        );
+        assert_eq!(ok.header("x-request-id"), Some("trace-42"), "{path}");
+        let rejected = app.request("GET", path, &[("x-request-id", "trace-43")], "");
+        assert_eq!(rejected.header("x-request-id"), Some("trace-43"), "{path}");
+        // Replaced when not.
+        let long = "x".repeat(129);
+        for insane in ["has space", long.as_str()] {
+            let reply = app.request("GET", path, &[("x-request-id", insane)], "");
+            let got = reply.header("x-request-id").expect("generated id");
+            assert_ne!(got, insane);
+            assert!(
+                !got.is_empty() && got.len() <= 128 && got.bytes().all(|b| b.is_ascii_graphic())
+            );
+        }
+    }
+    let first = app.get("/healthz", None);
+    let second = app.get("/healthz", None);
+    assert_ne!(first.header("x-request-id"), second.header("x-request-id"));
+}
+
+fn check_isolation(app: &RunningApp, alice: &str, bob: &str) {
+    // Alice creates a project; an org_id in the body is ignored.
+    let body = format!(r#"{{"name": "alpha", "org_id": "{ORG_B}"}}"#);
+    let created = app.send_json("POST", "/projects", alice, &body);
+    assert_eq!(created.status, 201, "{created:?}");
+    let project = created.json();
+    assert_eq!(project["org_id"], ORG_A, "the org comes from the token");
+    assert_eq!(project["name"], "alpha");
+    let id = project["id"].as_str().expect("id").to_owned();
+    let path = format!("/projects/{id}");
+
+    // Alice sees it; Bob does not, by any route.
+    let listed = app.get("/projects", Some(alice));
+    assert_eq!(listed.status, 200);
+    assert!(
+        listed
+            .json()
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|p| p["id"] == id.as_str())
+    );
+    let bobs = app.get("/projects", Some(bob));
+    assert_eq!(bobs.status, 200);
+    assert!(
+        bobs.json()
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|p| p["org_id"] == ORG_B),
+        "{bobs:?}"
+    );
+    app.get(&path, Some(bob))
+        .assert_error(404, "Bob reads Alice's project");
+    app.request(
+        "DELETE",
+        &path,
+        &[("authorization", &format!("Bearer {bob}"))],
+        "",
+    )
+    .assert_error(404, "Bob deletes Alice's project");
+    let still = app.get(&path, Some(alice));
+    assert_eq!(still.status, 200, "Bob's delete must not delete: {still:?}");
+    assert_eq!(still.json(), project);
+
+    // Bob's own project is his alone.
+    let bobs_project = app.send_json("POST", "/projects", bob, r#"{"name": "beta"}"#);
+    assert_eq!(bobs_project.status, 201);
+    assert_eq!(bobs_project.json()["org_id"], ORG_B);
+    let alices = app.get("/projects", Some(alice)).json();
+    assert!(
+        alices
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|p| p["org_id"] == ORG_A)
+    );
+
+    // Malformed and unknown ids.
+    let reply = app.get("/projects/not-a-uuid", Some(alice));
+    assert!(matches!(reply.status, 400 | 404), "{reply:?}");
+    reply.assert_error(reply.status, "malformed id");
+    app.get(&format!("/projects/{}", uuid::Uuid::new_v4()), Some(alice))
+        .assert_error(404, "unknown id");
+
+    // Alice deletes her project.
+    let deleted = app.request(
+        "DELETE",
+        &path,
+        &[("authorization", &format!("Bearer {alice}"))],
+        "",
+    );
+    assert_eq!(deleted.status, 204, "{deleted:?}");
+    app.get(&path, Some(alice))
+        .assert_error(404, "deleted project");
+}
+
+fn check_validation(app: &RunningApp, alice: &str) {
+    let long = format!(r#"{{"name": "{}"}}"#, "n".repeat(201));
+    for (body, what) in [
+        (r#"{"name": ""}"#.to_owned(), "empty name"),
+        (long, "201-character name"),
+        (r#"{"title": "x"}"#.to_owned(), "missing name"),
+        (r#"{"name": 5}"#.to_owned(), "number as name"),
+        ("{not json".to_owned(), "bad JSON"),
+    ] {
+        let reply = app.send_json("POST", "/projects", alice, &body);
+        assert!(matches!(reply.status, 400 | 422), "{what}: {reply:?}");
+        reply.assert_error(reply.status, what);
+    }
+    let max = format!(r#"{{"name": "{}"}}"#, "m".repeat(200));
+    assert_eq!(app.send_json("POST", "/projects", alice, &max).status, 201);
+    // Nothing of the rejected requests was written.
+    let names: Vec<String> = app
+        .get("/projects", Some(alice))
+        .json()
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|p| p["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(names, vec!["m".repeat(200)]);
+}
+
+/// Outside development, no key means no start, with a message naming the variable.
+fn check_refuses_to_start_without_a_key(example: &str) {
+    for app_env in [None, Some("production"), Some("test"), Some("staging")] {
+        let mut command = Command::new(example_binary(example));
+        for var in APP_VARS {
+            command.env_remove(var);
+        }
+        if let Some(value) = app_env {
+            command.env("APP_ENV", value);
+        }
+        let output = command
+            .env("BIND", "127.0.0.1:0")
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the example");
+        assert!(
+            !output.status.success(),
+            "{app_env:?}: it must refuse to start"
+        );
+        assert!(output.stdout.is_empty(), "{app_env:?}: no listening line");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("JWT_SECRET"), "{app_env:?}: {stderr}");
+    }
+}
+
+#[test]
+fn axum_reference_app_keeps_the_contract() {
+    check_contract("reference_axum");
+}
+
+#[test]
+fn axum_reference_app_refuses_to_start_without_a_key() {
+    check_refuses_to_start_without_a_key("reference_axum");
+}
