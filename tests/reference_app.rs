@@ -66,7 +66,7 @@ struct RunningApp {
     child: Child,
     addr: SocketAddr,
     log: PathBuf,
-    _database: TestDatabase,
+    _database: Option<TestDatabase>,
 }
 
 impl RunningApp {
@@ -77,18 +77,34 @@ impl RunningApp {
             .expect("test PostgreSQL")
             .create_database()
             .expect("test database");
-        let log = std::env::temp_dir().join(format!("{}.log", database.name()));
+        let url = database.url().to_owned();
+        Self::start_with(
+            example,
+            &[
+                ("APP_ENV", "test"),
+                ("JWT_SECRET", SECRET),
+                ("DATABASE_URL", &url),
+            ],
+            Some(database),
+        )
+    }
+
+    /// Starts `example` on a free port with `vars` (and none of the caller's app variables), and
+    /// waits for its `listening on` line. `database` is kept until the app is dropped.
+    fn start_with(example: &str, vars: &[(&str, &str)], database: Option<TestDatabase>) -> Self {
+        let log = std::env::temp_dir().join(format!(
+            "tenant-guard-{example}-{}.log",
+            uuid::Uuid::new_v4().simple()
+        ));
         let stderr = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new(example_binary(example));
         for var in APP_VARS {
             command.env_remove(var);
         }
         let mut child = command
-            .env("APP_ENV", "test")
             .env("BIND", "127.0.0.1:0")
-            .env("JWT_SECRET", SECRET)
-            .env("DATABASE_URL", database.url())
             .env("RUST_LOG", "info")
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -122,6 +138,11 @@ impl RunningApp {
         // there yet.
         assert!(received.try_recv().is_err(), "more than one line on stdout");
         app
+    }
+
+    /// What the app wrote to stderr so far.
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).expect("log file")
     }
 
     fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
@@ -566,6 +587,55 @@ fn check_validation(app: &RunningApp, alice: &str) {
     assert_eq!(names, vec!["m".repeat(200)]);
 }
 
+/// The quickstart: `APP_ENV=development` with nothing else starts a throwaway database, prints
+/// working demo tokens for two orgs, and removes the database on SIGTERM.
+fn check_quickstart(example: &str) {
+    let mut app = RunningApp::start_with(example, &[("APP_ENV", "development")], None);
+    let stderr = app.stderr();
+    let token = |name: &str| -> String {
+        let prefix = format!("export TOKEN_{name}=");
+        stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no demo token for {name} in:\n{stderr}"))
+            .to_owned()
+    };
+    let (alice, bob) = (token("ALICE"), token("BOB"));
+    assert!(stderr.contains("curl"), "curl lines: {stderr}");
+    let port = stderr
+        .split("postgres://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', ' ', '"']).next())
+        .and_then(|host| host.rsplit(':').next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("the throwaway database's URL is logged: {stderr}"));
+
+    let me = app.get("/me", Some(&alice));
+    assert_eq!(me.status, 200, "{me:?}");
+    let alice_org = me.json()["org_id"].clone();
+    assert_eq!(app.get("/me", Some(&bob)).json()["role"], "authenticated");
+    assert_ne!(app.get("/me", Some(&bob)).json()["org_id"], alice_org);
+    let created = app.send_json("POST", "/projects", &alice, r#"{"name": "first project"}"#);
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(
+        app.get("/projects", Some(&alice))
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        app.get("/projects", Some(&bob)).json(),
+        serde_json::json!([])
+    );
+
+    assert!(app.terminate(), "SIGTERM must shut {example} down cleanly");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the throwaway PostgreSQL on port {port} must be gone after exit"
+    );
+}
+
 /// Outside development, no key means no start, with a message naming the variable.
 fn check_refuses_to_start_without_a_key(example: &str) {
     for app_env in [None, Some("production"), Some("test"), Some("staging")] {
@@ -595,6 +665,11 @@ fn check_refuses_to_start_without_a_key(example: &str) {
 #[test]
 fn axum_reference_app_keeps_the_contract() {
     check_contract("reference_axum");
+}
+
+#[test]
+fn axum_reference_app_quickstart_works() {
+    check_quickstart("reference_axum");
 }
 
 #[test]
