@@ -84,8 +84,9 @@ pub enum GuardError {
     #[error("the transaction was rolled back because an earlier statement failed")]
     RolledBack,
 
-    /// Any other database error.
-    #[error("database error (SQLSTATE {})", sqlstate(.0))]
+    /// Any other database error, or a client-side error of the driver (a parameter of the wrong
+    /// type, a row count other than expected).
+    #[error("{}", describe(.0))]
     Database(#[source] tokio_postgres::Error),
 
     /// The configuration is invalid (bad URL, zero pool size, …).
@@ -95,6 +96,15 @@ pub enum GuardError {
 
 fn sqlstate(error: &tokio_postgres::Error) -> &str {
     error.code().map_or("none", SqlState::code)
+}
+
+/// A server error by its SQLSTATE only (its message may quote data); a client-side error of the
+/// driver by its message (it names types and counts, never values).
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.code() {
+        Some(code) => format!("database error (SQLSTATE {})", code.code()),
+        None => format!("database client error: {error}"),
+    }
 }
 
 fn constraint_suffix(error: &tokio_postgres::Error) -> String {

@@ -39,8 +39,12 @@ mod admin;
 mod conninfo;
 mod database;
 mod error;
+pub mod isolation;
+pub mod issuer;
 mod server;
 
 pub use database::TestDatabase;
 pub use error::TestkitError;
+pub use isolation::{IsolatedTable, assert_table_isolated, check_table_isolated};
+pub use issuer::TestIssuer;
 pub use server::{DATABASE_URL_ENV, TestPostgres};

@@ -16,10 +16,7 @@ use tenant_guard_postgres::{LoginPolicy, TenantPool, TenantPoolBuilder, support}
 use tenant_guard_testkit::{TestDatabase, TestPostgres};
 use uuid::Uuid;
 
-// The testkit's issuer, compiled in directly until the testkit exports it.
-#[path = "../../../tenant-guard-testkit/src/issuer.rs"]
-mod issuer;
-pub use issuer::TestIssuer;
+pub use tenant_guard_testkit::TestIssuer;
 
 /// The pool's login in these tests: NOINHERIT, no table privileges, member of the app roles.
 pub const LOGIN: &str = "tg_test_authenticator";
