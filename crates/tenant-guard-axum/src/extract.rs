@@ -536,6 +536,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_commit_replaces_the_handlers_success() {
+        let f = fixture(1).await;
+        let client = f.database.connect().await.unwrap();
+        // Checked at COMMIT, not at the INSERT: the handler sees success, the commit fails.
+        client
+            .batch_execute(
+                "ALTER TABLE notes ADD CONSTRAINT notes_body_unique UNIQUE (body) \
+                 DEFERRABLE INITIALLY DEFERRED",
+            )
+            .await
+            .unwrap();
+        let app = Router::new()
+            .route(
+                "/",
+                post(|db: TenantDb| async move {
+                    for _ in 0..2 {
+                        db.execute("INSERT INTO notes (body) VALUES ('same')", &[])
+                            .await
+                            .unwrap();
+                    }
+                    StatusCode::CREATED
+                }),
+            )
+            .route_layer(layer(&f.pool));
+        let (status, body) = call(app, "POST", "/", ORG_A).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert!(body.contains("\"error\""), "{body}");
+        assert!(f.all_notes().await.is_empty());
+        f.assert_connections_clean().await;
+    }
+
+    #[tokio::test]
+    async fn a_swallowed_statement_error_cannot_be_committed() {
+        let f = fixture(1).await;
+        let app = Router::new()
+            .route(
+                "/",
+                post(|db: TenantDb| async move {
+                    db.execute("INSERT INTO notes (body) VALUES ('before')", &[])
+                        .await
+                        .unwrap();
+                    // Another org's row: refused by the policy's WITH CHECK; the handler ignores
+                    // the error and claims success.
+                    let refused = db
+                        .execute(
+                            "INSERT INTO notes (org_id, body) VALUES ($1::text::uuid, 'x')",
+                            &[&ORG_B],
+                        )
+                        .await;
+                    assert!(refused.is_err());
+                    StatusCode::OK
+                }),
+            )
+            .route_layer(layer(&f.pool));
+        let (status, _) = call(app, "POST", "/", ORG_A).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(f.all_notes().await.is_empty());
+        f.assert_connections_clean().await;
+    }
+
+    #[tokio::test]
     async fn misuse_is_a_500_not_a_panic() {
         let f = fixture(1).await;
         let twice = Router::new()
