@@ -676,3 +676,18 @@ fn axum_reference_app_quickstart_works() {
 fn axum_reference_app_refuses_to_start_without_a_key() {
     check_refuses_to_start_without_a_key("reference_axum");
 }
+
+#[test]
+fn actix_reference_app_keeps_the_contract() {
+    check_contract("reference_actix");
+}
+
+#[test]
+fn actix_reference_app_quickstart_works() {
+    check_quickstart("reference_actix");
+}
+
+#[test]
+fn actix_reference_app_refuses_to_start_without_a_key() {
+    check_refuses_to_start_without_a_key("reference_actix");
+}

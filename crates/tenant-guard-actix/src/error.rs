@@ -4,11 +4,14 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use tenant_guard_core::{ErrorResponse, ToErrorResponse};
+use tenant_guard_postgres::GuardError;
 
 /// Why an extractor of this crate could not produce its value.
 ///
-/// Every variant is a server bug (the middleware is missing or misconfigured): it answers 500 with
-/// a generic JSON body and logs the cause at `error` level.
+/// Every variant except [`Guard`](Self::Guard) is a server bug (the middleware is missing or
+/// misconfigured): it answers 500 with a generic JSON body and logs the cause at `error` level.
+/// The guard's errors answer as the guard describes them (503 with `Retry-After` when the pool is
+/// exhausted, 500 with a generic body otherwise).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TenantGuardError {
@@ -22,6 +25,11 @@ pub enum TenantGuardError {
     /// Two transaction extractors in one handler: each request gets one transaction.
     #[error("a transaction was already extracted for this request: take the extractor only once")]
     AlreadyExtracted,
+    /// The guard reported an error: beginning the scoped transaction (pool timeout, database
+    /// down, …) or a statement of the handler (`?` on a [`TenantDb`](crate::TenantDb) query
+    /// converts into this variant).
+    #[error("the tenant guard reported an error")]
+    Guard(#[from] GuardError),
 }
 
 /// The generic answer to a server bug: 500 with a body that says nothing about the cause.
@@ -36,13 +44,19 @@ pub(crate) fn internal_error() -> ErrorResponse {
 impl TenantGuardError {
     /// Logs the cause: a warning for the guard's errors, an error for server bugs.
     fn log(&self) {
-        tracing::error!(error = %self, "tenant-guard misconfiguration (server bug)");
+        match self {
+            Self::Guard(error) => tracing::warn!(%error, "database request failed"),
+            bug => tracing::error!(error = %bug, "tenant-guard misconfiguration (server bug)"),
+        }
     }
 }
 
 impl ToErrorResponse for TenantGuardError {
     fn to_error_response(&self) -> ErrorResponse {
-        internal_error()
+        match self {
+            Self::Guard(error) => error.to_error_response(),
+            _ => internal_error(),
+        }
     }
 }
 

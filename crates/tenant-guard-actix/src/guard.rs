@@ -7,18 +7,23 @@ use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::{Error, HttpMessage};
+use actix_web::{Error, HttpMessage, HttpResponse};
 use tenant_guard_core::{AuthError, Principal, RequestId, ToErrorResponse, Verifier, trace};
+use tenant_guard_postgres::{TenantPool, TenantTx};
 use tracing::Instrument;
 
+use crate::error::internal_error;
 use crate::request_id::{self, LocalFuture};
 use crate::response::render;
+use crate::slot::{Closed, Slot};
 
 /// What the middleware leaves in the request extensions for the extractors.
 #[derive(Debug, Clone)]
 pub(crate) struct GuardContext {
     pub(crate) principal: Principal,
     pub(crate) request_id: RequestId,
+    pub(crate) pool: Option<TenantPool>,
+    pub(crate) slot: Slot<TenantTx>,
 }
 
 /// Middleware that authenticates each request with the core [`Verifier`] and scopes its database
@@ -69,6 +74,7 @@ pub(crate) struct GuardContext {
 #[derive(Debug, Clone)]
 pub struct TenantGuard {
     verifier: Verifier,
+    pool: Option<TenantPool>,
     allowed_roles: Option<Arc<[Box<str>]>>,
 }
 
@@ -79,8 +85,16 @@ impl TenantGuard {
     pub fn new(verifier: Verifier) -> Self {
         Self {
             verifier,
+            pool: None,
             allowed_roles: None,
         }
+    }
+
+    /// The pool [`TenantDb`](crate::TenantDb) begins its scoped transactions on.
+    #[must_use]
+    pub fn pool(mut self, pool: TenantPool) -> Self {
+        self.pool = Some(pool);
+        self
     }
 
     /// Restricts the routes this middleware wraps to tokens whose role is one of `roles`; any
@@ -180,26 +194,82 @@ where
             }
         };
         trace::record_principal(&span, &principal);
+        let slot = Slot::new();
         {
             let mut extensions = req.extensions_mut();
             extensions.insert(principal.clone());
             extensions.insert(GuardContext {
                 principal,
                 request_id: id.clone(),
+                pool: self.guard.pool.clone(),
+                slot: slot.clone(),
             });
         }
         let inner = span.in_scope(|| self.service.call(req));
         Box::pin(
             async move {
-                let mut response = match inner.await {
-                    Ok(response) => response.map_into_left_body(),
-                    Err(error) => return Err(request_id::tag_error(error, &id)),
+                let result = inner.await;
+                let outcome = slot.close();
+                let response = match result {
+                    Ok(response) => response,
+                    Err(error) => {
+                        if let Closed::Returned(tx) = outcome {
+                            rollback(tx).await;
+                        }
+                        return Err(request_id::tag_error(error, &id));
+                    }
+                };
+                let mut response = match outcome {
+                    Closed::Unused => response.map_into_left_body(),
+                    Closed::Returned(tx) => {
+                        let status = response.status();
+                        if status.is_success() || status.is_redirection() {
+                            match commit(tx).await {
+                                None => response.map_into_left_body(),
+                                Some(replacement) => {
+                                    response.into_response(replacement).map_into_right_body()
+                                }
+                            }
+                        } else {
+                            rollback(tx).await;
+                            response.map_into_left_body()
+                        }
+                    }
+                    Closed::Outstanding => {
+                        // The handler moved its TenantDb somewhere that outlives it: its work
+                        // cannot be committed, so the handler's answer would be a lie.
+                        tracing::error!(
+                            "the scoped transaction outlived its handler (moved into a task?); \
+                             it is rolled back and the request fails"
+                        );
+                        response
+                            .into_response(render(&internal_error()))
+                            .map_into_right_body()
+                    }
                 };
                 request_id::tag_response(&mut response, &id);
                 Ok(response)
             }
             .instrument(span),
         )
+    }
+}
+
+/// Commits; a failure yields the response that replaces the handler's.
+async fn commit(tx: TenantTx) -> Option<HttpResponse> {
+    match tx.commit().await {
+        Ok(()) => None,
+        Err(error) => {
+            tracing::warn!(%error, "commit failed; the handler's response is replaced");
+            Some(render(&error.to_error_response()))
+        }
+    }
+}
+
+/// Rolls back; a failure only logs (the guard discards the connection).
+async fn rollback(tx: TenantTx) {
+    if let Err(error) = tx.rollback().await {
+        tracing::warn!(%error, "rollback failed; the connection is discarded by the guard");
     }
 }
 

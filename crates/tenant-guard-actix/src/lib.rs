@@ -1,39 +1,55 @@
-//! actix-web adapter for tenant-guard.
+//! actix-web adapter for tenant-guard: an authentication middleware, the verified principal and a
+//! transaction scoped to the caller's org and role, as extractors.
 //!
-//! [`TenantGuard`] is the middleware: it authenticates each request with the core
-//! [`Verifier`](tenant_guard_core::Verifier) before anything else runs, answers failures with the
-//! core's response (401 with an RFC 6750 challenge, or 403, and a JSON body), and hands the
-//! verified [`Principal`](tenant_guard_core::Principal) to the [`Authenticated`] extractor.
-//! [`RequestTracing`] gives routes outside the guard (health checks, unknown routes) their
-//! `x-request-id` and span. Errors render through [`error_response`], so statuses, headers and
-//! bodies are those of the axum adapter byte for byte.
-//!
-//! ```
-//! use actix_web::{App, HttpResponse, http::StatusCode, test, web};
-//! use tenant_guard_actix::{Authenticated, RequestTracing, TenantGuard};
+//! ```no_run
+//! use actix_web::{App, HttpResponse, HttpServer, web};
+//! use tenant_guard_actix::{
+//!     Authenticated, ReadOnly, RequestTracing, TenantDb, TenantGuard, TenantGuardError,
+//! };
 //! use tenant_guard_core::{Environment, Verifier};
+//! use tenant_guard_postgres::TenantPool;
 //!
-//! async fn me(Authenticated(principal): Authenticated) -> HttpResponse {
-//!     HttpResponse::Ok().body(principal.user_id().to_owned())
+//! async fn names(db: TenantDb<ReadOnly>) -> Result<HttpResponse, TenantGuardError> {
+//!     // Row Level Security scopes this to the caller's org: no `WHERE org_id = …` needed.
+//!     let rows = db.query("SELECT name FROM projects", &[]).await?;
+//!     let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+//!     Ok(HttpResponse::Ok().json(names))
 //! }
 //!
-//! # actix_web::rt::System::new().block_on(async {
-//! let verifier = Verifier::builder(Environment::Production)
-//!     .hmac_secret("a-long-random-secret-from-your-vault")
-//!     .build()
-//!     .unwrap();
-//! let app = test::init_service(
+//! async fn me(Authenticated(principal): Authenticated) -> String {
+//!     principal.org_id().to_string()
+//! }
+//!
+//! # async fn run(pool: TenantPool) -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = Verifier::builder(Environment::from_env())
+//!     .hmac_secret(std::env::var("JWT_SECRET")?)
+//!     .build()?;
+//! let guard = TenantGuard::new(verifier).pool(pool);
+//! HttpServer::new(move || {
 //!     App::new()
-//!         .wrap(RequestTracing::new())
-//!         .route("/healthz", web::get().to(HttpResponse::Ok))
-//!         .service(web::resource("/me").wrap(TenantGuard::new(verifier)).get(me)),
-//! )
-//! .await;
-//! let res = test::call_service(&app, test::TestRequest::get().uri("/me").to_request()).await;
-//! assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-//! assert!(res.headers().contains_key("x-request-id"));
-//! # });
+//!         .wrap(RequestTracing::new()) // x-request-id and a span for every response
+//!         .route("/healthz", web::get().to(HttpResponse::Ok)) // no token needed
+//!         .service(
+//!             web::scope("/api")
+//!                 .wrap(guard.clone())
+//!                 .route("/projects", web::get().to(names))
+//!                 .route("/me", web::get().to(me)),
+//!         )
+//! })
+//! .bind("127.0.0.1:3000")?
+//! .run()
+//! .await?;
+//! # Ok(())
+//! # }
 //! ```
+//!
+//! What happens per request is described on [`TenantGuard`]; the transaction's life on
+//! [`TenantDb`]. Every error response is the core's
+//! [`ErrorResponse`](tenant_guard_core::ErrorResponse), rendered by [`error_response`], so this
+//! adapter and the axum one answer identically, byte for byte.
+//!
+//! actix-web runs each request on one thread: the extractors are not `Send`, and the middleware's
+//! future is boxed, as is usual for actix middleware.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -43,9 +59,10 @@ mod guard;
 mod headers;
 mod request_id;
 mod response;
+mod slot;
 
 pub use error::TenantGuardError;
-pub use extract::{Authenticated, CurrentRequestId};
+pub use extract::{Authenticated, CurrentRequestId, Mode, ReadOnly, ReadWrite, TenantDb};
 pub use guard::{TenantGuard, TenantGuardMiddleware};
 pub use request_id::{RequestTracing, RequestTracingMiddleware};
 pub use response::error_response;

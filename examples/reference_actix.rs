@@ -1,0 +1,238 @@
+//! The reference app on actix-web: a small multi-tenant API whose isolation is enforced by the
+//! database, not by the handlers. The same contract as `reference_axum` (see the README):
+//!
+//!     APP_ENV=development cargo run --example reference_actix
+//!
+//! starts a throwaway PostgreSQL, prints demo tokens and curl lines on stderr, and serves
+//! `GET /healthz`, `GET /me`, `GET|POST /projects`, `GET|DELETE /projects/{id}`.
+//!
+//! Every handler's SQL runs in a `TenantDb`: a transaction already scoped to the caller's org and
+//! role, committed when the handler answers 2xx/3xx and rolled back otherwise. No query filters by
+//! org; Row Level Security does.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::process::ExitCode;
+
+use actix_web::error::{InternalError, JsonPayloadError, PathError};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Route, web};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tenant_guard::ErrorResponse;
+use tenant_guard::actix::{
+    Authenticated, ReadOnly, RequestTracing, TenantDb, TenantGuard, TenantGuardError,
+    error_response,
+};
+use tenant_guard::postgres::tokio_postgres::Row;
+use uuid::Uuid;
+
+/// A project as the API shows it.
+#[derive(Serialize)]
+struct Project {
+    id: Uuid,
+    org_id: Uuid,
+    name: String,
+}
+
+impl From<&Row> for Project {
+    fn from(row: &Row) -> Self {
+        Self {
+            id: row.get("id"),
+            org_id: row.get("org_id"),
+            name: row.get("name"),
+        }
+    }
+}
+
+/// The body of `POST /projects`. Any other field (an `org_id`, say) is ignored.
+#[derive(Deserialize)]
+struct NewProject {
+    name: String,
+}
+
+/// What a handler returns: a response, or the guard's error rendered as the library describes it.
+type Reply = Result<HttpResponse, TenantGuardError>;
+
+fn client_error(
+    status: StatusCode,
+    code: &'static str,
+    message: impl Into<String>,
+) -> HttpResponse {
+    error_response(&ErrorResponse::new(status, code, message.into()))
+}
+
+fn not_found() -> HttpResponse {
+    client_error(StatusCode::NOT_FOUND, "not_found", "no such resource")
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    client_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this method is not allowed here",
+    )
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn me(Authenticated(principal): Authenticated) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "user_id": principal.user_id(),
+        "org_id": principal.org_id(),
+        "role": principal.role().as_str(),
+    }))
+}
+
+async fn list_projects(db: TenantDb<ReadOnly>) -> Reply {
+    let rows = db
+        .query(
+            "SELECT id, org_id, name FROM projects ORDER BY created_at, id",
+            &[],
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(rows.iter().map(Project::from).collect::<Vec<_>>()))
+}
+
+async fn create_project(
+    Authenticated(principal): Authenticated,
+    db: TenantDb,
+    body: web::Json<NewProject>,
+) -> Reply {
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Ok(client_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_name",
+            "name must be 1 to 200 characters",
+        ));
+    }
+    // The org comes from the verified token; RLS's WITH CHECK refuses any other.
+    let row = db
+        .query_one(
+            "INSERT INTO projects (org_id, name, created_by) VALUES ($1, $2, $3) \
+             RETURNING id, org_id, name",
+            &[&principal.org_id(), &name, &principal.user_id()],
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(Project::from(&row)))
+}
+
+async fn get_project(db: TenantDb<ReadOnly>, id: web::Path<Uuid>) -> Reply {
+    let row = db
+        .query_opt(
+            "SELECT id, org_id, name FROM projects WHERE id = $1",
+            &[&*id],
+        )
+        .await?;
+    // Another org's row is invisible: 404, never 403, so existence does not leak.
+    Ok(row.map_or_else(not_found, |row| {
+        HttpResponse::Ok().json(Project::from(&row))
+    }))
+}
+
+async fn delete_project(db: TenantDb, id: web::Path<Uuid>) -> Reply {
+    let deleted = db
+        .execute("DELETE FROM projects WHERE id = $1", &[&*id])
+        .await?;
+    Ok(if deleted == 0 {
+        not_found()
+    } else {
+        HttpResponse::NoContent().finish()
+    })
+}
+
+/// actix-web's own JSON errors, in the contract's `{"error", "message"}` shape.
+fn json_error(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    use StatusCode as S;
+    let (status, code, message) = match &error {
+        JsonPayloadError::ContentType => (
+            S::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected content-type: application/json".into(),
+        ),
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            (S::UNPROCESSABLE_ENTITY, "invalid_body", e.to_string())
+        }
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => (
+            S::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is too large".into(),
+        ),
+        _ => (
+            S::BAD_REQUEST,
+            "invalid_json",
+            "the body is not valid JSON".into(),
+        ),
+    };
+    let response = client_error(status, code, message);
+    InternalError::from_response(error, response).into()
+}
+
+/// A malformed `{id}`: 404 in the same shape (the resource cannot exist).
+fn path_error(error: PathError, _req: &HttpRequest) -> actix_web::Error {
+    InternalError::from_response(error, not_found()).into()
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let mut app = match common::App::start().await {
+        Ok(app) => app,
+        Err(error) => return common::fail(&error),
+    };
+    let Some(listener) = app.take_listener() else {
+        return common::fail(&"the listener was already taken".into());
+    };
+    let guard = TenantGuard::new(app.verifier.clone()).pool(app.pool.clone());
+    let server = HttpServer::new(move || {
+        // The guard wraps each route, not the app: unknown paths stay 404 and wrong methods 405
+        // without a token, as in the axum app.
+        let guarded = |route: Route| route.wrap(guard.clone());
+        App::new()
+            .wrap(RequestTracing::new())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(64 * 1024)
+                    .error_handler(json_error),
+            )
+            .app_data(web::PathConfig::default().error_handler(path_error))
+            .route("/healthz", web::get().to(healthz))
+            .service(
+                web::resource("/me")
+                    .route(guarded(web::get().to(me)))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/projects")
+                    .route(guarded(web::get().to(list_projects)))
+                    .route(guarded(web::post().to(create_project)))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/projects/{id}")
+                    .route(guarded(web::get().to(get_project)))
+                    .route(guarded(web::delete().to(delete_project)))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .default_service(web::to(|| async { not_found() }))
+    })
+    .disable_signals() // common::shutdown_signal() decides, as in the axum app
+    .listen(listener);
+    let server = match server {
+        Ok(server) => server.run(),
+        Err(error) => return common::fail(&error.into()),
+    };
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        common::shutdown_signal().await;
+        handle.stop(true).await;
+    });
+    app.announce();
+    match server.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => common::fail(&error.into()),
+    }
+    // `app` is dropped here: the pool closes, then a throwaway database is removed.
+}
