@@ -35,6 +35,8 @@ GRANT USAGE ON SEQUENCE notes_id_seq TO authenticated;
 CREATE POLICY notes_org ON notes FOR ALL TO authenticated
     USING (org_id = (SELECT tenant_guard.org_id()))
     WITH CHECK (org_id = (SELECT tenant_guard.org_id()));
+-- Checked only at commit: a duplicate body fails the commit, not the statement.
+ALTER TABLE notes ADD CONSTRAINT notes_body_unique UNIQUE (body) DEFERRABLE INITIALLY DEFERRED;
 DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tg_actix_login') THEN
         CREATE ROLE tg_actix_login LOGIN NOINHERIT;
@@ -161,6 +163,18 @@ async fn write_read_only(db: TenantDb<ReadOnly>) -> Result<HttpResponse, TenantG
     Ok(HttpResponse::Ok().finish())
 }
 
+/// Runs a failing statement, ignores its error and answers 200 anyway.
+async fn swallow(db: TenantDb) -> HttpResponse {
+    let _ = db
+        .execute(
+            "INSERT INTO notes (org_id, body) VALUES (tenant_guard.org_id(), 'before')",
+            &[],
+        )
+        .await;
+    let _ = db.execute("SELECT 1 / 0", &[]).await;
+    HttpResponse::Ok().finish()
+}
+
 async fn twice(_first: TenantDb, _second: TenantDb) -> HttpResponse {
     HttpResponse::Ok().finish()
 }
@@ -194,6 +208,7 @@ macro_rules! routes {
             .route("/elsewhere", web::post().to(write_elsewhere))
             .route("/read-only", web::post().to(write_read_only))
             .route("/twice", web::get().to(twice))
+            .route("/swallow", web::post().to(swallow))
             .route("/escape", web::post().to(escape))
             .route("/json", web::post().to(with_json))
     };
@@ -349,4 +364,31 @@ async fn an_exhausted_pool_is_503_with_retry_after() {
     held.rollback().await.expect("rollback");
     let (status, _, _) = send!(app, as_org(test::TestRequest::get().uri("/notes"), ORG_B));
     assert_eq!(status, StatusCode::OK, "the pool recovers");
+}
+
+#[actix_web::test]
+async fn a_failed_commit_replaces_the_handlers_answer() {
+    let fx = Fixture::new().await;
+    let app = test::init_service(App::new().service(routes!(fx.guard()))).await;
+    let uri = "/notes?body=same&status=201";
+    let (status, _, _) = send!(app, as_org(test::TestRequest::post().uri(uri), ORG_A));
+    assert_eq!(status, StatusCode::CREATED);
+    // The duplicate passes the INSERT (the constraint is deferred) and fails the commit.
+    let (status, _, body) = send!(app, as_org(test::TestRequest::post().uri(uri), ORG_A));
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "conflict");
+    assert_eq!(fx.committed().await, ["same"]);
+}
+
+#[actix_web::test]
+async fn a_swallowed_statement_error_cannot_be_committed() {
+    let fx = Fixture::new().await;
+    let app = test::init_service(App::new().service(routes!(fx.guard()))).await;
+    let (status, _, body) = send!(
+        app,
+        as_org(test::TestRequest::post().uri("/swallow"), ORG_A)
+    );
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(body["error"].is_string());
+    assert!(fx.committed().await.is_empty());
 }
