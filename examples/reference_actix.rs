@@ -16,7 +16,7 @@ mod common;
 use std::process::ExitCode;
 
 use actix_web::error::{InternalError, JsonPayloadError, PathError};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Route, web};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Route, guard, web};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tenant_guard::ErrorResponse;
@@ -66,12 +66,23 @@ fn not_found() -> HttpResponse {
     client_error(StatusCode::NOT_FOUND, "not_found", "no such resource")
 }
 
-async fn method_not_allowed() -> HttpResponse {
-    client_error(
+/// 405 with the `Allow` header, as axum answers.
+async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut response = client_error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "this method is not allowed here",
-    )
+    );
+    response.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static(allow),
+    );
+    response
+}
+
+/// GET routes answer HEAD too, as axum's do.
+fn get() -> Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
 async fn healthz() -> HttpResponse {
@@ -198,23 +209,23 @@ async fn main() -> ExitCode {
                     .error_handler(json_error),
             )
             .app_data(web::PathConfig::default().error_handler(path_error))
-            .route("/healthz", web::get().to(healthz))
+            .route("/healthz", get().to(healthz))
             .service(
                 web::resource("/me")
-                    .route(guarded(web::get().to(me)))
-                    .default_service(web::to(method_not_allowed)),
+                    .route(guarded(get().to(me)))
+                    .default_service(web::to(|| method_not_allowed("GET,HEAD"))),
             )
             .service(
                 web::resource("/projects")
-                    .route(guarded(web::get().to(list_projects)))
+                    .route(guarded(get().to(list_projects)))
                     .route(guarded(web::post().to(create_project)))
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(web::to(|| method_not_allowed("GET,HEAD,POST"))),
             )
             .service(
                 web::resource("/projects/{id}")
-                    .route(guarded(web::get().to(get_project)))
+                    .route(guarded(get().to(get_project)))
                     .route(guarded(web::delete().to(delete_project)))
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(web::to(|| method_not_allowed("GET,HEAD,DELETE"))),
             )
             .default_service(web::to(|| async { not_found() }))
     })

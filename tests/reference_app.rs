@@ -691,3 +691,127 @@ fn actix_reference_app_quickstart_works() {
 fn actix_reference_app_refuses_to_start_without_a_key() {
     check_refuses_to_start_without_a_key("reference_actix");
 }
+
+/// The same requests to both apps get the same answers: status, body and the headers that carry
+/// meaning (everything but `date`, `x-request-id` and connection handling). The one difference
+/// allowed is the message of `invalid_body`, which is the framework's deserializer text.
+#[test]
+fn actix_and_axum_answer_alike() {
+    let actix = RunningApp::start("reference_actix");
+    let axum = RunningApp::start("reference_axum");
+    let alice = sign(&claims("alice", ORG_A), SECRET);
+    let bearer = format!("Bearer {alice}");
+    let mut service = claims("job", ORG_A);
+    service["role"] = "service_role".into();
+    let service = format!("Bearer {}", sign(&service, SECRET));
+    let mut expired = claims("alice", ORG_A);
+    expired["exp"] = (now() - 3600).into();
+    let expired = format!("Bearer {}", sign(&expired, SECRET));
+    let json = ("content-type", "application/json");
+    let huge = format!(r#"{{"name": "{}"}}"#, "h".repeat(70_000));
+    let long_token = format!("Bearer {}", "a".repeat(20_000));
+    let unknown = format!("/projects/{}", uuid::Uuid::new_v4());
+    // (method, path, headers, body)
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        ("GET", "/healthz", vec![], ""),
+        ("GET", "/me", vec![], ""),
+        (
+            "GET",
+            "/me",
+            vec![("authorization", "Bearer not-a-jwt")],
+            "",
+        ),
+        ("GET", "/me", vec![("authorization", "Basic abc")], ""),
+        ("GET", "/me", vec![("authorization", &expired)], ""),
+        ("GET", "/me", vec![("authorization", &service)], ""),
+        ("GET", "/me", vec![("authorization", &bearer)], ""),
+        ("GET", "/projects", vec![("authorization", &bearer)], ""),
+        ("GET", "/nowhere", vec![], ""),
+        ("PUT", "/projects", vec![], ""),
+        ("PATCH", "/me", vec![], ""),
+        ("PUT", &unknown, vec![("authorization", &bearer)], ""),
+        ("HEAD", "/healthz", vec![], ""),
+        ("GET", "/me", vec![("authorization", &long_token)], ""),
+        (
+            "POST",
+            "/projects",
+            vec![("authorization", &bearer), json],
+            r#"{"name": 5}"#,
+        ),
+        (
+            "POST",
+            "/projects",
+            vec![("authorization", &bearer), json],
+            r#"{"title": "x"}"#,
+        ),
+        (
+            "POST",
+            "/projects",
+            vec![("authorization", &bearer), json],
+            &huge,
+        ),
+        (
+            "POST",
+            "/projects",
+            vec![("authorization", &bearer), json],
+            "",
+        ),
+        ("HEAD", "/me", vec![], ""),
+        ("HEAD", "/me", vec![("authorization", &bearer)], ""),
+        (
+            "GET",
+            "/projects/not-a-uuid",
+            vec![("authorization", &bearer)],
+            "",
+        ),
+        ("GET", &unknown, vec![("authorization", &bearer)], ""),
+        ("DELETE", &unknown, vec![("authorization", &bearer)], ""),
+        (
+            "POST",
+            "/projects",
+            vec![("authorization", &bearer), json],
+            "{not json",
+        ),
+        (
+            "POST",
+            "/projects",
+            vec![("authorization", &bearer), json],
+            r#"{"name": ""}"#,
+        ),
+        (
+            "POST",
+            "/projects",
+            vec![("authorization", &bearer)],
+            r#"{"name": "x"}"#,
+        ),
+    ];
+    let meaningful = |reply: &Reply| -> Vec<(String, String)> {
+        let mut headers: Vec<_> = reply
+            .headers
+            .iter()
+            .filter(|(n, _)| {
+                !matches!(
+                    n.as_str(),
+                    "date" | "x-request-id" | "connection" | "content-length" | "transfer-encoding"
+                )
+            })
+            .cloned()
+            .collect();
+        headers.sort();
+        headers
+    };
+    for (method, path, headers, body) in &cases {
+        let a = actix.request(method, path, headers, body);
+        let b = axum.request(method, path, headers, body);
+        let what = format!("{method} {path} {headers:?}");
+        assert_eq!(a.status, b.status, "{what}\nactix: {a:?}\naxum: {b:?}");
+        if a.status == 422 && a.json()["error"] == "invalid_body" {
+            // The message is each framework's own deserializer text (axum adds the field path).
+            assert_eq!(b.json()["error"], "invalid_body", "{what}");
+        } else {
+            assert_eq!(a.body, b.body, "{what}");
+        }
+        assert_eq!(meaningful(&a), meaningful(&b), "{what}");
+    }
+}
