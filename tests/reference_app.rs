@@ -368,7 +368,7 @@ fn check_contract(example: &str) {
 fn check_authentication_errors(app: &RunningApp, valid: &str) {
     // No token: a bare challenge.
     let reply = app.get("/projects", None);
-    reply.assert_error(401, "no token");
+    assert_eq!(reply.assert_error(401, "no token"), "missing_token");
     assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
 
     let mut expired = claims("alice", ORG_A);
@@ -376,6 +376,7 @@ fn check_authentication_errors(app: &RunningApp, valid: &str) {
     expired["iat"] = (now() - 7200).into();
     let mut wrong_aud = claims("alice", ORG_A);
     wrong_aud["aud"] = "someone-else".into();
+    // (token, what, acceptable codes): the codes are the core's, identical in both apps.
     let presented = [
         (
             sign(
@@ -383,16 +384,26 @@ fn check_authentication_errors(app: &RunningApp, valid: &str) {
                 "another-secret-another-secret-0123",
             ),
             "bad signature",
+            &["invalid_signature"][..],
         ),
-        (sign(&expired, SECRET), "expired"),
-        (sign(&wrong_aud, SECRET), "wrong audience"),
-        (unsigned(&claims("alice", ORG_A)), "alg none"),
-        ("not-a-jwt".to_owned(), "garbage"),
-        ("a".repeat(20_000), "oversized"),
+        (sign(&expired, SECRET), "expired", &["token_expired"][..]),
+        (
+            sign(&wrong_aud, SECRET),
+            "wrong audience",
+            &["invalid_audience"][..],
+        ),
+        (
+            unsigned(&claims("alice", ORG_A)),
+            "alg none",
+            &["disallowed_algorithm", "malformed_token"][..],
+        ),
+        ("not-a-jwt".to_owned(), "garbage", &["malformed_token"][..]),
+        ("a".repeat(20_000), "oversized", &["token_too_large"][..]),
     ];
-    for (token, what) in &presented {
+    for (token, what, codes) in &presented {
         let reply = app.get("/projects", Some(token));
-        reply.assert_error(401, what);
+        let code = reply.assert_error(401, what);
+        assert!(codes.contains(&code.as_str()), "{what}: {code}");
         let www = reply.header("www-authenticate").unwrap_or_default();
         assert!(
             www.starts_with("Bearer") && www.contains("invalid_token"),
@@ -439,16 +450,19 @@ fn check_authentication_errors(app: &RunningApp, valid: &str) {
     no_org.as_object_mut().expect("object").remove("org_id");
     let mut bad_org = claims("alice", ORG_A);
     bad_org["org_id"] = "not-a-uuid".into();
-    for (claims, what) in [
-        (service, "service_role"),
-        (superuser, "postgres role"),
-        (no_org, "missing org"),
-        (bad_org, "non-UUID org"),
+    let mut anon = claims("visitor", ORG_A);
+    anon["role"] = "anon".into();
+    for (claims, what, code) in [
+        (service, "service_role", "role_not_allowed"),
+        (superuser, "postgres role", "role_not_allowed"),
+        (anon, "anon role", "role_not_allowed"),
+        (no_org, "missing org", "invalid_org"),
+        (bad_org, "non-UUID org", "invalid_org"),
     ] {
         let token = sign(&claims, SECRET);
         for path in ["/me", "/projects"] {
             let reply = app.get(path, Some(&token));
-            reply.assert_error(403, what);
+            assert_eq!(reply.assert_error(403, what), code, "{what}");
             assert!(!reply.body.contains(&token));
         }
     }
