@@ -90,7 +90,9 @@ impl TenantGuard {
         }
     }
 
-    /// The pool [`TenantDb`](crate::TenantDb) begins its scoped transactions on.
+    /// The pool [`TenantDb`](crate::TenantDb) begins its scoped transactions on. A guard without
+    /// one, nested inside a guard that has one (e.g. a route's [`allow_roles`](Self::allow_roles)
+    /// inside a scope's guard), uses the outer guard's pool.
     #[must_use]
     pub fn pool(mut self, pool: TenantPool) -> Self {
         self.pool = Some(pool);
@@ -197,11 +199,18 @@ where
         let slot = Slot::new();
         {
             let mut extensions = req.extensions_mut();
+            // A guard nested in another (say, a route's `allow_roles` inside a scope's guard)
+            // without a pool of its own uses the outer one's.
+            let pool = self.guard.pool.clone().or_else(|| {
+                extensions
+                    .get::<GuardContext>()
+                    .and_then(|outer| outer.pool.clone())
+            });
             extensions.insert(principal.clone());
             extensions.insert(GuardContext {
                 principal,
                 request_id: id.clone(),
-                pool: self.guard.pool.clone(),
+                pool,
                 slot: slot.clone(),
             });
         }

@@ -392,3 +392,20 @@ async fn a_swallowed_statement_error_cannot_be_committed() {
     assert!(body["error"].is_string());
     assert!(fx.committed().await.is_empty());
 }
+
+#[actix_web::test]
+async fn a_nested_role_guard_uses_the_outer_pool() {
+    let fx = Fixture::new().await;
+    let inner = TenantGuard::new(fx.verifier.clone()).allow_roles(["authenticated"]);
+    let app = test::init_service(
+        App::new().service(
+            web::scope("")
+                .wrap(fx.guard())
+                .service(web::resource("/notes").wrap(inner).get(list)),
+        ),
+    )
+    .await;
+    let (status, _, body) = send!(app, as_org(test::TestRequest::get().uri("/notes"), ORG_A));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!([]));
+}
