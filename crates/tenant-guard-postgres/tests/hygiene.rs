@@ -331,3 +331,61 @@ async fn committed_work_is_kept_and_the_connection_is_clean() {
     assert_eq!(audit_rows(&env.admin, "kept").await, 1);
     snapshot(&env.pool).await.assert_clean();
 }
+
+/// A handler that gave up waiting for a statement (dropped its future) and then commits: the
+/// commit waits for the statement, and reports a rollback if it failed instead of pretending.
+#[tokio::test]
+async fn committing_after_a_cancelled_statement_tells_the_truth() {
+    let env = env(1).await;
+    let (alice, _) = two_orgs(&env.issuer);
+
+    // The abandoned statement succeeds: the commit keeps the work.
+    let tx = env
+        .pool
+        .begin(&alice, ScopeOptions::default())
+        .await
+        .unwrap();
+    let seen_pid = pid(&tx).await;
+    tx.execute(
+        "INSERT INTO audit_log (note) VALUES ('kept-after-cancel')",
+        &[],
+    )
+    .await
+    .unwrap();
+    {
+        let slow = tx.execute("SELECT pg_sleep(0.3) -- abandoned-ok", &[]);
+        tokio::select! {
+            _ = slow => panic!("finished before it was seen running"),
+            () = wait_until_running(&env.admin, seen_pid, "abandoned-ok") => {}
+        }
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(audit_rows(&env.admin, "kept-after-cancel").await, 1);
+
+    // The abandoned statement fails: the commit says so.
+    let tx = env
+        .pool
+        .begin(&alice, ScopeOptions::default())
+        .await
+        .unwrap();
+    let seen_pid = pid(&tx).await;
+    tx.execute(
+        "INSERT INTO audit_log (note) VALUES ('lost-after-cancel')",
+        &[],
+    )
+    .await
+    .unwrap();
+    {
+        let slow = tx.execute(
+            "SELECT pg_sleep(0.3), (SELECT 1 / (count(*) - count(*)) FROM pg_class) -- abandoned-fails",
+            &[],
+        );
+        tokio::select! {
+            _ = slow => panic!("finished before it was seen running"),
+            () = wait_until_running(&env.admin, seen_pid, "abandoned-fails") => {}
+        }
+    }
+    assert!(matches!(tx.commit().await, Err(GuardError::RolledBack)));
+    assert_eq!(audit_rows(&env.admin, "lost-after-cancel").await, 0);
+    snapshot(&env.pool).await.assert_clean();
+}
