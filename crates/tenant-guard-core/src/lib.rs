@@ -60,6 +60,7 @@ mod extract;
 mod jwk;
 pub mod keys;
 pub mod principal;
+pub mod rate_limit;
 #[cfg(feature = "jwks-remote")]
 pub mod remote;
 pub mod request_id;
@@ -76,6 +77,7 @@ pub use environment::Environment;
 pub use error::AuthError;
 pub use keys::KeySet;
 pub use principal::{Principal, ServiceContext};
+pub use rate_limit::{InvalidRateLimit, RateLimitStatus, RateLimited, RateLimiter};
 pub use request_id::RequestId;
 pub use response::{ErrorResponse, ToErrorResponse};
 pub use role::{InvalidRole, Role};

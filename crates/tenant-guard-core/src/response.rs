@@ -31,6 +31,7 @@ pub struct ErrorResponse {
     message: Cow<'static, str>,
     www_authenticate: Option<HeaderValue>,
     retry_after: Option<u64>,
+    extra_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ErrorResponse {
@@ -46,6 +47,7 @@ impl ErrorResponse {
             message: message.into(),
             www_authenticate: None,
             retry_after: None,
+            extra_headers: Vec::new(),
         }
     }
 
@@ -60,6 +62,22 @@ impl ErrorResponse {
     #[must_use]
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
+        self
+    }
+
+    /// Adds any other header (e.g. the `RateLimit-*` ones), rendered after the named ones.
+    ///
+    /// ```
+    /// use http::{HeaderName, HeaderValue, StatusCode};
+    /// use tenant_guard_core::ErrorResponse;
+    ///
+    /// let r = ErrorResponse::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down")
+    ///     .with_header(HeaderName::from_static("ratelimit-remaining"), HeaderValue::from(0));
+    /// assert!(r.headers().any(|(name, value)| name == "ratelimit-remaining" && value == "0"));
+    /// ```
+    #[must_use]
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.extra_headers.push((name, value));
         self
     }
 
@@ -101,7 +119,10 @@ impl ErrorResponse {
         let retry = self
             .retry_after
             .map(|s| (header::RETRY_AFTER, HeaderValue::from(s)));
-        std::iter::once(content_type).chain(www).chain(retry)
+        std::iter::once(content_type)
+            .chain(www)
+            .chain(retry)
+            .chain(self.extra_headers.iter().cloned())
     }
 
     /// The JSON body: `{"error": code, "message": message}`.
