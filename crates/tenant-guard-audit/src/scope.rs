@@ -5,17 +5,12 @@
 //! in force before it starts): `role`, `request.jwt.claims`, `request.jwt.claim.sub`,
 //! `request.jwt.claim.role` and `tenant_guard.org_id`. The isolation probe must see the database
 //! exactly as a request does, so it runs the same statement.
-//
-// Lead: this mirrors the guard's scoping statement; unify once the guard exports it.
 
 use tokio_postgres::Transaction;
 
-/// The scoping statement: one round trip, every setting transaction-local.
-pub(crate) const SCOPE_SQL: &str = "SELECT pg_catalog.set_config('role', $1, true), \
-     pg_catalog.set_config('request.jwt.claims', $2, true), \
-     pg_catalog.set_config('request.jwt.claim.sub', $3, true), \
-     pg_catalog.set_config('request.jwt.claim.role', $1, true), \
-     pg_catalog.set_config('tenant_guard.org_id', $4, true)";
+/// The guard's own scoping statement (role, claims, sub, org id, request id), so the probe cannot
+/// drift from what a request sees.
+pub(crate) const SCOPE_SQL: &str = tenant_guard_postgres::SCOPE_STATEMENT;
 
 /// Back to the login, with no claims: what a connection is between requests.
 pub(crate) const UNSCOPE_SQL: &str = "SELECT pg_catalog.set_config('role', 'none', true), \
@@ -75,6 +70,7 @@ pub(crate) async fn scope(
             &identity.claims,
             &identity.sub,
             &identity.org,
+            &"",
         ],
     )
     .await

@@ -57,6 +57,17 @@ pub use pool::{
 };
 pub use tx::{TenantTx, ToStatement};
 
+/// The one statement that scopes a transaction, for tools that must see the database exactly as a
+/// guarded request does (the audit's isolation probe). Run it as its own statement inside an open
+/// transaction, before the statements it should scope. Parameters, all text: `$1` role, `$2` the
+/// claims JSON, `$3` the user id (`sub`), `$4` the org id, `$5` the request id (`''` when unset).
+/// Every setting is transaction-local (`set_config(…, true)`); nothing survives the transaction.
+///
+/// ```
+/// assert!(tenant_guard_postgres::SCOPE_STATEMENT.contains("set_config('role', $1, true)"));
+/// ```
+pub const SCOPE_STATEMENT: &str = scope::SCOPE_SQL;
+
 /// The driver, re-exported for [`Row`](tokio_postgres::Row), [`ToSql`](tokio_postgres::types::ToSql),
 /// [`Config`](tokio_postgres::Config) and friends.
 pub use tokio_postgres;
