@@ -8,7 +8,9 @@ use std::sync::Arc;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage, HttpResponse};
-use tenant_guard_core::{AuthError, Principal, RequestId, ToErrorResponse, Verifier, trace};
+use tenant_guard_core::{
+    AuthError, ErrorResponse, Principal, RateLimiter, RequestId, ToErrorResponse, Verifier, trace,
+};
 use tenant_guard_postgres::{TenantPool, TenantTx};
 use tracing::Instrument;
 
@@ -76,6 +78,7 @@ pub struct TenantGuard {
     verifier: Verifier,
     pool: Option<TenantPool>,
     allowed_roles: Option<Arc<[Box<str>]>>,
+    rate_limit: Option<RateLimiter>,
 }
 
 impl TenantGuard {
@@ -87,6 +90,7 @@ impl TenantGuard {
             verifier,
             pool: None,
             allowed_roles: None,
+            rate_limit: None,
         }
     }
 
@@ -124,6 +128,46 @@ impl TenantGuard {
     {
         self.allowed_roles = Some(roles.into_iter().map(|r| r.as_ref().into()).collect());
         self
+    }
+
+    /// Limits the requests of each org (or user, see
+    /// [`RateLimiterBuilder::per_user`](tenant_guard_core::rate_limit::RateLimiterBuilder::per_user))
+    /// on the routes this middleware wraps. Checked right after authentication and the role
+    /// requirement, before anything touches the pool; over the limit: 429 `rate_limited` with
+    /// `Retry-After`, the `RateLimit-*` headers and the usual JSON body.
+    ///
+    /// Clones of one limiter share their counters; give each scope its own limiter for its own
+    /// budget.
+    ///
+    /// ```
+    /// # use tenant_guard_core::{Environment, Verifier};
+    /// # let verifier = Verifier::builder(Environment::Production).hmac_secret("a-long-random-secret-from-your-vault").build().unwrap();
+    /// use actix_web::web;
+    /// use tenant_guard_actix::TenantGuard;
+    /// use tenant_guard_core::RateLimiter;
+    ///
+    /// let reports = web::scope("/reports")
+    ///     .wrap(TenantGuard::new(verifier).rate_limit(RateLimiter::per_minute(600)?));
+    /// # Ok::<(), tenant_guard_core::InvalidRateLimit>(())
+    /// ```
+    #[must_use]
+    pub fn rate_limit(mut self, limiter: RateLimiter) -> Self {
+        self.rate_limit = Some(limiter);
+        self
+    }
+
+    /// Authentication, the role requirement, then the rate limit: the principal, or the
+    /// response that refuses the request (boxed: rejections are the cold path).
+    fn admit(&self, headers: &http::HeaderMap) -> Result<Principal, Box<ErrorResponse>> {
+        let principal = self
+            .authorize(headers)
+            .map_err(|error| Box::new(error.to_error_response()))?;
+        if let Some(limiter) = &self.rate_limit {
+            limiter
+                .check(&principal)
+                .map_err(|limited| Box::new(limited.to_error_response()))?;
+        }
+        Ok(principal)
     }
 
     /// Authenticates from the request's headers and applies the role requirement.
@@ -179,7 +223,7 @@ where
         let headers = crate::headers::core_headers(req.headers());
         let id = request_id::assign(&req, &headers);
         let span = request_id::span(&req, &id);
-        let principal = match span.in_scope(|| self.guard.authorize(&headers)) {
+        let principal = match span.in_scope(|| self.guard.admit(&headers)) {
             Ok(principal) => principal,
             Err(error) => {
                 span.in_scope(|| {
@@ -189,7 +233,7 @@ where
                         "request rejected"
                     );
                 });
-                let response = render(&error.to_error_response());
+                let response = render(&error);
                 let mut response = req.into_response(response).map_into_right_body();
                 request_id::tag_response(&mut response, &id);
                 return Box::pin(ready(Ok(response)));
@@ -495,6 +539,68 @@ mod tests {
             call(TenantGuard::new(verifier()).allow_roles(["postgres"]), req).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(body["error"], "role_not_allowed");
+    }
+
+    /// The headers of a 429 without `x-request-id` and the framework's own, sorted (the axum
+    /// adapter's test asserts the same list, so both adapters answer identically).
+    const RATE_LIMITED_HEADERS: [&str; 5] = [
+        "content-type",
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "retry-after",
+    ];
+
+    #[actix_web::test]
+    async fn over_the_rate_limit_is_429_with_retry_after_and_other_orgs_pass() {
+        let guard = TenantGuard::new(verifier()).rate_limit(RateLimiter::per_minute(2).unwrap());
+        let bearer = format!("Bearer {}", token("authenticated"));
+        // An unauthenticated request is refused before the limiter and does not count.
+        let (status, _, _) = call(guard.clone(), get_me()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        for _ in 0..2 {
+            let req = get_me().insert_header(("authorization", bearer.as_str()));
+            let (status, _, body) = call(guard.clone(), req).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let req = get_me()
+            .insert_header(("authorization", bearer.as_str()))
+            .insert_header(("x-request-id", "req-429"));
+        let (status, headers, body) = call(guard.clone(), req).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(body["error"], "rate_limited");
+        assert!(body["message"].is_string());
+        let retry: u64 = header(&headers, "retry-after").unwrap().parse().unwrap();
+        assert!((1..=30).contains(&retry), "{retry}");
+        assert_eq!(header(&headers, "ratelimit-limit"), Some("2"));
+        assert_eq!(header(&headers, "ratelimit-remaining"), Some("0"));
+        let reset: u64 = header(&headers, "ratelimit-reset")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(reset >= retry, "{reset} {retry}");
+        assert_eq!(header(&headers, "x-request-id"), Some("req-429"));
+        let mut names: Vec<&str> = headers
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !["x-request-id", "content-length", "date"].contains(n))
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, RATE_LIMITED_HEADERS);
+
+        let mut other = claims("authenticated");
+        other["org_id"] = "22222222-2222-4222-8222-222222222222".into();
+        let req = get_me().insert_header((
+            "authorization",
+            format!("Bearer {}", token_with(&other, SECRET)),
+        ));
+        let (status, _, body) = call(guard.clone(), req).await;
+        assert_eq!(status, StatusCode::OK, "another org is unaffected: {body}");
+        // A guard with its own limiter (another scope) has its own budget.
+        let fresh = TenantGuard::new(verifier()).rate_limit(RateLimiter::per_minute(2).unwrap());
+        let req = get_me().insert_header(("authorization", bearer.as_str()));
+        let (status, _, _) = call(fresh, req).await;
+        assert_eq!(status, StatusCode::OK);
     }
 
     #[actix_web::test]

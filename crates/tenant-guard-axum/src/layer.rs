@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tenant_guard_core::Verifier;
+use tenant_guard_core::{RateLimiter, Verifier};
 use tenant_guard_postgres::TenantPool;
 use tower_layer::Layer;
 
@@ -48,6 +48,7 @@ pub struct TenantGuardLayer {
     pub(crate) verifier: Verifier,
     pub(crate) pool: Option<TenantPool>,
     pub(crate) allowed_roles: Option<Arc<[Box<str>]>>,
+    pub(crate) rate_limit: Option<RateLimiter>,
 }
 
 impl TenantGuardLayer {
@@ -58,6 +59,7 @@ impl TenantGuardLayer {
             verifier,
             pool: None,
             allowed_roles: None,
+            rate_limit: None,
         }
     }
 
@@ -99,6 +101,35 @@ impl TenantGuardLayer {
         R: AsRef<str>,
     {
         self.allowed_roles = Some(roles.into_iter().map(|r| r.as_ref().into()).collect());
+        self
+    }
+}
+
+impl TenantGuardLayer {
+    /// Limits the requests of each org (or user, see
+    /// [`RateLimiterBuilder::per_user`](tenant_guard_core::rate_limit::RateLimiterBuilder::per_user))
+    /// on the routes this layer wraps. Checked right after authentication and the role check,
+    /// before anything touches the pool; over the limit: 429 `rate_limited` with `Retry-After`,
+    /// the `RateLimit-*` headers and the usual JSON body.
+    ///
+    /// Clones of one limiter share their counters; give each route group its own limiter for its
+    /// own budget.
+    ///
+    /// ```
+    /// use axum::{Router, routing::post};
+    /// use tenant_guard_axum::TenantGuardLayer;
+    /// use tenant_guard_core::RateLimiter;
+    ///
+    /// # fn demo(guard: TenantGuardLayer) -> Result<Router, tenant_guard_core::InvalidRateLimit> {
+    /// let expensive = Router::new()
+    ///     .route("/reports", post(|| async { "queued" }))
+    ///     .route_layer(guard.rate_limit(RateLimiter::per_minute(600)?));
+    /// # Ok(expensive)
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn rate_limit(mut self, limiter: RateLimiter) -> Self {
+        self.rate_limit = Some(limiter);
         self
     }
 }

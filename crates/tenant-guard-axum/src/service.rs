@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use axum_core::response::Response;
 use http::Request;
-use tenant_guard_core::{AuthError, Principal, RequestId, trace};
+use tenant_guard_core::{AuthError, Principal, RequestId, ToErrorResponse, trace};
 
 use crate::trace::RequestTrace;
 use tower_service::Service;
@@ -88,6 +88,19 @@ where
             }
         };
         trace::record_principal(&span, &principal);
+        // The rate limit comes next, still before the pool.
+        if let Some(limiter) = &self.config.rate_limit
+            && let Err(limited) = limiter.check(&principal)
+        {
+            let response = limited.to_error_response();
+            tracing::debug!(
+                status = response.status().as_u16(),
+                code = response.code(),
+                "request rejected"
+            );
+            drop(entered);
+            return ResponseFuture::rejected(&response, span, request_id);
+        }
 
         let slot = Slot::new();
         let extensions = request.extensions_mut();
@@ -372,6 +385,85 @@ mod tests {
         let (status, _, body) = send(app, &[]).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(error_code(&body), "internal_error");
+    }
+
+    fn token_for_org(org: &str) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        token_with(
+            serde_json::json!({
+                "sub": "user-1", "role": "authenticated", "aud": "authenticated", "org_id": org,
+                "iat": now, "exp": now + 600,
+            }),
+            SECRET,
+        )
+    }
+
+    /// The headers of a 429 without `x-request-id` and the framework's own, sorted (the actix
+    /// adapter's test asserts the same list, so both adapters answer identically).
+    const RATE_LIMITED_HEADERS: [&str; 5] = [
+        "content-type",
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "retry-after",
+    ];
+
+    #[tokio::test]
+    async fn over_the_rate_limit_is_429_with_retry_after_and_other_orgs_pass() {
+        let layer = TenantGuardLayer::new(verifier())
+            .rate_limit(tenant_guard_core::RateLimiter::per_minute(2).unwrap());
+        let bearer = format!("Bearer {}", token("authenticated"));
+        // An unauthenticated request is refused before the limiter and does not count.
+        let (status, _, _) = send(app(layer.clone()), &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        for _ in 0..2 {
+            let (status, _, body) = send(app(layer.clone()), &[("authorization", &bearer)]).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let (status, headers, body) = send(
+            app(layer.clone()),
+            &[("authorization", &bearer), ("x-request-id", "req-429")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(error_code(&body), "rate_limited");
+        let retry: u64 = headers[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=30).contains(&retry), "{retry}");
+        assert_eq!(headers["ratelimit-limit"], "2");
+        assert_eq!(headers["ratelimit-remaining"], "0");
+        let reset: u64 = headers["ratelimit-reset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(reset >= retry, "{reset} {retry}");
+        assert_eq!(headers["x-request-id"], "req-429");
+        let mut names: Vec<&str> = headers
+            .keys()
+            .map(|n| n.as_str())
+            .filter(|n| !["x-request-id", "content-length", "date"].contains(n))
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, RATE_LIMITED_HEADERS);
+
+        let other = format!(
+            "Bearer {}",
+            token_for_org("9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d")
+        );
+        let (status, _, body) = send(app(layer.clone()), &[("authorization", &other)]).await;
+        assert_eq!(status, StatusCode::OK, "another org is unaffected: {body}");
+        // A layer with its own limiter (another route group) has its own budget.
+        let fresh = TenantGuardLayer::new(verifier())
+            .rate_limit(tenant_guard_core::RateLimiter::per_minute(2).unwrap());
+        let (status, _, _) = send(app(fresh), &[("authorization", &bearer)]).await;
+        assert_eq!(status, StatusCode::OK);
     }
 
     #[tokio::test]
