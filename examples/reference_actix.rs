@@ -196,7 +196,12 @@ async fn main() -> ExitCode {
     let Some(listener) = app.take_listener() else {
         return common::fail(&"the listener was already taken".into());
     };
-    let guard = TenantGuard::new(app.verifier.clone()).pool(app.pool.clone());
+    let mut guard = TenantGuard::new(app.verifier.clone()).pool(app.pool.clone());
+    match common::rate_limiter(&app.config) {
+        Ok(Some(limiter)) => guard = guard.rate_limit(limiter),
+        Ok(None) => {}
+        Err(error) => return common::fail(&error),
+    }
     let server = HttpServer::new(move || {
         // The guard wraps each route, not the app: unknown paths stay 404 and wrong methods 405
         // without a token, as in the axum app.

@@ -205,7 +205,12 @@ async fn main() -> ExitCode {
         Some(Err(error)) => return common::fail(&error.into()),
         None => return common::fail(&"the listener was already taken".into()),
     };
-    let guard = TenantGuardLayer::new(app.verifier.clone()).pool(app.pool.clone());
+    let mut guard = TenantGuardLayer::new(app.verifier.clone()).pool(app.pool.clone());
+    match common::rate_limiter(&app.config) {
+        Ok(Some(limiter)) => guard = guard.rate_limit(limiter),
+        Ok(None) => {}
+        Err(error) => return common::fail(&error),
+    }
     let router = Router::new()
         .route("/me", get(me))
         .route("/projects", get(list_projects).post(create_project))

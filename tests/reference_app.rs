@@ -676,6 +676,52 @@ fn check_refuses_to_start_without_a_key(example: &str) {
     }
 }
 
+/// `RATE_LIMIT_PER_MINUTE`: one org over its limit gets 429 with `Retry-After`, the
+/// `RateLimit-*` headers and a JSON body, on every guarded route (one budget per org); another org
+/// and the unguarded health check still get 200.
+fn check_rate_limit(example: &str) {
+    let database = TestPostgres::shared()
+        .expect("test PostgreSQL")
+        .create_database()
+        .expect("test database");
+    let url = database.url().to_owned();
+    let mut app = RunningApp::start_with(
+        example,
+        &[
+            ("APP_ENV", "test"),
+            ("JWT_SECRET", SECRET),
+            ("DATABASE_URL", &url),
+            ("RATE_LIMIT_PER_MINUTE", "3"),
+        ],
+        Some(database),
+    );
+    let alice = sign(&claims("alice", ORG_A), SECRET);
+    let bob = sign(&claims("bob", ORG_B), SECRET);
+    // Refused before the limiter: does not count.
+    app.get("/me", None).assert_error(401, "no token");
+    for i in 0..3 {
+        let ok = app.get("/me", Some(&alice));
+        assert_eq!(ok.status, 200, "request {i} within the limit: {ok:?}");
+    }
+    let limited = app.get("/projects", Some(&alice));
+    assert_eq!(limited.assert_error(429, "over the limit"), "rate_limited");
+    let retry: u64 = limited
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("Retry-After in seconds");
+    // One request comes back every 60 s / 3 = 20 s.
+    assert!((1..=20).contains(&retry), "{limited:?}");
+    assert_eq!(limited.header("ratelimit-limit"), Some("3"));
+    assert_eq!(limited.header("ratelimit-remaining"), Some("0"));
+    assert!(limited.header("ratelimit-reset").is_some(), "{limited:?}");
+
+    let other = app.get("/me", Some(&bob));
+    assert_eq!(other.status, 200, "another org is unaffected: {other:?}");
+    assert_eq!(app.get("/healthz", None).status, 200);
+    assert!(app.terminate(), "SIGTERM must shut {example} down cleanly");
+}
+
 #[test]
 fn axum_reference_app_keeps_the_contract() {
     check_contract("reference_axum");
@@ -704,6 +750,16 @@ fn actix_reference_app_quickstart_works() {
 #[test]
 fn actix_reference_app_refuses_to_start_without_a_key() {
     check_refuses_to_start_without_a_key("reference_actix");
+}
+
+#[test]
+fn axum_reference_app_rate_limits_per_org() {
+    check_rate_limit("reference_axum");
+}
+
+#[test]
+fn actix_reference_app_rate_limits_per_org() {
+    check_rate_limit("reference_actix");
 }
 
 /// The same requests to both apps get the same answers: status, body and the headers that carry

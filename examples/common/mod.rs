@@ -115,7 +115,7 @@ pub struct Config {
     pub bind: SocketAddr,
     /// `DB_POOL_SIZE` (default 16).
     pub db_pool_size: usize,
-    /// `RATE_LIMIT_PER_MINUTE`. Read and reported, but not enforced yet (see the README).
+    /// `RATE_LIMIT_PER_MINUTE`: per-org limit on the authenticated routes (see [`rate_limiter`]).
     pub rate_limit_per_minute: Option<u32>,
     /// `LOG_FORMAT`.
     pub log_format: LogFormat,
@@ -418,6 +418,16 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received, finishing in-flight requests");
 }
 
+/// The per-org limiter of `RATE_LIMIT_PER_MINUTE` (all of it may come as a burst), if set. Give
+/// one limiter to every guarded route so an org has one budget across them.
+pub fn rate_limiter(config: &Config) -> Result<Option<tenant_guard::RateLimiter>, StartError> {
+    let Some(per_minute) = config.rate_limit_per_minute else {
+        return Ok(None);
+    };
+    tracing::info!(per_minute, "per-org rate limit on the authenticated routes");
+    Ok(Some(tenant_guard::RateLimiter::per_minute(per_minute)?))
+}
+
 /// Everything an app needs, started and checked: the recipe of the reference apps.
 #[derive(Debug)]
 pub struct App {
@@ -440,12 +450,6 @@ impl App {
         let config = Config::from_env()?;
         init_logging(config.log_format);
         let (verifier, demo) = verifier(&config)?;
-        if let Some(limit) = config.rate_limit_per_minute {
-            tracing::warn!(
-                limit,
-                "RATE_LIMIT_PER_MINUTE is not supported yet and is ignored"
-            );
-        }
         let listener = bind(config.bind)?;
         let addr = listener.local_addr()?;
         let database = open_database(&config).await?;
