@@ -343,6 +343,15 @@ pub struct Database {
 /// Connects to `DATABASE_URL` (or starts a throwaway PostgreSQL and logs its URL on stderr),
 /// applies the library's support SQL and [`SCHEMA_SQL`], and builds the pool.
 pub async fn open_database(config: &Config) -> Result<Database, StartError> {
+    open_database_with_schema(config, SCHEMA_SQL).await
+}
+
+/// [`open_database`] with another idempotent schema instead of [`SCHEMA_SQL`] (e.g. `SCHEMA_SQL`
+/// plus the example's own tables), applied as the URL's user in the support SQL's transaction.
+pub async fn open_database_with_schema(
+    config: &Config,
+    schema_sql: &str,
+) -> Result<Database, StartError> {
     let (url, throwaway_database, throwaway_server) = match &config.database_url {
         Some(url) => (url.clone(), None, None),
         None => {
@@ -360,11 +369,11 @@ pub async fn open_database(config: &Config) -> Result<Database, StartError> {
     // database, where it uses a dedicated authenticator login (trust authentication, no password).
     let mut pool_config = pg_config.clone();
     if throwaway_database.is_some() {
-        let sql = format!("{SCHEMA_SQL}{AUTHENTICATOR_SQL}");
+        let sql = format!("{schema_sql}{AUTHENTICATOR_SQL}");
         tenant_guard::postgres::support::apply(&pg_config, &sql).await?;
         pool_config.user(AUTHENTICATOR);
     } else {
-        tenant_guard::postgres::support::apply(&pg_config, SCHEMA_SQL).await?;
+        tenant_guard::postgres::support::apply(&pg_config, schema_sql).await?;
     }
     let pool = TenantPool::builder(pool_config)
         .max_size(config.db_pool_size)
