@@ -7,11 +7,13 @@
 //! every other error (429 `rate_limited`, `Retry-After`, the `RateLimit-*` headers of the IETF
 //! draft, the usual JSON body).
 //!
-//! Memory stays bounded with many orgs: every [`sweep_every`](RateLimiterBuilder::sweep_every)
-//! checks (and whenever you call [`RateLimiter::sweep`], e.g. from a timer) keys whose state is
-//! indistinguishable from a fresh one (idle for about one replenish interval) are dropped and the
-//! map is shrunk. Between sweeps the map holds the keys active within the last `period` plus at
-//! most `sweep_every` others.
+//! Memory stays bounded with many orgs: automatically (see
+//! [`sweep_every`](RateLimiterBuilder::sweep_every)) and whenever you call
+//! [`RateLimiter::sweep`] (e.g. from a timer), keys whose state is indistinguishable from a fresh
+//! one (back to their full burst) are dropped and the map is shrunk. The next automatic sweep
+//! comes after `max(sweep_every, keys kept)` further checks, so a sweep costs O(1) per check
+//! amortized, however many orgs there are, and the map stays within the live keys plus as many
+//! again (plus `sweep_every`).
 //!
 //! The state lives in this process: with several instances each one counts separately.
 //!
@@ -121,6 +123,8 @@ struct Inner {
     per_user: bool,
     sweep_every: u64,
     checks: AtomicU64,
+    /// The check count at which the next automatic sweep runs (`u64::MAX` while one runs).
+    next_sweep: AtomicU64,
 }
 
 impl fmt::Debug for RateLimiter {
@@ -169,9 +173,18 @@ impl RateLimiter {
             user: i.per_user.then(|| principal.user_id().into()),
         };
         let outcome = i.store.check(&key);
-        let n = i.checks.fetch_add(1, Ordering::Relaxed);
-        if (n + 1).is_multiple_of(i.sweep_every) {
+        let n = i.checks.fetch_add(1, Ordering::Relaxed) + 1;
+        let due = i.next_sweep.load(Ordering::Relaxed);
+        // One caller claims a due sweep; the others go on without waiting for it.
+        if n >= due
+            && i.next_sweep
+                .compare_exchange(due, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             self.sweep();
+            let kept = u64::try_from(i.store.len()).unwrap_or(u64::MAX);
+            i.next_sweep
+                .store(n.saturating_add(i.sweep_every.max(kept)), Ordering::Relaxed);
         }
         match outcome {
             Ok(remaining) => Ok(RateLimitStatus {
@@ -188,8 +201,9 @@ impl RateLimiter {
     }
 
     /// Drops the keys that are idle (their state equals a fresh one) and shrinks the map. Runs
-    /// automatically every [`sweep_every`](RateLimiterBuilder::sweep_every) checks; call it from
-    /// a timer too if traffic can stop for long. It locks the map's shards one at a time.
+    /// automatically (see [`sweep_every`](RateLimiterBuilder::sweep_every)) on the request that
+    /// makes it due; call it from a timer too if traffic can stop for long. It locks the map's
+    /// shards one at a time.
     pub fn sweep(&self) {
         self.inner.store.sweep();
         tracing::debug!(
@@ -239,8 +253,9 @@ impl RateLimiterBuilder {
         self
     }
 
-    /// Sweeps idle keys every `checks` checks (default [`DEFAULT_SWEEP_EVERY`]); 0 means the
-    /// default.
+    /// Sweeps idle keys automatically after `checks` checks (default [`DEFAULT_SWEEP_EVERY`]; 0
+    /// means the default), or after as many checks as keys were kept by the last sweep when that
+    /// is more (so sweeping a big map stays cheap per request).
     pub fn sweep_every(mut self, checks: u64) -> Self {
         self.sweep_every = if checks == 0 {
             DEFAULT_SWEEP_EVERY
@@ -284,6 +299,7 @@ impl RateLimiterBuilder {
                 per_user: self.per_user,
                 sweep_every: self.sweep_every,
                 checks: AtomicU64::new(0),
+                next_sweep: AtomicU64::new(self.sweep_every),
             }),
         })
     }
@@ -576,8 +592,22 @@ mod tests {
             limiter.check(&org_principal(Uuid::new_v4())).unwrap();
             clock.advance(Duration::from_secs(7));
         }
-        // Kept: keys used in the last 120 s (about 17) plus at most 9 since the last sweep.
-        assert!(limiter.tracked_keys() <= 26, "{}", limiter.tracked_keys());
+        // A sweep keeps the keys used in the last 120 s (about 17); the next one comes after
+        // max(10, kept) checks: at most about twice the live keys, never the thousand used.
+        assert!(limiter.tracked_keys() <= 40, "{}", limiter.tracked_keys());
+    }
+
+    #[test]
+    fn a_big_live_map_is_swept_less_often() {
+        let (limiter, _clock) =
+            limiter(RateLimiter::builder(1, Duration::from_secs(60)).sweep_every(10));
+        // 100 live keys (none idle): the sweep at check 10 keeps 10, the one at 20 keeps 20, at
+        // 40 keeps 40, at 80 keeps 80; the next is due at 160, not at every tenth check.
+        for _ in 0..100 {
+            limiter.check(&org_principal(Uuid::new_v4())).unwrap();
+        }
+        assert_eq!(limiter.inner.next_sweep.load(Ordering::Relaxed), 160);
+        assert_eq!(limiter.tracked_keys(), 100);
     }
 
     #[test]
