@@ -32,13 +32,9 @@ pub enum TenantGuardError {
     Guard(#[from] GuardError),
 }
 
-/// The generic answer to a server bug: 500 with a body that says nothing about the cause.
+/// The generic answer to a server bug (the core's one description of it).
 pub(crate) fn internal_error() -> ErrorResponse {
-    ErrorResponse::new(
-        http::StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
-        "the server encountered an internal error",
-    )
+    ErrorResponse::internal()
 }
 
 impl TenantGuardError {

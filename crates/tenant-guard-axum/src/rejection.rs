@@ -1,7 +1,6 @@
 //! Typed rejections of the extractors.
 
 use axum_core::response::{IntoResponse, Response};
-use http::StatusCode;
 use tenant_guard_core::{ErrorResponse, ToErrorResponse};
 
 use crate::response::render;
@@ -30,13 +29,9 @@ pub enum TenantGuardRejection {
     Guard(#[source] tenant_guard_postgres::GuardError),
 }
 
-/// The generic answer to a server bug: 500 with a body that says nothing about the cause.
+/// The generic answer to a server bug (the core's one description of it).
 pub(crate) fn internal_error() -> ErrorResponse {
-    ErrorResponse::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
-        "the server encountered an internal error",
-    )
+    ErrorResponse::internal()
 }
 
 impl ToErrorResponse for TenantGuardRejection {

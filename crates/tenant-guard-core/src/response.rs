@@ -51,6 +51,21 @@ impl ErrorResponse {
         }
     }
 
+    /// The generic answer to a server bug or an internal failure: 500, code `internal_error`, a
+    /// message that says nothing about the cause (log the cause; never send it).
+    ///
+    /// ```
+    /// let r = tenant_guard_core::ErrorResponse::internal();
+    /// assert_eq!((r.status().as_u16(), r.code()), (500, "internal_error"));
+    /// ```
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal server error",
+        )
+    }
+
     /// Adds a `WWW-Authenticate` header value.
     #[must_use]
     pub fn with_www_authenticate(mut self, value: HeaderValue) -> Self {

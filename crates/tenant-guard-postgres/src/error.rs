@@ -250,6 +250,9 @@ impl GuardError {
 
 impl ToErrorResponse for GuardError {
     fn to_error_response(&self) -> ErrorResponse {
+        if let Self::Scope(_) | Self::InsecureLogin(_) | Self::Config(_) = self {
+            return ErrorResponse::internal();
+        }
         let response = ErrorResponse::new(self.status(), self.code(), self.public_message());
         if self.is_transient() {
             response.with_retry_after(RETRY_AFTER_SECONDS)
