@@ -121,6 +121,9 @@ pub(crate) fn check<'a>(
     rules: &ClaimRules,
     now: i64,
 ) -> Result<Checked<'a>, AuthError> {
+    if has_escaped_nul(claims) {
+        return Err(AuthError::MalformedToken);
+    }
     let found = extract(claims, rules)?;
     let times = Times {
         exp: match found.exp {
@@ -164,6 +167,26 @@ pub(crate) fn check<'a>(
         role,
         times,
     })
+}
+
+/// Whether the JSON text holds an escaped NUL (`\u0000`). PostgreSQL's `text` and `jsonb` cannot
+/// hold one: such claims could never scope a transaction (`request.jwt.claims`, `auth.jwt()`), so
+/// they are refused here rather than failing later in the database as a 500.
+fn has_escaped_nul(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    let mut at = 0;
+    while let Some(pos) = bytes
+        .get(at..)
+        .and_then(|rest| rest.iter().position(|&b| b == b'\\'))
+    {
+        let escape = at + pos;
+        if bytes.get(escape + 1..escape + 6) == Some(b"u0000".as_slice()) {
+            return true;
+        }
+        // Skip the escaped character, so `\\u0000` (a backslash, then text) is not a NUL.
+        at = escape + 2;
+    }
+    false
 }
 
 /// Only the canonical hyphenated form, and never the nil UUID.
@@ -662,6 +685,36 @@ mod tests {
         let mut claims = base();
         claims.as_object_mut().unwrap().remove(key);
         claims
+    }
+
+    #[test]
+    fn escaped_nul_anywhere_is_refused_and_escaped_backslashes_are_not_nul() {
+        let rules = rules("org_id", "role");
+        for (key, value) in [
+            ("sub", "a\u{0}b"),
+            ("nickname", "\u{0}"),
+            ("x", "tail\u{0}"),
+        ] {
+            assert_eq!(
+                run(&with(key, value.into()), &rules),
+                Err(AuthError::MalformedToken),
+                "{key}"
+            );
+        }
+        assert!(run(&with("path", r"C:\u0000".into()), &rules).is_ok());
+        assert!(run(&with("nick", "tab\there\u{1}".into()), &rules).is_ok());
+        for (text, nul) in [
+            (r"\u0000", true),
+            (r"\\u0000", false),
+            (r"\\\u0000", true),
+            (r"\u000", false),
+            (r"\u00001", true),
+            ("\\", false),
+            ("\\u", false),
+            ("", false),
+        ] {
+            assert_eq!(has_escaped_nul(text), nul, "{text}");
+        }
     }
 
     #[test]

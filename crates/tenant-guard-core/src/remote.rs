@@ -31,7 +31,9 @@ use crate::keys::KeySet;
 const MAX_BODY: u64 = 1024 * 1024;
 
 /// Where and how often to fetch a remote JWK set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` shows the URL without credentials (`user:password@`), like error messages do.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RemoteJwks {
     pub(crate) url: String,
     pub(crate) min_ttl: Duration,
@@ -39,6 +41,19 @@ pub struct RemoteJwks {
     pub(crate) default_ttl: Duration,
     pub(crate) cooldown: Duration,
     pub(crate) timeout: Duration,
+}
+
+impl std::fmt::Debug for RemoteJwks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteJwks")
+            .field("url", &self.display_url())
+            .field("min_ttl", &self.min_ttl)
+            .field("max_ttl", &self.max_ttl)
+            .field("default_ttl", &self.default_ttl)
+            .field("cooldown", &self.cooldown)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl RemoteJwks {
@@ -269,6 +284,12 @@ mod tests {
         let url = RemoteJwks::new("https://user:secret@example.com/a@b/jwks.json").display_url();
         assert_eq!(url, "https://example.com/a@b/jwks.json");
         assert_eq!(RemoteJwks::new("http://h/x").display_url(), "http://h/x");
+        let debug = format!(
+            "{:?}",
+            RemoteJwks::new("https://user:secret@example.com/jwks.json")
+        );
+        assert!(!debug.contains("secret"), "{debug}");
+        assert!(debug.contains("https://example.com/jwks.json"), "{debug}");
         let inverted = RemoteJwks::new("x").ttl_bounds(s(100), s(10));
         assert_eq!(inverted.ttl_for(Some("max-age=1")), s(100));
     }

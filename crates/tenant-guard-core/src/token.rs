@@ -66,12 +66,19 @@ struct RawHeader<'a> {
     kid: Option<Cow<'a, str>>,
     #[serde(default)]
     crit: Option<IgnoredAny>,
+    /// Present in JWE headers only: an encrypted token is not a JWS.
+    #[serde(default)]
+    enc: Option<IgnoredAny>,
+    /// `JWT` announces a nested token as the payload, which is never claims.
+    #[serde(borrow, default)]
+    cty: Option<Cow<'a, str>>,
 }
 
 /// Decodes and parses the header segment into `buf`, without allocating.
 ///
 /// An unknown `alg` (including `none` in any capitalisation) is [`AuthError::DisallowedAlgorithm`];
-/// a `crit` header (an extension we cannot honour) or anything unparsable is malformed.
+/// a `crit` header (an extension we cannot honour), an `enc` header (a JWE), `cty: JWT` (a nested
+/// token) or anything unparsable is malformed.
 pub(crate) fn parse_header<'b>(
     segment: &str,
     buf: &'b mut [u8; HEADER_BUF],
@@ -88,11 +95,31 @@ pub(crate) fn parse_header<'b>(
         return Err(AuthError::MalformedToken);
     }
     let raw: RawHeader<'b> = serde_json::from_slice(json).map_err(|_| AuthError::MalformedToken)?;
-    if raw.crit.is_some() {
+    let nested = raw
+        .cty
+        .as_deref()
+        .is_some_and(|cty| cty.eq_ignore_ascii_case("JWT"));
+    if raw.crit.is_some() || raw.enc.is_some() || nested {
         return Err(AuthError::MalformedToken);
     }
     let alg = Algorithm::from_header(&raw.alg).ok_or(AuthError::DisallowedAlgorithm)?;
     Ok(Header { alg, kid: raw.kid })
+}
+
+/// The error for an unsecured JWS (`header.payload.`, RFC 7519 section 6) whose header names a
+/// refused algorithm (`none`): [`AuthError::DisallowedAlgorithm`] rather than a bare "malformed",
+/// so the log says what was tried. `None` for anything else (the caller keeps its own error).
+/// Only called once [`split`] refused the token.
+pub(crate) fn unsecured_error(token: &str) -> Option<AuthError> {
+    let (header, payload) = token.strip_suffix('.')?.split_once('.')?;
+    if header.is_empty() || payload.is_empty() || payload.contains('.') {
+        return None;
+    }
+    let mut buf = [0u8; HEADER_BUF];
+    match parse_header(header, &mut buf) {
+        Err(AuthError::DisallowedAlgorithm) => Some(AuthError::DisallowedAlgorithm),
+        _ => None,
+    }
 }
 
 /// Decodes the payload segment into the exact claims text (valid UTF-8, no spare capacity).
@@ -173,6 +200,16 @@ mod tests {
             (r#"["alg","HS256"]"#, AuthError::MalformedToken),
             (r#"{"alg":"HS256"} x"#, AuthError::MalformedToken),
             (r#"{"alg":"HS256","kid":5}"#, AuthError::MalformedToken),
+            (
+                r#"{"alg":"HS256","enc":"A256GCM"}"#,
+                AuthError::MalformedToken,
+            ),
+            (
+                r#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#,
+                AuthError::MalformedToken,
+            ),
+            (r#"{"alg":"HS256","cty":"JWT"}"#, AuthError::MalformedToken),
+            (r#"{"alg":"HS256","cty":"jwt"}"#, AuthError::MalformedToken),
         ] {
             assert_eq!(header(json), Err(want), "{json}");
         }
@@ -190,6 +227,31 @@ mod tests {
             parse_header(&long, &mut buf),
             Err(AuthError::MalformedToken)
         );
+    }
+
+    #[test]
+    fn header_content_types_other_than_jwt_pass() {
+        assert_eq!(
+            header(r#"{"alg":"HS256","cty":"application/json"}"#),
+            Ok((Algorithm::HS256, None))
+        );
+    }
+
+    #[test]
+    fn unsecured_none_tokens_are_named_as_such() {
+        for alg in ["none", "NONE", "nOnE"] {
+            let token = format!("{}.{}.", b64(&format!(r#"{{"alg":"{alg}"}}"#)), b64("{}"));
+            assert_eq!(split(&token), Err(AuthError::MalformedToken));
+            assert_eq!(
+                unsecured_error(&token),
+                Some(AuthError::DisallowedAlgorithm),
+                "{alg}"
+            );
+        }
+        let hs = format!("{}.{}.", b64(r#"{"alg":"HS256"}"#), b64("{}"));
+        for other in [hs.as_str(), "", ".", "..", "a..", ".b.", "a.b.c.", "a.b"] {
+            assert_eq!(unsecured_error(other), None, "{other:?}");
+        }
     }
 
     #[test]

@@ -193,7 +193,7 @@ impl Verifier {
         }
         let bytes = token;
         let token = std::str::from_utf8(bytes).map_err(|_| AuthError::MalformedToken)?;
-        let parts = token::split(token)?;
+        let parts = token::split(token).map_err(|e| token::unsecured_error(token).unwrap_or(e))?;
         let mut header_buf = [0u8; token::HEADER_BUF];
         let header = token::parse_header(parts.header, &mut header_buf)?;
         if !inner.allowed.contains(header.alg) {
