@@ -116,6 +116,13 @@ pub enum TestkitError {
     /// server earlier in this process; the original error is kept and returned to every caller.
     #[error("the shared test server is unavailable: {0}")]
     Shared(#[source] Arc<TestkitError>),
+
+    /// [`TestPostgres::stop`](crate::TestPostgres::stop) and friends need a throwaway server
+    /// started by the testkit; this one is an external server (`TENANT_GUARD_TEST_DATABASE_URL`).
+    #[error(
+        "only a throwaway test server can be stopped and started: use TestPostgres::start_local()"
+    )]
+    NotLocal,
 }
 
 impl TestkitError {

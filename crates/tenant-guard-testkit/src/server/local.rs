@@ -7,12 +7,13 @@
 //! server, the process exits, or it is killed), the watchdog sends the server `SIGQUIT` (immediate
 //! shutdown), waits for it to go, and deletes the directory.
 
-use std::fs::{DirBuilder, File};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Config;
@@ -79,15 +80,20 @@ rm -rf "$dir"
 "#;
 
 /// A running throwaway server. Dropping it stops the server and deletes its directory.
+///
+/// The server process can be stopped and started again on the same port and data directory
+/// ([`stop`](Self::stop), [`start_again`](Self::start_again)), for tests of what clients do while
+/// the database goes away and comes back.
 #[derive(Debug)]
 pub(crate) struct LocalServer {
-    postgres: Child,
+    postgres: Mutex<Child>,
     port: u16,
     data_dir: PathBuf,
     log_file: PathBuf,
+    binaries: Binaries,
     user: Option<ServerUser>,
     // Dropped last: waits for the watchdog and removes the directory.
-    scratch: Scratch,
+    scratch: Mutex<Scratch>,
 }
 
 /// Outcome of one start attempt that did not succeed.
@@ -129,12 +135,13 @@ impl LocalServer {
                         "started throwaway PostgreSQL server"
                     );
                     let server = Self {
-                        postgres,
+                        postgres: Mutex::new(postgres),
                         port,
                         data_dir,
                         log_file,
+                        binaries,
                         user,
-                        scratch,
+                        scratch: Mutex::new(scratch),
                     };
                     return Ok((server, admin));
                 }
@@ -170,21 +177,125 @@ impl LocalServer {
     pub(crate) fn run_as(&self) -> Option<&str> {
         self.user.as_ref().map(|u| u.name.as_str())
     }
+
+    /// Stops the server with a *fast* shutdown (`SIGINT`: open transactions are rolled back,
+    /// clients disconnected, committed work checkpointed) and waits for it to exit. Stopping a
+    /// stopped server does nothing.
+    pub(crate) fn stop(&self) -> Result<(), TestkitError> {
+        let mut postgres = lock(&self.postgres);
+        if exited_already(&mut postgres)? {
+            return Ok(());
+        }
+        // The postmaster's own pid: the child may be a `runuser` wrapper around it.
+        let pid = postmaster_pid(&self.data_dir).unwrap_or(postgres.id());
+        let status = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| TestkitError::io("running `kill -INT` on the test server", e))?;
+        if !status.success() {
+            return Err(TestkitError::io(
+                "stopping the test server",
+                std::io::Error::other(format!("`kill -INT {pid}` failed ({status})")),
+            ));
+        }
+        if wait_timeout(&mut postgres, STOP_TIMEOUT).is_none() {
+            return Err(TestkitError::Timeout {
+                context: "waiting for the test server to shut down".to_owned(),
+                seconds: STOP_TIMEOUT.as_secs(),
+            });
+        }
+        tracing::info!(port = self.port, "stopped throwaway PostgreSQL server");
+        Ok(())
+    }
+
+    /// Starts a stopped server again on the same port and data directory, and waits until it
+    /// accepts connections. Starting a running server does nothing.
+    pub(crate) fn start_again(&self, admin: &Admin) -> Result<(), TestkitError> {
+        let mut postgres = lock(&self.postgres);
+        if !exited_already(&mut postgres)? {
+            return Ok(());
+        }
+        let log = OpenOptions::new()
+            .append(true)
+            .open(&self.log_file)
+            .map_err(|e| TestkitError::io(format!("opening {}", self.log_file.display()), e))?;
+        let mut scratch = lock(&self.scratch);
+        *postgres = spawn_postgres(
+            &self.binaries,
+            self.user.as_ref(),
+            &scratch.dir,
+            &self.data_dir,
+            self.port,
+            log,
+        )?;
+        scratch.watch(postgres.id());
+        drop(scratch);
+        match wait_ready(&mut postgres, admin, &self.data_dir, &self.log_file) {
+            Ok(()) => {
+                tracing::info!(port = self.port, "started throwaway PostgreSQL server again");
+                Ok(())
+            }
+            Err(Attempt::PortTaken) => Err(TestkitError::ServerStart {
+                reason: format!("port {} was taken while the server was stopped", self.port),
+                log_tail: log_tail(&self.log_file),
+            }),
+            Err(Attempt::Failed(error)) => {
+                let _ = postgres.kill();
+                let _ = postgres.wait();
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Locks `mutex`; the values behind the server's mutexes stay consistent whatever panicked.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether the server process has exited.
+fn exited_already(postgres: &mut Child) -> Result<bool, TestkitError> {
+    postgres
+        .try_wait()
+        .map(|status| status.is_some())
+        .map_err(|e| TestkitError::io("checking the server process", e))
+}
+
+/// The postmaster's pid, from the first line of `postmaster.pid`.
+fn postmaster_pid(data_dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 impl Drop for LocalServer {
     fn drop(&mut self) {
-        let watchdog_alive = self.scratch.release();
+        let postgres = self
+            .postgres
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        let watchdog_alive = self
+            .scratch
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .release();
         if !watchdog_alive {
-            let _ = self.postgres.kill();
+            let _ = postgres.kill();
         }
-        if wait_timeout(&mut self.postgres, STOP_TIMEOUT).is_none() {
+        if wait_timeout(postgres, STOP_TIMEOUT).is_none() {
             tracing::warn!(
-                pid = self.postgres.id(),
+                pid = postgres.id(),
                 "throwaway PostgreSQL did not stop; killing it"
             );
-            let _ = self.postgres.kill();
-            let _ = self.postgres.wait();
+            let _ = postgres.kill();
+            let _ = postgres.wait();
         }
         // `scratch` is dropped next: it waits for the watchdog and removes the directory.
     }

@@ -215,6 +215,46 @@ impl TestPostgres {
         self.local.as_ref().and_then(LocalServer::run_as)
     }
 
+    /// Stops a throwaway server with a *fast* shutdown (open transactions rolled back, every
+    /// client disconnected, committed work kept) and waits until it has exited; its data directory
+    /// and port stay reserved for [`start_again`](Self::start_again). Stopping a stopped server
+    /// does nothing. Blocks the calling thread (well under a second for a test server).
+    ///
+    /// For tests of what clients see while the database goes away: use a server of the test's own
+    /// ([`start_local`](Self::start_local)), never the [`shared`](Self::shared) one, which other
+    /// tests of the process are using. Fails with [`TestkitError::NotLocal`] for an external
+    /// server.
+    ///
+    /// ```no_run
+    /// use tenant_guard_testkit::TestPostgres;
+    ///
+    /// let server = TestPostgres::start_local()?;
+    /// let db = server.create_database()?;
+    /// server.stop()?; // connections to `db` fail from now on
+    /// server.start_again()?; // same port, same data: `db` is back
+    /// # Ok::<(), tenant_guard_testkit::TestkitError>(())
+    /// ```
+    pub fn stop(&self) -> Result<(), TestkitError> {
+        self.local()?.stop()
+    }
+
+    /// Starts a server stopped with [`stop`](Self::stop) again, on the same port and data
+    /// directory, and blocks until it accepts connections. Starting a running server does
+    /// nothing. Fails with [`TestkitError::NotLocal`] for an external server.
+    pub fn start_again(&self) -> Result<(), TestkitError> {
+        self.local()?.start_again(&self.cluster.admin)
+    }
+
+    /// [`stop`](Self::stop), then [`start_again`](Self::start_again).
+    pub fn restart(&self) -> Result<(), TestkitError> {
+        self.stop()?;
+        self.start_again()
+    }
+
+    fn local(&self) -> Result<&LocalServer, TestkitError> {
+        self.local.as_ref().ok_or(TestkitError::NotLocal)
+    }
+
     /// Creates a fresh, empty database (from `template0`) with a unique name, blocking the calling
     /// thread until it exists (tens of milliseconds). Safe to call from inside an async runtime:
     /// the work runs on the testkit's own thread.
