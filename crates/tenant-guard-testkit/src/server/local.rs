@@ -235,7 +235,10 @@ impl LocalServer {
         drop(scratch);
         match wait_ready(&mut postgres, admin, &self.data_dir, &self.log_file) {
             Ok(()) => {
-                tracing::info!(port = self.port, "started throwaway PostgreSQL server again");
+                tracing::info!(
+                    port = self.port,
+                    "started throwaway PostgreSQL server again"
+                );
                 Ok(())
             }
             Err(Attempt::PortTaken) => Err(TestkitError::ServerStart {
