@@ -1,0 +1,445 @@
+//! One small app, built twice: with the axum adapter (driven in process by `tower::oneshot`) and
+//! with the actix adapter (driven by `actix_web::test`). The routes:
+//!
+//! - `GET /me`: the verified principal (no database);
+//! - `GET /notes`: the caller's notes (read-only transaction);
+//! - `POST /notes/{body}`: inserts a note, 201;
+//! - `POST /notes/{body}/refuse`: inserts a note, then answers 422 (so the write is rolled back);
+//! - `POST /notes/{body}/panic`: inserts a note, then panics;
+//! - `POST /notes/{body}/sleep`: inserts a note, then runs `pg_sleep(30)` tagged with the body;
+//! - `POST /notes/{body}/give-up`: inserts a note, then runs `pg_sleep(30)` but gives up waiting
+//!   for it after a moment (a handler-level timeout) and answers 504;
+//! - `POST /notes/{body}/hold`: inserts a note, then waits for the test's [`Gate`] and commits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tenant_guard::core::Verifier;
+use tenant_guard::postgres::{GuardError, TenantPool};
+use tokio::sync::Semaphore;
+
+/// What both frameworks answered, in a framework-neutral form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    /// Lower-case names, in the order the framework lists them.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: body is not JSON ({e}): {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The `error` code of a JSON error body (asserting its shape).
+    pub fn error_code(&self) -> String {
+        let v = self.json();
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "no message: {v}"
+        );
+        assert_eq!(
+            v.as_object().map(|o| o.len()),
+            Some(2),
+            "exactly error+message: {v}"
+        );
+        v["error"].as_str().expect("error code").to_owned()
+    }
+
+    /// The headers without those that legitimately differ per framework or per request.
+    pub fn comparable_headers(&self) -> Vec<(String, Vec<u8>)> {
+        let mut h: Vec<_> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| !["x-request-id", "content-length", "date"].contains(&n.as_str()))
+            .cloned()
+            .collect();
+        h.sort();
+        h
+    }
+}
+
+/// The request of a test, framework-neutral.
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: &'static str,
+    pub path: String,
+    /// Appended in order (several values of one name stay several headers).
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Req {
+    pub fn get(path: &str) -> Self {
+        Self {
+            method: "GET",
+            path: path.to_owned(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn post(path: &str) -> Self {
+        Self {
+            method: "POST",
+            path: path.to_owned(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.headers
+            .push((name.to_owned(), value.as_ref().to_vec()));
+        self
+    }
+
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", format!("Bearer {token}"))
+    }
+}
+
+/// Lets the test decide when `/hold` handlers finish.
+#[derive(Debug, Clone)]
+pub struct Gate(pub Arc<Semaphore>);
+
+impl Gate {
+    pub fn closed() -> Self {
+        Self(Arc::new(Semaphore::new(0)))
+    }
+
+    pub fn open(&self, n: usize) {
+        self.0.add_permits(n);
+    }
+
+    async fn pass(&self) {
+        let permit = self.0.acquire().await.expect("gate");
+        permit.forget();
+    }
+}
+
+/// Everything the app needs.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub verifier: Verifier,
+    pub pool: Option<TenantPool>,
+    pub gate: Gate,
+}
+
+impl AppConfig {
+    pub fn new(verifier: Verifier) -> Self {
+        Self {
+            verifier,
+            pool: None,
+            gate: Gate::closed(),
+        }
+    }
+
+    pub fn pool(mut self, pool: TenantPool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+}
+
+/// How long `/give-up` waits for its statement.
+pub const GIVE_UP_AFTER: Duration = Duration::from_millis(300);
+
+const INSERT: &str = "INSERT INTO notes (body) VALUES ($1)";
+const LIST: &str = "SELECT org_id::text, body FROM notes ORDER BY id";
+
+fn notes_json(rows: &[tenant_guard::postgres::tokio_postgres::Row]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|r| json!({"org_id": r.get::<_, String>(0), "body": r.get::<_, String>(1)}))
+            .collect(),
+    )
+}
+
+fn sleep_sql(body: &str) -> String {
+    // The tag lets the test find the statement in pg_stat_activity; bodies are [a-z0-9-].
+    assert!(body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    format!("SELECT pg_sleep(30) -- sleeper {body}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// axum
+
+pub mod axum_app {
+    use super::*;
+    use axum::Router;
+    use axum::body::Body;
+    use axum::extract::{Extension, Path};
+    use axum::http::StatusCode;
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{get, post};
+    use tenant_guard::axum::{Authenticated, ReadOnly, TenantDb, TenantGuardLayer, error_response};
+    use tower::ServiceExt;
+
+    fn fail(e: &GuardError) -> Response {
+        error_response(e)
+    }
+
+    async fn me(Authenticated(p): Authenticated) -> Response {
+        axum::Json(json!({"user_id": p.user_id(), "org_id": p.org_id(), "role": p.role().as_str()}))
+            .into_response()
+    }
+
+    async fn list(db: TenantDb<ReadOnly>) -> Response {
+        match db.query(LIST, &[]).await {
+            Ok(rows) => axum::Json(notes_json(&rows)).into_response(),
+            Err(e) => fail(&e),
+        }
+    }
+
+    async fn create(db: TenantDb, Path(body): Path<String>) -> Response {
+        match db.execute(INSERT, &[&body]).await {
+            Ok(_) => StatusCode::CREATED.into_response(),
+            Err(e) => fail(&e),
+        }
+    }
+
+    async fn refuse(db: TenantDb, Path(body): Path<String>) -> Response {
+        if let Err(e) = db.execute(INSERT, &[&body]).await {
+            return fail(&e);
+        }
+        (StatusCode::UNPROCESSABLE_ENTITY, "refused").into_response()
+    }
+
+    async fn panics(db: TenantDb, Path(body): Path<String>) -> Response {
+        db.execute(INSERT, &[&body]).await.expect("insert");
+        panic!("handler bug after a write (test)");
+    }
+
+    async fn sleep(db: TenantDb, Path(body): Path<String>) -> Response {
+        if let Err(e) = db.execute(INSERT, &[&body]).await {
+            return fail(&e);
+        }
+        match db.execute(&sleep_sql(&body), &[]).await {
+            Ok(_) => StatusCode::CREATED.into_response(),
+            Err(e) => fail(&e),
+        }
+    }
+
+    async fn give_up(db: TenantDb, Path(body): Path<String>) -> Response {
+        if let Err(e) = db.execute(INSERT, &[&body]).await {
+            return fail(&e);
+        }
+        let sql = sleep_sql(&body);
+        match tokio::time::timeout(GIVE_UP_AFTER, db.execute(&sql, &[])).await {
+            Ok(Ok(_)) => StatusCode::CREATED.into_response(),
+            Ok(Err(e)) => fail(&e),
+            Err(_) => (StatusCode::GATEWAY_TIMEOUT, "gave up").into_response(),
+        }
+    }
+
+    async fn hold(
+        db: TenantDb,
+        Extension(gate): Extension<Gate>,
+        Path(body): Path<String>,
+    ) -> Response {
+        if let Err(e) = db.execute(INSERT, &[&body]).await {
+            return fail(&e);
+        }
+        gate.pass().await;
+        StatusCode::CREATED.into_response()
+    }
+
+    pub fn router(config: &AppConfig) -> Router {
+        let mut layer = TenantGuardLayer::new(config.verifier.clone());
+        if let Some(pool) = &config.pool {
+            layer = layer.pool(pool.clone());
+        }
+        Router::new()
+            .route("/me", get(me))
+            .route("/notes", get(list))
+            .route("/notes/{body}", post(create))
+            .route("/notes/{body}/refuse", post(refuse))
+            .route("/notes/{body}/panic", post(panics))
+            .route("/notes/{body}/sleep", post(sleep))
+            .route("/notes/{body}/give-up", post(give_up))
+            .route("/notes/{body}/hold", post(hold))
+            .route_layer(layer)
+            .layer(Extension(config.gate.clone()))
+    }
+
+    pub fn request(req: &Req) -> axum::http::Request<Body> {
+        let mut builder = axum::http::Request::builder()
+            .method(req.method)
+            .uri(&req.path);
+        for (name, value) in &req.headers {
+            builder = builder.header(
+                name.as_str(),
+                axum::http::HeaderValue::from_bytes(value).expect("a valid header value"),
+            );
+        }
+        builder.body(Body::empty()).expect("request")
+    }
+
+    /// Sends `req` through a fresh router; a panicking handler surfaces as the task's panic.
+    pub async fn send(config: &AppConfig, req: &Req) -> Answer {
+        let response = router(config)
+            .oneshot(request(req))
+            .await
+            .expect("infallible");
+        into_answer(response).await
+    }
+
+    pub async fn into_answer(response: Response) -> Answer {
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        let body = axum::body::to_bytes(response.into_body(), 4 << 20)
+            .await
+            .expect("body")
+            .to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// actix
+
+pub mod actix_app {
+    use super::*;
+    use actix_web::http::StatusCode;
+    use actix_web::{App, HttpResponse, test, web};
+    use tenant_guard::actix::{Authenticated, ReadOnly, TenantDb, TenantGuard, TenantGuardError};
+
+    async fn me(Authenticated(p): Authenticated) -> HttpResponse {
+        HttpResponse::Ok()
+            .json(json!({"user_id": p.user_id(), "org_id": p.org_id(), "role": p.role().as_str()}))
+    }
+
+    async fn list(db: TenantDb<ReadOnly>) -> Result<HttpResponse, TenantGuardError> {
+        let rows = db.query(LIST, &[]).await?;
+        Ok(HttpResponse::Ok().json(notes_json(&rows)))
+    }
+
+    async fn create(
+        db: TenantDb,
+        body: web::Path<String>,
+    ) -> Result<HttpResponse, TenantGuardError> {
+        db.execute(INSERT, &[&*body]).await?;
+        Ok(HttpResponse::Created().finish())
+    }
+
+    async fn refuse(
+        db: TenantDb,
+        body: web::Path<String>,
+    ) -> Result<HttpResponse, TenantGuardError> {
+        db.execute(INSERT, &[&*body]).await?;
+        Ok(HttpResponse::build(StatusCode::UNPROCESSABLE_ENTITY).body("refused"))
+    }
+
+    async fn panics(db: TenantDb, body: web::Path<String>) -> HttpResponse {
+        db.execute(INSERT, &[&*body]).await.expect("insert");
+        panic!("handler bug after a write (test)");
+    }
+
+    async fn sleep(
+        db: TenantDb,
+        body: web::Path<String>,
+    ) -> Result<HttpResponse, TenantGuardError> {
+        db.execute(INSERT, &[&*body]).await?;
+        db.execute(&sleep_sql(&body), &[]).await?;
+        Ok(HttpResponse::Created().finish())
+    }
+
+    async fn give_up(
+        db: TenantDb,
+        body: web::Path<String>,
+    ) -> Result<HttpResponse, TenantGuardError> {
+        db.execute(INSERT, &[&*body]).await?;
+        let sql = sleep_sql(&body);
+        match tokio::time::timeout(GIVE_UP_AFTER, db.execute(&sql, &[])).await {
+            Ok(result) => {
+                result?;
+                Ok(HttpResponse::Created().finish())
+            }
+            Err(_) => Ok(HttpResponse::build(StatusCode::GATEWAY_TIMEOUT).body("gave up")),
+        }
+    }
+
+    async fn hold(
+        db: TenantDb,
+        gate: web::Data<Gate>,
+        body: web::Path<String>,
+    ) -> Result<HttpResponse, TenantGuardError> {
+        db.execute(INSERT, &[&*body]).await?;
+        gate.pass().await;
+        Ok(HttpResponse::Created().finish())
+    }
+
+    /// Sends `req` through a fresh app sharing `config`'s verifier, pool and gate (call inside
+    /// an actix system). An error the app did not render itself becomes actix's response for it.
+    pub async fn send(config: &AppConfig, req: &Req) -> Answer {
+        let mut guard = TenantGuard::new(config.verifier.clone());
+        if let Some(pool) = &config.pool {
+            guard = guard.pool(pool.clone());
+        }
+        let app = test::init_service(
+            App::new()
+                .app_data(web::Data::new(config.gate.clone()))
+                .service(
+                    web::scope("")
+                        .wrap(guard)
+                        .route("/me", web::get().to(me))
+                        .route("/notes", web::get().to(list))
+                        .route("/notes/{body}", web::post().to(create))
+                        .route("/notes/{body}/refuse", web::post().to(refuse))
+                        .route("/notes/{body}/panic", web::post().to(panics))
+                        .route("/notes/{body}/sleep", web::post().to(sleep))
+                        .route("/notes/{body}/give-up", web::post().to(give_up))
+                        .route("/notes/{body}/hold", web::post().to(hold)),
+                ),
+        )
+        .await;
+        let mut request = test::TestRequest::default()
+            .method(actix_web::http::Method::from_bytes(req.method.as_bytes()).expect("method"))
+            .uri(&req.path);
+        for (name, value) in &req.headers {
+            request = request.append_header((
+                actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                actix_web::http::header::HeaderValue::from_bytes(value).expect("value"),
+            ));
+        }
+        let response = match test::try_call_service(&app, request.to_request()).await {
+            Ok(response) => response.map_into_boxed_body().into_parts().1,
+            Err(error) => error.error_response(),
+        };
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        let body = actix_web::body::to_bytes(response.into_body())
+            .await
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+}

@@ -1,0 +1,719 @@
+//! The table of hostile requests: each row a name, the request's headers and the one answer the
+//! principles demand (fail closed: nothing unverified gets through, 401 for failed
+//! authentication, 403 for a valid token that is not allowed, never a 5xx).
+
+use std::net::TcpListener;
+
+use serde_json::{Value, json};
+
+use super::apps::Req;
+use super::tokens::*;
+
+/// What a row must get back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// 200 with the caller's principal.
+    Ok,
+    /// The status and error code of the JSON body.
+    Refused(u16, &'static str),
+}
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub name: String,
+    pub req: Req,
+    pub expect: Expect,
+    /// Secrets of this row that must never be echoed or logged (tokens, mostly).
+    pub secrets: Vec<String>,
+}
+
+const MALFORMED_HEADER: Expect = Expect::Refused(401, "malformed_authorization_header");
+const MALFORMED: Expect = Expect::Refused(401, "malformed_token");
+const BAD_SIG: Expect = Expect::Refused(401, "invalid_signature");
+const ALG: Expect = Expect::Refused(401, "disallowed_algorithm");
+const KID: Expect = Expect::Refused(401, "unknown_key_id");
+const CLAIM: Expect = Expect::Refused(401, "invalid_claim");
+const EXPIRED: Expect = Expect::Refused(401, "token_expired");
+const TOO_LARGE: Expect = Expect::Refused(401, "token_too_large");
+const MISSING: Expect = Expect::Refused(401, "missing_token");
+const BAD_ORG: Expect = Expect::Refused(403, "invalid_org");
+const ROLE: Expect = Expect::Refused(403, "role_not_allowed");
+
+/// A local listener the `jku`/`x5u` headers point at: nothing may ever connect to it.
+#[derive(Debug)]
+pub struct Trap {
+    pub listener: TcpListener,
+    pub url: String,
+}
+
+impl Trap {
+    pub fn new() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!(
+            "http://{}/.well-known/jwks.json",
+            listener.local_addr().expect("addr")
+        );
+        Self { listener, url }
+    }
+
+    /// Whether anything connected (the verifier followed a URL from a token).
+    pub fn was_contacted(&self) -> bool {
+        self.listener.accept().is_ok()
+    }
+}
+
+impl Default for Trap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+struct Table {
+    rows: Vec<Row>,
+}
+
+impl Table {
+    fn bearer(&mut self, name: impl Into<String>, token: String, expect: Expect) {
+        let req = Req::get("/me").bearer(&token);
+        self.rows.push(Row {
+            name: name.into(),
+            req,
+            expect,
+            secrets: vec![token],
+        });
+    }
+
+    fn raw(&mut self, name: impl Into<String>, req: Req, expect: Expect, secrets: Vec<String>) {
+        self.rows.push(Row {
+            name: name.into(),
+            req,
+            expect,
+            secrets,
+        });
+    }
+}
+
+/// Claims as text with one member's value replaced by raw JSON text (for values serde_json
+/// cannot produce: duplicates, out-of-range numbers).
+fn claims_with_raw(key: &str, raw_value: &str) -> String {
+    let mut text = without(claims(), key).to_string();
+    text.pop(); // the closing brace
+    format!("{text},\"{key}\":{raw_value}}}")
+}
+
+fn signed_payload(payload: &str) -> String {
+    hs256_text(r#"{"alg":"HS256","typ":"JWT"}"#, payload, SECRET.as_bytes())
+}
+
+fn signed_header(header: &Value) -> String {
+    hs256_text(
+        &header.to_string(),
+        &claims().to_string(),
+        SECRET.as_bytes(),
+    )
+}
+
+/// Every row; `trap` is where `jku`/`x5u` point.
+pub fn rows(trap: &Trap) -> Vec<Row> {
+    let mut t = Table { rows: Vec::new() };
+    let claims_text = claims().to_string();
+
+    // The baseline: a valid token passes (so every refusal below is about its one defect).
+    t.bearer("valid token", good(&claims()), Expect::Ok);
+
+    // alg: none in every capitalisation, with and without a signature segment.
+    for alg in ["none", "None", "NONE", "nOnE", "NoNe", "nONE"] {
+        for sig in ["", "AAAA", "c2lnbmF0dXJl"] {
+            let header = format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#);
+            t.bearer(
+                format!("alg {alg} signature {sig:?}"),
+                assemble(&header, &claims_text, sig),
+                ALG,
+            );
+        }
+    }
+    t.bearer(
+        "alg HS256 then none (duplicate header key)",
+        hs256_text(
+            r#"{"alg":"HS256","alg":"none"}"#,
+            &claims_text,
+            SECRET.as_bytes(),
+        ),
+        MALFORMED,
+    );
+    t.bearer(
+        "alg missing",
+        hs256_text(r#"{"typ":"JWT"}"#, &claims_text, SECRET.as_bytes()),
+        MALFORMED,
+    );
+    t.bearer(
+        "alg lower-case hs256",
+        hs256_text(r#"{"alg":"hs256"}"#, &claims_text, SECRET.as_bytes()),
+        ALG,
+    );
+
+    // Algorithm confusion: HS256 "signed" with a public key as the HMAC secret.
+    for (pem, kid) in [("rsa1_public.pem", "rsa-1"), ("ec256_public.pem", "ec-1")] {
+        let public = fixture(pem);
+        t.bearer(
+            format!("HS256 signed with {pem}, no kid"),
+            hs256_text(r#"{"alg":"HS256"}"#, &claims_text, &public),
+            BAD_SIG,
+        );
+        // The kid names a public key, which never verifies HS256; the kid-less HMAC secret is
+        // tried instead and the forged signature fails against it.
+        t.bearer(
+            format!("HS256 signed with {pem}, kid {kid}"),
+            hs256_text(
+                &json!({"alg": "HS256", "kid": kid}).to_string(),
+                &claims_text,
+                &public,
+            ),
+            BAD_SIG,
+        );
+    }
+
+    // kid: path traversal, SQL, 10 KB. The kid only ever selects among configured keys.
+    let hostile_kids = [
+        "../../../../../../etc/passwd",
+        "/dev/zero",
+        "' OR '1'='1' --",
+        "x'; DROP TABLE notes; --",
+        "rsa-1\u{0}",
+    ];
+    for kid in hostile_kids {
+        let header = json!({"alg": "HS256", "kid": kid}).to_string();
+        t.bearer(
+            format!("kid {kid:?}, attacker secret"),
+            hs256_text(&header, &claims_text, ATTACKER_SECRET.as_bytes()),
+            BAD_SIG,
+        );
+        t.bearer(
+            format!("kid {kid:?}, RS256 by the attacker's key"),
+            rs256(
+                &json!({"alg": "RS256", "kid": kid}).to_string(),
+                &claims(),
+                "rsa2_private_pkcs1.pem",
+            ),
+            KID,
+        );
+    }
+    // The HMAC secret has no kid, so it is tried whatever the kid says: the kid is a label, never
+    // a path or a query.
+    t.bearer(
+        "kid path traversal, signed with the real secret",
+        hs256_text(
+            &json!({"alg": "HS256", "kid": "../../../../etc/passwd"}).to_string(),
+            &claims_text,
+            SECRET.as_bytes(),
+        ),
+        Expect::Ok,
+    );
+    t.bearer(
+        "kid of 10 KB",
+        hs256_text(
+            &json!({"alg": "HS256", "kid": "k".repeat(10 * 1024)}).to_string(),
+            &claims_text,
+            ATTACKER_SECRET.as_bytes(),
+        ),
+        TOO_LARGE,
+    );
+    t.bearer(
+        "kid of 700 bytes (header parsed)",
+        hs256_text(
+            &json!({"alg": "HS256", "kid": "k".repeat(700)}).to_string(),
+            &claims_text,
+            ATTACKER_SECRET.as_bytes(),
+        ),
+        BAD_SIG,
+    );
+    t.bearer(
+        "header over 1 KB",
+        hs256_text(
+            &json!({"alg": "HS256", "kid": "k".repeat(1200)}).to_string(),
+            &claims_text,
+            SECRET.as_bytes(),
+        ),
+        MALFORMED,
+    );
+
+    // jku / x5u / jwk / x5c: never followed, never trusted.
+    let attacker = attacker_jwk();
+    for (what, header) in [
+        ("jku", json!({"alg": "RS256", "jku": trap.url})),
+        ("x5u", json!({"alg": "RS256", "x5u": trap.url})),
+        ("jwk", json!({"alg": "RS256", "jwk": attacker})),
+        (
+            "x5c",
+            json!({"alg": "RS256", "x5c": ["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"]}),
+        ),
+        (
+            "jku+jwk",
+            json!({"alg": "RS256", "jku": trap.url, "jwk": attacker}),
+        ),
+    ] {
+        t.bearer(
+            format!("{what} header, signed by the attacker's key"),
+            rs256(&header.to_string(), &claims(), "rsa2_private_pkcs1.pem"),
+            BAD_SIG,
+        );
+        let mut with_kid = header.clone();
+        with_kid["kid"] = json!("rsa-2");
+        t.bearer(
+            format!("{what} header with the attacker's kid"),
+            rs256(&with_kid.to_string(), &claims(), "rsa2_private_pkcs1.pem"),
+            KID,
+        );
+    }
+
+    // crit: extensions we cannot honour are refused even with a good signature.
+    for crit in [
+        json!(["exp"]),
+        json!(["b64"]),
+        json!(["urn:example:unknown"]),
+        json!([]),
+    ] {
+        t.bearer(
+            format!("crit {crit}"),
+            signed_header(&json!({"alg": "HS256", "crit": crit, "b64": false})),
+            MALFORMED,
+        );
+    }
+
+    // Duplicate keys in the claims: the verifier and PostgreSQL must never read different values.
+    for (key, first, second) in [
+        ("role", "\"authenticated\"", "\"service_role\""),
+        (
+            "org_id",
+            "\"5d3c1b2a-4e6f-4a8b-9c0d-1e2f3a4b5c6d\"",
+            "\"00000000-0000-4000-8000-000000000001\"",
+        ),
+        ("sub", "\"a\"", "\"b\""),
+        ("exp", "1900000000", "1"),
+        ("aud", "\"authenticated\"", "\"other\""),
+    ] {
+        let text = claims_with_raw(key, first);
+        let text = format!("{},\"{key}\":{second}}}", &text[..text.len() - 1]);
+        t.bearer(
+            format!("duplicate claim {key}"),
+            signed_payload(&text),
+            MALFORMED,
+        );
+    }
+
+    // Numeric claims as strings (CVE-2026-25537: never skipped), and odd NumericDates.
+    let exp = NOW + 3600;
+    for key in ["exp", "nbf", "iat"] {
+        t.bearer(
+            format!("{key} as a string"),
+            good(&with(claims(), key, json!(exp.to_string()))),
+            CLAIM,
+        );
+    }
+    for (what, raw, expect) in [
+        ("exp as a float", format!("{exp}.75"), Expect::Ok),
+        ("exp as an exponent", "1.8000036e9".to_owned(), Expect::Ok),
+        ("exp huge (1e300)", "1e300".to_owned(), Expect::Ok),
+        (
+            "exp beyond u64",
+            "123456789012345678901234567890".to_owned(),
+            Expect::Ok,
+        ),
+        ("exp out of range (1e400)", "1e400".to_owned(), MALFORMED),
+        ("exp negative", "-1".to_owned(), EXPIRED),
+        ("exp very negative", "-1e300".to_owned(), EXPIRED),
+        ("exp zero", "0".to_owned(), EXPIRED),
+        ("exp null", "null".to_owned(), CLAIM),
+        ("exp true", "true".to_owned(), CLAIM),
+        ("exp object", "{\"v\":1}".to_owned(), CLAIM),
+        ("exp array", format!("[{exp}]"), CLAIM),
+    ] {
+        t.bearer(what, signed_payload(&claims_with_raw("exp", &raw)), expect);
+    }
+    t.bearer("exp missing", good(&without(claims(), "exp")), CLAIM);
+
+    // Non-UTF-8 and control characters: in the header value, in the token, in the claims.
+    t.raw(
+        "non-UTF-8 bytes after Bearer",
+        Req::get("/me").header("authorization", b"Bearer \xff\xfe\xfd.e30.e30"),
+        MALFORMED_HEADER,
+        Vec::new(),
+    );
+    let valid = good(&claims());
+    let mut latin1 = format!("Bearer {valid}").into_bytes();
+    latin1.push(0xe9);
+    t.raw(
+        "a valid token followed by a Latin-1 byte",
+        Req::get("/me").header("authorization", &latin1),
+        MALFORMED_HEADER,
+        vec![valid.clone()],
+    );
+    t.raw(
+        "a tab inside the token",
+        Req::get("/me").header(
+            "authorization",
+            format!("Bearer {}\t{}", &valid[..20], &valid[20..]),
+        ),
+        MALFORMED_HEADER,
+        vec![valid.clone()],
+    );
+    // Other control characters (NUL, CR, LF, DEL) cannot be carried by a header value at all:
+    // both frameworks' `http` types refuse them before any app code runs.
+    t.bearer(
+        "claims with a raw control character (invalid JSON)",
+        signed_payload(&claims_text.replacen("authenticated", "authen\u{1}ticated", 1)),
+        MALFORMED,
+    );
+    t.bearer(
+        "claims that are not UTF-8",
+        {
+            let header = b64(r#"{"alg":"HS256"}"#);
+            let mut payload = claims_text.clone().into_bytes();
+            payload.insert(2, 0xff);
+            let message = format!("{header}.{}", b64(payload));
+            let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+            let sig = jsonwebtoken::crypto::sign(
+                message.as_bytes(),
+                &key,
+                jsonwebtoken::Algorithm::HS256,
+            )
+            .expect("sign");
+            format!("{message}.{sig}")
+        },
+        MALFORMED,
+    );
+    // PostgreSQL text and jsonb cannot hold NUL: such claims could never be scoped.
+    t.bearer(
+        "sub with an escaped NUL",
+        good(&with(claims(), "sub", json!("user\u{0}admin"))),
+        MALFORMED,
+    );
+    t.bearer(
+        "another claim with an escaped NUL",
+        good(&with(claims(), "nickname", json!("a\u{0}b"))),
+        MALFORMED,
+    );
+    t.bearer(
+        "an escaped backslash before u0000 is not a NUL",
+        good(&with(claims(), "path", json!("C:\\u0000"))),
+        Expect::Ok,
+    );
+    t.bearer(
+        "sub with other control characters (legal JSON, legal text)",
+        good(&with(claims(), "nickname", json!("tab\there\u{1}"))),
+        Expect::Ok,
+    );
+
+    // Base64 variants: padding and the standard alphabet are not base64url.
+    let parts: Vec<&str> = valid.split('.').collect();
+    t.bearer(
+        "standard base64 alphabet with padding",
+        standard_alphabet(&valid),
+        MALFORMED_HEADER,
+    );
+    t.bearer(
+        "padding on the header segment",
+        format!("{}==.{}.{}", parts[0], parts[1], parts[2]),
+        MALFORMED_HEADER,
+    );
+    t.bearer("padding on the signature", format!("{valid}="), MALFORMED);
+    t.bearer(
+        "'+' and '/' in the payload",
+        format!("{}.{}+/.{}", parts[0], parts[1], parts[2]),
+        BAD_SIG,
+    );
+    t.bearer(
+        "'+' in the header",
+        format!("{}+.{}.{}", parts[0], parts[1], parts[2]),
+        MALFORMED,
+    );
+
+    // Empty segments, 2 and 4 segments.
+    for (what, token, expect) in [
+        ("two dots only", "..".to_owned(), MALFORMED),
+        ("three dots only", "...".to_owned(), MALFORMED),
+        (
+            "empty header",
+            format!(".{}.{}", parts[1], parts[2]),
+            MALFORMED,
+        ),
+        (
+            "empty payload",
+            format!("{}..{}", parts[0], parts[2]),
+            MALFORMED,
+        ),
+        (
+            "empty signature",
+            format!("{}.{}.", parts[0], parts[1]),
+            MALFORMED,
+        ),
+        (
+            "two segments",
+            format!("{}.{}", parts[0], parts[1]),
+            MALFORMED,
+        ),
+        ("one segment", parts[0].to_owned(), MALFORMED),
+        (
+            "four segments (valid token + one)",
+            format!("{valid}.{}", parts[2]),
+            BAD_SIG,
+        ),
+        (
+            "four segments (extra in the middle)",
+            format!("{}.{}.{}.{}", parts[0], parts[1], parts[1], parts[2]),
+            BAD_SIG,
+        ),
+        ("a trailing dot", format!("{valid}."), MALFORMED),
+        (
+            "header {} (empty JSON object)",
+            format!("{}.{}.{}", b64("{}"), parts[1], parts[2]),
+            MALFORMED,
+        ),
+        (
+            "header a JSON array",
+            format!("{}.{}.{}", b64("[\"HS256\"]"), parts[1], parts[2]),
+            MALFORMED,
+        ),
+    ] {
+        t.bearer(what, token, expect);
+    }
+
+    // Nested JWT and JWE.
+    let inner = good(&claims());
+    t.bearer(
+        "cty JWT with a nested token as payload",
+        hs256_text(r#"{"alg":"HS256","cty":"JWT"}"#, &inner, SECRET.as_bytes()),
+        MALFORMED,
+    );
+    t.bearer(
+        "cty JWT with plain claims",
+        hs256_text(
+            r#"{"alg":"HS256","cty":"jwt"}"#,
+            &claims_text,
+            SECRET.as_bytes(),
+        ),
+        MALFORMED,
+    );
+    t.bearer(
+        "enc header on an HS256 token (a JWE header)",
+        hs256_text(
+            r#"{"alg":"HS256","enc":"A256GCM"}"#,
+            &claims_text,
+            SECRET.as_bytes(),
+        ),
+        MALFORMED,
+    );
+    t.bearer(
+        "JWE compact serialisation (RSA-OAEP, five segments)",
+        format!(
+            "{}.{}.{}.{}.{}",
+            b64(r#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#),
+            b64("encrypted-key"),
+            b64("iv-iv-iv-iv"),
+            b64("ciphertext"),
+            b64("tag")
+        ),
+        MALFORMED,
+    );
+    t.bearer(
+        "JWE with alg dir (five segments)",
+        format!(
+            "{}..{}.{}.{}",
+            b64(r#"{"alg":"dir","enc":"A128GCM"}"#),
+            b64("iv"),
+            b64("ciphertext"),
+            b64("tag")
+        ),
+        MALFORMED,
+    );
+
+    // Whitespace around the token, and the scheme.
+    for (what, value, expect) in [
+        (
+            "spaces after Bearer and after the token",
+            format!("Bearer    {valid}   "),
+            Expect::Ok,
+        ),
+        ("a trailing tab", format!("Bearer {valid}\t"), Expect::Ok),
+        ("lower-case scheme", format!("bearer {valid}"), Expect::Ok),
+        ("upper-case scheme", format!("BEARER {valid}"), Expect::Ok),
+        (
+            "a tab after Bearer",
+            format!("Bearer\t{valid}"),
+            MALFORMED_HEADER,
+        ),
+        (
+            "a space before Bearer",
+            format!(" Bearer {valid}"),
+            MALFORMED_HEADER,
+        ),
+        (
+            "no space after Bearer",
+            format!("Bearer{valid}"),
+            MALFORMED_HEADER,
+        ),
+        ("Bearer only", "Bearer".to_owned(), MALFORMED_HEADER),
+        (
+            "Bearer and spaces only",
+            "Bearer    ".to_owned(),
+            MALFORMED_HEADER,
+        ),
+        (
+            "two tokens",
+            format!("Bearer {valid} {valid}"),
+            MALFORMED_HEADER,
+        ),
+        (
+            "token in quotes",
+            format!("Bearer \"{valid}\""),
+            MALFORMED_HEADER,
+        ),
+        (
+            "Basic scheme",
+            "Basic dXNlcjpwYXNzd29yZA==".to_owned(),
+            MALFORMED_HEADER,
+        ),
+        ("Token scheme", format!("Token {valid}"), MALFORMED_HEADER),
+        (
+            "comma-joined values",
+            format!("Bearer {valid}, Bearer {valid}"),
+            MALFORMED_HEADER,
+        ),
+    ] {
+        t.raw(
+            what,
+            Req::get("/me").header("authorization", value),
+            expect,
+            vec![valid.clone()],
+        );
+    }
+
+    // Several Authorization headers.
+    t.raw(
+        "two identical Authorization headers",
+        Req::get("/me").bearer(&valid).bearer(&valid),
+        MALFORMED_HEADER,
+        vec![valid.clone()],
+    );
+    t.raw(
+        "a valid and a forged Authorization header",
+        Req::get("/me")
+            .bearer(&valid)
+            .bearer(&good(&with(claims(), "role", json!("org_admin")))),
+        MALFORMED_HEADER,
+        vec![valid.clone()],
+    );
+    t.raw(
+        "an empty Authorization header",
+        Req::get("/me").header("authorization", ""),
+        MALFORMED_HEADER,
+        Vec::new(),
+    );
+
+    // 1 MB headers: refused by length before anything is decoded.
+    let megabyte = "a".repeat(1 << 20);
+    t.raw(
+        "1 MB of garbage as the token",
+        Req::get("/me").header("authorization", format!("Bearer {megabyte}")),
+        TOO_LARGE,
+        Vec::new(),
+    );
+    let mut huge_claims = claims();
+    huge_claims["user_metadata"]["bio"] = json!("b".repeat(1 << 20));
+    t.bearer(
+        "a correctly signed 1 MB token (length checked before the signature)",
+        good(&huge_claims),
+        TOO_LARGE,
+    );
+    t.raw(
+        "a valid token with a 1 MB unrelated header",
+        Req::get("/me")
+            .bearer(&valid)
+            .header("x-padding", &megabyte),
+        Expect::Ok,
+        vec![valid.clone()],
+    );
+    t.raw(
+        "a 1 MB cookie and no Authorization header",
+        Req::get("/me").header("cookie", format!("session={megabyte}")),
+        MISSING,
+        Vec::new(),
+    );
+
+    // Identity from anywhere but a verified token is ignored.
+    t.raw(
+        "identity headers without a token",
+        Req::get("/me")
+            .header("x-user-id", SUB)
+            .header("x-org-id", ORG)
+            .header("x-role", "service_role"),
+        MISSING,
+        Vec::new(),
+    );
+    t.raw(
+        "a token in the query string",
+        Req::get(&format!("/me?access_token={valid}")),
+        MISSING,
+        vec![valid.clone()],
+    );
+
+    // Valid signature, claims not allowed: 403.
+    t.bearer(
+        "role service_role",
+        good(&with(claims(), "role", json!("service_role"))),
+        ROLE,
+    );
+    t.bearer(
+        "role postgres",
+        good(&with(claims(), "role", json!("postgres"))),
+        ROLE,
+    );
+    t.bearer("role missing", good(&without(claims(), "role")), ROLE);
+    t.bearer("org missing", good(&without(claims(), "org_id")), BAD_ORG);
+    for org in [
+        "00000000-0000-0000-0000-000000000000",
+        "../../../etc/passwd",
+        "5d3c1b2a4e6f4a8b9c0d1e2f3a4b5c6d",
+        "' OR 1=1 --",
+    ] {
+        t.bearer(
+            format!("org {org:?}"),
+            good(&with(claims(), "org_id", json!(org))),
+            BAD_ORG,
+        );
+    }
+    t.bearer(
+        "org as a number",
+        good(&with(claims(), "org_id", json!(12345))),
+        BAD_ORG,
+    );
+
+    // Other claim failures, for completeness of the mapping.
+    t.bearer(
+        "wrong audience",
+        good(&with(claims(), "aud", json!("someone-else"))),
+        Expect::Refused(401, "invalid_audience"),
+    );
+    t.bearer(
+        "not yet valid",
+        good(&with(claims(), "nbf", json!(NOW + 3600))),
+        Expect::Refused(401, "token_not_yet_valid"),
+    );
+    t.bearer(
+        "signed with another secret",
+        hs256_text(
+            r#"{"alg":"HS256"}"#,
+            &claims_text,
+            ATTACKER_SECRET.as_bytes(),
+        ),
+        BAD_SIG,
+    );
+    t.raw(
+        "no Authorization header",
+        Req::get("/me"),
+        MISSING,
+        Vec::new(),
+    );
+    t.rows
+}

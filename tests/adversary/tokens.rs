@@ -1,0 +1,129 @@
+//! Token forging: real signatures with the core's checked-in test keys, and hand-assembled
+//! tokens with any header, payload and signature text.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{Value, json};
+use tenant_guard::core::{Environment, Verifier};
+
+/// The HMAC secret of the app under test (never sent, never logged).
+pub const SECRET: &str = "hostile-suite-secret-5f1d9c2e7a4b8e3f-do-not-log";
+/// A secret the attacker signs with.
+pub const ATTACKER_SECRET: &str = "attacker-secret-attacker-secret-attacker";
+/// The fixed clock of the verifier.
+pub const NOW: u64 = 1_800_000_000;
+/// The caller's org.
+pub const ORG: &str = "5d3c1b2a-4e6f-4a8b-9c0d-1e2f3a4b5c6d";
+/// The caller's user id.
+pub const SUB: &str = "0f9e8d7c-6b5a-4c3d-8e1f-2a3b4c5d6e7f";
+/// Claim values that are not ids: they must never appear in any log line or response.
+pub const EMAIL: &str = "carol.confidential@example.com";
+pub const FULL_NAME: &str = "Carol Verysecretsurname";
+pub const PHONE: &str = "+15550001234999";
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/crates/tenant-guard-core/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The verifier of both apps: production rules, an HMAC secret and two public keys with kids
+/// (`rsa-1`, `ec-1`); `rsa2` is the attacker's key pair (not configured).
+pub fn verifier() -> Verifier {
+    Verifier::builder(Environment::Production)
+        .hmac_secret(SECRET)
+        .public_key_pem_with_kid("rsa-1", fixture("rsa1_public.pem"))
+        .public_key_pem_with_kid("ec-1", fixture("ec256_public.pem"))
+        .allowed_roles(["authenticated", "org_admin"])
+        .clock(|| NOW)
+        .build()
+        .expect("verifier")
+}
+
+/// A Supabase-shaped claim set valid at [`NOW`], with non-id values that must stay secret.
+pub fn claims() -> Value {
+    json!({
+        "sub": SUB,
+        "aud": "authenticated",
+        "exp": NOW + 3600,
+        "iat": NOW - 10,
+        "role": "authenticated",
+        "org_id": ORG,
+        "email": EMAIL,
+        "phone": PHONE,
+        "user_metadata": {"full_name": FULL_NAME},
+    })
+}
+
+pub fn with(mut claims: Value, key: &str, value: Value) -> Value {
+    claims[key] = value;
+    claims
+}
+
+pub fn without(mut claims: Value, key: &str) -> Value {
+    claims.as_object_mut().unwrap().remove(key);
+    claims
+}
+
+pub fn b64(bytes: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A token from any header JSON text, claims JSON text and signature text.
+pub fn assemble(header: &str, payload: &str, signature: &str) -> String {
+    format!("{}.{}.{signature}", b64(header), b64(payload))
+}
+
+/// `header.payload` signed with `alg` and `key`.
+pub fn sign_text(header: &str, payload: &str, alg: Algorithm, key: &EncodingKey) -> String {
+    let message = format!("{}.{}", b64(header), b64(payload));
+    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).expect("sign");
+    format!("{message}.{sig}")
+}
+
+/// HS256 with any header and payload text, signed with `secret`.
+pub fn hs256_text(header: &str, payload: &str, secret: &[u8]) -> String {
+    sign_text(
+        header,
+        payload,
+        Algorithm::HS256,
+        &EncodingKey::from_secret(secret),
+    )
+}
+
+/// A valid token: HS256 with the app's secret.
+pub fn good(claims: &Value) -> String {
+    hs256_text(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        &claims.to_string(),
+        SECRET.as_bytes(),
+    )
+}
+
+/// RS256 signed with a private key fixture.
+pub fn rs256(header: &str, claims: &Value, private_pem: &str) -> String {
+    let key = EncodingKey::from_rsa_pem(&fixture(private_pem)).expect("rsa key");
+    sign_text(header, &claims.to_string(), Algorithm::RS256, &key)
+}
+
+/// Standard (non-URL-safe, padded) base64 of the same three parts.
+pub fn standard_alphabet(token: &str) -> String {
+    token
+        .split('.')
+        .map(|part| STANDARD.encode(URL_SAFE_NO_PAD.decode(part).expect("base64url")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The attacker's public key (rsa2) as a JWK, for `jwk` headers.
+pub fn attacker_jwk() -> Value {
+    let jwks: Value = serde_json::from_slice(&fixture("jwks.json")).expect("jwks fixture is JSON");
+    jwks["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["kid"] == "rsa-2"))
+        .cloned()
+        .expect("rsa-2 in the fixture")
+}
