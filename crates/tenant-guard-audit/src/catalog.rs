@@ -53,6 +53,8 @@ pub(crate) struct Table {
     pub(crate) foreign_keys: Vec<ForeignKey>,
     /// Check constraint definitions (`CHECK ((org_id IS NOT NULL))`) that are validated.
     pub(crate) checks: Vec<String>,
+    /// Every check constraint definition, validated or not: what a new row must pass.
+    pub(crate) insert_checks: Vec<String>,
     /// The first key column (attnum) of each valid index; 0 for an expression.
     pub(crate) index_leading_columns: Vec<i16>,
     /// role → privileges, for the app roles and the login.
@@ -96,6 +98,10 @@ pub(crate) struct Column {
     pub(crate) type_kind: char,
     pub(crate) type_oid: u32,
     pub(crate) type_name: String,
+    /// The column's type is a domain with a default (used when the column has none).
+    pub(crate) domain_default: bool,
+    /// The column's type is a domain declared NOT NULL.
+    pub(crate) domain_not_null: bool,
 }
 
 /// A policy command.
@@ -193,6 +199,11 @@ pub(crate) struct ForeignKey {
     pub(crate) ref_table: String,
     pub(crate) ref_columns: Vec<String>,
     pub(crate) validated: bool,
+    /// The referenced table.
+    pub(crate) ref_oid: u32,
+    /// `MATCH FULL`: a row with some key columns set must reference a parent even when others
+    /// are NULL (with the default `MATCH SIMPLE`, any NULL column skips the check).
+    pub(crate) match_full: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -364,110 +375,7 @@ impl Catalog {
         let by_oid: HashMap<u32, usize> =
             tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
 
-        for row in tx
-            .query(
-                "SELECT a.attrelid, a.attnum, a.attname::text, a.attnotnull, a.atthasdef, \
-                        (a.attidentity <> '' OR a.attgenerated <> ''), \
-                        pg_catalog.format_type(a.atttypid, a.atttypmod), \
-                        COALESCE(bt.typcategory, t.typcategory)::text, \
-                        COALESCE(bt.typtype, t.typtype)::text, \
-                        COALESCE(bt.oid, t.oid), COALESCE(bt.typname, t.typname)::text \
-                 FROM pg_catalog.pg_attribute a \
-                 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-                 LEFT JOIN pg_catalog.pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype \
-                 WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped \
-                 ORDER BY a.attrelid, a.attnum",
-                &[&oids],
-            )
-            .await
-            .context("reading columns")?
-        {
-            let Some(&i) = by_oid.get(&row.get::<_, u32>(0)) else {
-                continue;
-            };
-            tables[i].columns.push(Column {
-                num: row.get(1),
-                name: row.get(2),
-                not_null: row.get(3),
-                has_default: row.get(4),
-                identity_or_generated: row.get(5),
-                type_sql: row.get(6),
-                category: first_char(&row.get::<_, String>(7)),
-                type_kind: first_char(&row.get::<_, String>(8)),
-                type_oid: row.get(9),
-                type_name: row.get(10),
-            });
-        }
-
-        for row in tx
-            .query(
-                "SELECT p.polrelid, p.polname::text, p.polpermissive, p.polcmd::text, \
-                   ARRAY(SELECT CASE WHEN r.oid = 0 THEN 'public' \
-                                     ELSE COALESCE(ro.rolname::text, r.oid::text) END \
-                         FROM unnest(p.polroles) AS r(oid) \
-                         LEFT JOIN pg_catalog.pg_roles ro ON ro.oid = r.oid ORDER BY 1), \
-                   ARRAY(SELECT ro.rolname::text FROM pg_catalog.pg_roles ro \
-                         WHERE ro.oid = ANY(p.polroles) AND (ro.rolsuper OR ro.rolbypassrls)), \
-                   pg_catalog.pg_get_expr(p.polqual, p.polrelid), \
-                   pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) \
-                 FROM pg_catalog.pg_policy p WHERE p.polrelid = ANY($1) \
-                 ORDER BY p.polrelid, p.polname",
-                &[&oids],
-            )
-            .await
-            .context("reading policies")?
-        {
-            let Some(&i) = by_oid.get(&row.get::<_, u32>(0)) else {
-                continue;
-            };
-            tables[i].policies.push(Policy {
-                name: row.get(1),
-                permissive: row.get(2),
-                command: Command::from_polcmd(&row.get::<_, String>(3)),
-                roles: row.get(4),
-                bypass_roles: row.get(5),
-                using: row.get(6),
-                with_check: row.get(7),
-            });
-        }
-
-        for row in tx
-            .query(
-                "SELECT co.conrelid, co.contype::text, co.convalidated, \
-                   ARRAY(SELECT a.attname::text FROM unnest(co.conkey) WITH ORDINALITY AS k(n, i) \
-                         JOIN pg_catalog.pg_attribute a ON a.attrelid = co.conrelid AND a.attnum = k.n \
-                         ORDER BY k.i), \
-                   rn.nspname::text, rc.relname::text, \
-                   ARRAY(SELECT a.attname::text FROM unnest(co.confkey) WITH ORDINALITY AS k(n, i) \
-                         JOIN pg_catalog.pg_attribute a ON a.attrelid = co.confrelid AND a.attnum = k.n \
-                         ORDER BY k.i), \
-                   pg_catalog.pg_get_constraintdef(co.oid) \
-                 FROM pg_catalog.pg_constraint co \
-                 LEFT JOIN pg_catalog.pg_class rc ON rc.oid = co.confrelid \
-                 LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
-                 WHERE co.conrelid = ANY($1) AND co.contype IN ('f', 'c')",
-                &[&oids],
-            )
-            .await
-            .context("reading constraints")?
-        {
-            let Some(&i) = by_oid.get(&row.get::<_, u32>(0)) else {
-                continue;
-            };
-            let kind: String = row.get(1);
-            let validated: bool = row.get(2);
-            if kind == "f" {
-                tables[i].foreign_keys.push(ForeignKey {
-                    columns: row.get(3),
-                    ref_schema: row.get::<_, Option<String>>(4).unwrap_or_default(),
-                    ref_table: row.get::<_, Option<String>>(5).unwrap_or_default(),
-                    ref_columns: row.get(6),
-                    validated,
-                });
-            } else if validated {
-                tables[i].checks.push(row.get(7));
-            }
-        }
+        load_details(tx, &mut tables, &by_oid, &oids).await?;
 
         for row in tx
             .query(
@@ -511,11 +419,7 @@ impl Catalog {
         }
 
         for table in &mut tables {
-            table.tenant_column = config
-                .tenant_columns
-                .iter()
-                .find(|c| table.columns.iter().any(|col| &col.name == *c))
-                .cloned();
+            table.tenant_column = tenant_column_of(table, &config.tenant_columns);
         }
 
         let mut schema_usage = HashMap::new();
@@ -634,41 +538,210 @@ impl Catalog {
     }
 }
 
+/// Columns, policies, foreign keys and check constraints of `tables` (`by_oid` indexes them).
+async fn load_details(
+    tx: &Transaction<'_>,
+    tables: &mut [Table],
+    by_oid: &HashMap<u32, usize>,
+    oids: &[u32],
+) -> Result<(), AuditError> {
+    for row in tx
+        .query(
+            "SELECT a.attrelid, a.attnum, a.attname::text, a.attnotnull, a.atthasdef, \
+                    (a.attidentity <> '' OR a.attgenerated <> ''), \
+                    pg_catalog.format_type(a.atttypid, a.atttypmod), \
+                    COALESCE(bt.typcategory, t.typcategory)::text, \
+                    COALESCE(bt.typtype, t.typtype)::text, \
+                    COALESCE(bt.oid, t.oid), COALESCE(bt.typname, t.typname)::text, \
+                    t.typtype = 'd' AND t.typdefault IS NOT NULL, \
+                    t.typtype = 'd' AND t.typnotnull \
+             FROM pg_catalog.pg_attribute a \
+             JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+             LEFT JOIN pg_catalog.pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype \
+             WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY a.attrelid, a.attnum",
+            &[&oids],
+        )
+        .await
+        .context("reading columns")?
+    {
+        let Some(&i) = by_oid.get(&row.get::<_, u32>(0)) else {
+            continue;
+        };
+        tables[i].columns.push(Column {
+            num: row.get(1),
+            name: row.get(2),
+            not_null: row.get(3),
+            has_default: row.get(4),
+            identity_or_generated: row.get(5),
+            type_sql: row.get(6),
+            category: first_char(&row.get::<_, String>(7)),
+            type_kind: first_char(&row.get::<_, String>(8)),
+            type_oid: row.get(9),
+            type_name: row.get(10),
+            domain_default: row.get(11),
+            domain_not_null: row.get(12),
+        });
+    }
+
+    for row in tx
+        .query(
+            "SELECT p.polrelid, p.polname::text, p.polpermissive, p.polcmd::text, \
+               ARRAY(SELECT CASE WHEN r.oid = 0 THEN 'public' \
+                                 ELSE COALESCE(ro.rolname::text, r.oid::text) END \
+                     FROM unnest(p.polroles) AS r(oid) \
+                     LEFT JOIN pg_catalog.pg_roles ro ON ro.oid = r.oid ORDER BY 1), \
+               ARRAY(SELECT ro.rolname::text FROM pg_catalog.pg_roles ro \
+                     WHERE ro.oid = ANY(p.polroles) AND (ro.rolsuper OR ro.rolbypassrls)), \
+               pg_catalog.pg_get_expr(p.polqual, p.polrelid), \
+               pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) \
+             FROM pg_catalog.pg_policy p WHERE p.polrelid = ANY($1) \
+             ORDER BY p.polrelid, p.polname",
+            &[&oids],
+        )
+        .await
+        .context("reading policies")?
+    {
+        let Some(&i) = by_oid.get(&row.get::<_, u32>(0)) else {
+            continue;
+        };
+        tables[i].policies.push(Policy {
+            name: row.get(1),
+            permissive: row.get(2),
+            command: Command::from_polcmd(&row.get::<_, String>(3)),
+            roles: row.get(4),
+            bypass_roles: row.get(5),
+            using: row.get(6),
+            with_check: row.get(7),
+        });
+    }
+
+    for row in tx
+        .query(
+            "SELECT co.conrelid, co.contype::text, co.convalidated, \
+               ARRAY(SELECT a.attname::text FROM unnest(co.conkey) WITH ORDINALITY AS k(n, i) \
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = co.conrelid AND a.attnum = k.n \
+                     ORDER BY k.i), \
+               rn.nspname::text, rc.relname::text, \
+               ARRAY(SELECT a.attname::text FROM unnest(co.confkey) WITH ORDINALITY AS k(n, i) \
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = co.confrelid AND a.attnum = k.n \
+                     ORDER BY k.i), \
+               pg_catalog.pg_get_constraintdef(co.oid), co.confrelid, \
+               co.confmatchtype::text \
+             FROM pg_catalog.pg_constraint co \
+             LEFT JOIN pg_catalog.pg_class rc ON rc.oid = co.confrelid \
+             LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
+             WHERE co.conrelid = ANY($1) AND co.contype IN ('f', 'c')",
+            &[&oids],
+        )
+        .await
+        .context("reading constraints")?
+    {
+        let Some(&i) = by_oid.get(&row.get::<_, u32>(0)) else {
+            continue;
+        };
+        let kind: String = row.get(1);
+        let validated: bool = row.get(2);
+        if kind == "f" {
+            tables[i].foreign_keys.push(ForeignKey {
+                columns: row.get(3),
+                ref_schema: row.get::<_, Option<String>>(4).unwrap_or_default(),
+                ref_table: row.get::<_, Option<String>>(5).unwrap_or_default(),
+                ref_columns: row.get(6),
+                validated,
+                ref_oid: row.get(8),
+                match_full: row.get::<_, String>(9) == "f",
+            });
+        } else {
+            let def: String = row.get(7);
+            if validated {
+                tables[i].checks.push(def.clone());
+            }
+            tables[i].insert_checks.push(def);
+        }
+    }
+    Ok(())
+}
+
+/// Tables by oid, with their columns and constraints (no privileges), and each one's tenant
+/// column among `tenant_columns`: for the probe, whose parent rows may live outside the audited
+/// schemas.
+pub(crate) async fn load_tables_by_oid(
+    tx: &Transaction<'_>,
+    oids: &[u32],
+    tenant_columns: &[String],
+) -> Result<Vec<Table>, AuditError> {
+    let mut tables: Vec<Table> = tx
+        .query(
+            &format!("{TABLE_COLUMNS} WHERE c.oid = ANY($1) ORDER BY 2, 3"),
+            &[&oids],
+        )
+        .await
+        .context("reading a parent table")?
+        .iter()
+        .map(table_from_row)
+        .collect();
+    let by_oid: HashMap<u32, usize> = tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
+    load_details(tx, &mut tables, &by_oid, oids).await?;
+    for table in &mut tables {
+        table.tenant_column = tenant_column_of(table, tenant_columns);
+    }
+    Ok(tables)
+}
+
+/// The first of `tenant_columns` that `table` holds.
+fn tenant_column_of(table: &Table, tenant_columns: &[String]) -> Option<String> {
+    tenant_columns
+        .iter()
+        .find(|c| table.columns.iter().any(|col| &col.name == *c))
+        .cloned()
+}
+
+/// The `pg_class` columns [`table_from_row`] reads.
+const TABLE_COLUMNS: &str = "SELECT c.oid, n.nspname::text, c.relname::text, c.relispartition, \
+       c.relrowsecurity, c.relforcerowsecurity, pg_catalog.pg_get_userbyid(c.relowner)::text, \
+       c.relkind = 'p' \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace";
+
 async fn load_tables(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Vec<Table>, AuditError> {
     Ok(tx
         .query(
-            "SELECT c.oid, n.nspname::text, c.relname::text, c.relispartition, \
-               c.relrowsecurity, c.relforcerowsecurity, pg_catalog.pg_get_userbyid(c.relowner)::text, \
-               c.relkind = 'p' \
-             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY($1) \
-               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
-                               WHERE d.classid = 'pg_catalog.pg_class'::regclass \
-                                 AND d.objid = c.oid AND d.deptype = 'e') \
-             ORDER BY 2, 3",
+            &format!(
+                "{TABLE_COLUMNS} \
+                 WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY($1) \
+                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                                   WHERE d.classid = 'pg_catalog.pg_class'::regclass \
+                                     AND d.objid = c.oid AND d.deptype = 'e') \
+                 ORDER BY 2, 3"
+            ),
             &[&config.schemas],
         )
         .await
         .context("listing tables")?
         .iter()
-        .map(|row| Table {
-            oid: row.get(0),
-            schema: row.get(1),
-            name: row.get(2),
-            is_partition: row.get(3),
-            rls: row.get(4),
-            force_rls: row.get(5),
-            owner: row.get(6),
-            partitioned: row.get(7),
-            columns: Vec::new(),
-            policies: Vec::new(),
-            foreign_keys: Vec::new(),
-            checks: Vec::new(),
-            index_leading_columns: Vec::new(),
-            privileges: HashMap::new(),
-            tenant_column: None,
-        })
+        .map(table_from_row)
         .collect())
+}
+
+fn table_from_row(row: &tokio_postgres::Row) -> Table {
+    Table {
+        oid: row.get(0),
+        schema: row.get(1),
+        name: row.get(2),
+        is_partition: row.get(3),
+        rls: row.get(4),
+        force_rls: row.get(5),
+        owner: row.get(6),
+        partitioned: row.get(7),
+        columns: Vec::new(),
+        policies: Vec::new(),
+        foreign_keys: Vec::new(),
+        checks: Vec::new(),
+        insert_checks: Vec::new(),
+        index_leading_columns: Vec::new(),
+        privileges: HashMap::new(),
+        tenant_column: None,
+    }
 }
 
 fn first_char(s: &str) -> char {

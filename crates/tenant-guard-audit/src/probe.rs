@@ -1,6 +1,11 @@
 //! The isolation probe: for each tenant table, as org A insert a row, then as org B try to read,
 //! update and delete it and to insert into org A.
 //!
+//! Tables whose required columns reference other tables get their parent rows made first (a
+//! comment's task, the task's project, the project's org), inside the same transaction: see
+//! [`rows`]. Parent rows are written by the login (or, if it may not, by their org through the
+//! guard's scoping); the steps on the table under test always go through the guard's scoping.
+//!
 //! Everything happens in ONE transaction that is never committed: the probe ends it with
 //! `ROLLBACK`, and if the process dies first the server aborts it when the connection drops.
 //! Each table runs inside a savepoint that is rolled back too, so tables do not see each
@@ -8,11 +13,15 @@
 //! transactional), and triggers with effects outside the database (e.g. `dblink`) would keep
 //! them.
 
+mod rows;
+
+use std::collections::HashMap;
+
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
 
 use crate::Progress;
-use crate::catalog::{Catalog, Column, Table};
+use crate::catalog::{self, Catalog, Column, Table};
 use crate::check::Check;
 use crate::checks::isolation_policy_on;
 use crate::checks::tenant::inferred_parent;
@@ -23,6 +32,7 @@ use crate::report::ProbeSummary;
 use crate::scope::{self, Identity};
 use crate::severity::Severity;
 use crate::sql;
+use rows::{Rows, Value, cast};
 
 /// The outcome of one cross-org step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +64,8 @@ enum Outcome {
         update: Step,
         delete: Step,
         insert: Step,
+        /// What the probe could not set up (memberships), for the messages.
+        notes: Vec<String>,
     },
     Skipped(String),
 }
@@ -139,6 +151,8 @@ pub(crate) async fn run(
         .await
         .context("setting the probe's statement timeout")?;
     }
+    let loaded = load_parents(&tx, catalog, &config.tenant_columns).await?;
+    let memberships = memberships(catalog);
     let total = targets.len();
     for (index, (table, column)) in targets.into_iter().enumerate() {
         let object = table.object();
@@ -151,8 +165,18 @@ pub(crate) async fn run(
             .await
             .context("opening the probe's savepoint")?;
         let tenants_table = table.tenant_column.is_none();
-        let outcome =
-            probe_table(&tx, catalog, role, table, &column, claim_key, tenants_table).await;
+        let outcome = probe_table(
+            &tx,
+            catalog,
+            &loaded,
+            &memberships,
+            role,
+            table,
+            &column,
+            claim_key,
+            tenants_table,
+        )
+        .await;
         // Back to the login and to the state before this table, whatever happened.
         tx.batch_execute("ROLLBACK TO SAVEPOINT tenant_guard_probe_table")
             .await
@@ -175,7 +199,7 @@ fn report(
     findings: &mut Vec<Finding>,
 ) {
     let object = table.object();
-    let (seeder, steps) = match outcome {
+    let (seeder, notes, steps) = match outcome {
         Outcome::Skipped(reason) => {
             summary.skipped += 1;
             findings.push(Finding::new(
@@ -193,8 +217,10 @@ fn report(
             update,
             delete,
             insert,
+            notes,
         } => (
             seeder,
+            notes,
             [
                 (Check::ProbeCrossTenantRead, "read", read),
                 (Check::ProbeCrossTenantUpdate, "update", update),
@@ -249,21 +275,135 @@ fn report(
             object,
             format!(
                 "Isolation probe: no leak seen, but some steps failed for reasons other than RLS and prove nothing ({}).",
-                inconclusive.join("; ")
+                with_notes(inconclusive.join("; "), &notes)
             ),
             "Check these operations with a test that creates real rows.",
         ));
     }
 }
 
-/// Probes one table inside the caller's savepoint. Database errors that belong to the table
-/// (constraints, missing privileges) become outcomes; only connection-level failures are errors.
-#[allow(clippy::too_many_arguments)]
-async fn probe_table(
+/// A table where users are made members of an org (`workspace_memberships (workspace_id,
+/// user_id)`): the probe enrols its two synthetic users there, so that policies written as
+/// `EXISTS (SELECT 1 FROM memberships WHERE …)` see them as members of their own org.
+struct Membership<'a> {
+    table: &'a Table,
+    tenant: String,
+    user: String,
+}
+
+/// The membership tables of `catalog`: a name containing `member`, a tenant column, and a
+/// `user_id` or `member_id` column of type uuid or text.
+fn memberships(catalog: &Catalog) -> Vec<Membership<'_>> {
+    catalog
+        .tables
+        .iter()
+        .filter(|t| !t.is_partition && t.name.contains("member"))
+        .filter_map(|table| {
+            let tenant = table.tenant_column.clone()?;
+            let user = ["user_id", "member_id"].into_iter().find_map(|name| {
+                table
+                    .column(name)
+                    .filter(|c| c.type_name == "uuid" || c.category == 'S')
+                    .map(|c| c.name.clone())
+            })?;
+            Some(Membership {
+                table,
+                tenant,
+                user,
+            })
+        })
+        .collect()
+}
+
+/// Loads the tables outside the catalog that foreign keys of `catalog`'s tables lead to
+/// (transitively): parent rows may live there (`auth.users`).
+async fn load_parents(
     tx: &Transaction<'_>,
     catalog: &Catalog,
+    tenant_columns: &[String],
+) -> Result<HashMap<u32, Table>, AuditError> {
+    let mut loaded: HashMap<u32, Table> = HashMap::new();
+    let known = |oid: u32, loaded: &HashMap<u32, Table>| {
+        loaded.contains_key(&oid) || catalog.tables.iter().any(|t| t.oid == oid)
+    };
+    let mut wanted: Vec<u32> = catalog
+        .tables
+        .iter()
+        .flat_map(|t| t.foreign_keys.iter().map(|fk| fk.ref_oid))
+        .filter(|&oid| !known(oid, &loaded))
+        .collect();
+    while !wanted.is_empty() {
+        wanted.sort_unstable();
+        wanted.dedup();
+        let tables = catalog::load_tables_by_oid(tx, &wanted, tenant_columns).await?;
+        wanted.clear();
+        for table in tables {
+            wanted.extend(table.foreign_keys.iter().map(|fk| fk.ref_oid));
+            loaded.insert(table.oid, table);
+        }
+        wanted.retain(|&oid| !known(oid, &loaded));
+    }
+    Ok(loaded)
+}
+
+/// Enrols org A's and org B's synthetic users in every membership table; on failure, forgets
+/// what it planned and says why (the probe goes on without memberships).
+async fn enrol<'a>(
+    tx: &Transaction<'_>,
+    rows: &mut Rows<'a>,
+    memberships: &[Membership<'a>],
+    identities: &[Identity; 2],
+    notes: &mut Vec<String>,
+) -> Result<(), AuditError> {
+    for membership in memberships {
+        let start = rows.len();
+        let mut planned = Ok(());
+        for (org, identity) in identities.iter().enumerate() {
+            let pinned = vec![
+                (
+                    membership.tenant.clone(),
+                    Value::Text(rows.org(org).to_owned()),
+                ),
+                (membership.user.clone(), Value::Text(identity.sub.clone())),
+            ];
+            planned = planned.and_then(|()| {
+                rows.plan_extra_row(
+                    membership.table,
+                    org,
+                    pinned,
+                    format!("the membership of {}'s probe user", org_name(org)),
+                )
+            });
+        }
+        let outcome = match planned {
+            Ok(()) => rows.create_pending(tx, identities).await?,
+            Err(reason) => Err(reason),
+        };
+        if let Err(reason) = outcome {
+            rows.truncate(start);
+            notes.push(format!(
+                "the probe users could not be made members in {} ({reason})",
+                membership.table.object()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Probes one table inside the caller's savepoint. Database errors that belong to the table
+/// (constraints, missing privileges) become outcomes; only connection-level failures are errors.
+///
+/// Order: the two orgs (in the tenants table, when the tenant column references one), the
+/// probe users' memberships, the parent rows of org A's row, org A's row (as org A, else as the
+/// login), the parent rows of the row org B will try to insert into org A, then org B's steps.
+#[allow(clippy::too_many_arguments)]
+async fn probe_table<'a>(
+    tx: &Transaction<'_>,
+    catalog: &'a Catalog,
+    loaded: &'a HashMap<u32, Table>,
+    memberships: &[Membership<'a>],
     role: &str,
-    table: &Table,
+    table: &'a Table,
     tenant: &str,
     claim_key: &str,
     tenants_table: bool,
@@ -277,9 +417,12 @@ async fn probe_table(
             column.type_sql
         )));
     };
-    if let Some(reason) = unfillable(table, tenant) {
-        return Ok(Outcome::Skipped(reason));
-    }
+    let identities = [
+        Identity::synthetic(role, &org_a, claim_key),
+        Identity::synthetic(role, &org_b, claim_key),
+    ];
+    let mut rows = Rows::new(catalog, loaded, [org_a.clone(), org_b.clone()]);
+    let mut notes = Vec::new();
 
     // The orgs themselves, when the tenant column references a tenants table.
     if let Some(fk) = table
@@ -287,71 +430,80 @@ async fn probe_table(
         .iter()
         .find(|fk| fk.columns.len() == 1 && fk.columns[0] == tenant && fk.ref_columns.len() == 1)
     {
-        let parent_key = &fk.ref_columns[0];
-        // The tenants table's other required columns, when it is among the audited tables.
-        let parent_table = catalog
-            .tables
-            .iter()
-            .find(|t| t.schema == fk.ref_schema && t.name == fk.ref_table);
-        let mut names = vec![sql::ident(parent_key)];
-        let mut extra = Vec::new();
-        if let Some(parent_table) = parent_table {
-            if let Some(reason) = unfillable(parent_table, parent_key) {
+        for org in 0..2 {
+            let mut values = vec![(tenant.to_owned(), Value::Text(rows.org(org).to_owned()))];
+            if let Err(reason) = rows.plan_parent(table, fk, org, &mut values) {
                 return Ok(Outcome::Skipped(format!(
                     "the orgs cannot be created in {}.{}: {reason}",
                     fk.ref_schema, fk.ref_table
                 )));
             }
-            for required in required_columns(parent_table, parent_key) {
-                names.push(sql::ident(&required.name));
-                extra.push(required);
-            }
         }
-        let row = |org: &str| {
-            let mut values = vec![cast(org, column)];
-            values.extend(
-                extra
-                    .iter()
-                    .map(|c| filler(c).unwrap_or_else(|| "DEFAULT".to_owned())),
-            );
-            format!("({})", values.join(", "))
-        };
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES {}, {}",
-            sql::qualified(&fk.ref_schema, &fk.ref_table),
-            names.join(", "),
-            row(&org_a),
-            row(&org_b)
-        );
-        if let Err(reason) = attempt(tx, &sql).await? {
+        if let Err(reason) = rows.create_pending(tx, &identities).await? {
             return Ok(Outcome::Skipped(format!(
                 "could not create the two orgs in {}.{} ({reason})",
                 fk.ref_schema, fk.ref_table
             )));
         }
     }
+    if !tenants_table {
+        enrol(tx, &mut rows, memberships, &identities, &mut notes).await?;
+    }
 
-    let a = Identity::synthetic(role, &org_a, claim_key);
-    let b = Identity::synthetic(role, &org_b, claim_key);
-    let insert_a = insert_sql(table, column, &org_a);
+    let pinned = || vec![(tenant.to_owned(), Value::Text(org_a.clone()))];
+    let values_a = match rows.plan_row(table, 0, pinned()) {
+        Ok(values) => values,
+        Err(reason) => return Ok(Outcome::Skipped(with_notes(reason, &notes))),
+    };
+    if let Err(reason) = rows.create_pending(tx, &identities).await? {
+        return Ok(Outcome::Skipped(with_notes(reason, &notes)));
+    }
+    let insert_a = match rows.insert_sql(table, &values_a) {
+        Ok(sql) => sql,
+        Err(reason) => return Ok(Outcome::Skipped(with_notes(reason, &notes))),
+    };
 
-    scope::scope(tx, &a).await.context("scoping as org A")?;
+    scope::scope(tx, &identities[0])
+        .await
+        .context("scoping as org A")?;
     let seeder = match attempt(tx, &insert_a).await? {
         Ok(_) => Seeder::OrgA,
         Err(as_org) => {
             scope::unscope(tx).await.context("returning to the login")?;
-            match attempt(tx, &insert_sql(table, column, &org_a)).await? {
+            match attempt(tx, &insert_a).await? {
                 Ok(_) => Seeder::Login,
                 Err(as_login) => {
-                    return Ok(Outcome::Skipped(format!(
-                        "inserting a row failed as org A ({as_org}) and as the login ({as_login})"
+                    return Ok(Outcome::Skipped(with_notes(
+                        format!(
+                            "inserting a row failed as org A ({as_org}) and as the login ({as_login})"
+                        ),
+                        &notes,
                     )));
                 }
             }
         }
     };
 
-    scope::scope(tx, &b).await.context("scoping as org B")?;
+    // The row org B will try to insert into org A, with parents of its own (org A's).
+    let insert_into_a = if tenants_table {
+        rows.register(table, 0, &values_a);
+        scope::unscope(tx).await.context("returning to the login")?;
+        enrol(tx, &mut rows, memberships, &identities, &mut notes).await?;
+        None
+    } else {
+        scope::unscope(tx).await.context("returning to the login")?;
+        Some(match rows.plan_row(table, 0, pinned()) {
+            Ok(values) => match rows.create_pending(tx, &identities).await? {
+                Ok(()) => rows.insert_sql(table, &values),
+                Err(reason) => Err(reason),
+            },
+            Err(reason) => Err(reason),
+        })
+    };
+
+    scope::scope(tx, &identities[1])
+        .await
+        .context("scoping as org B")?;
     let target = format!(
         "{} WHERE {} = {}",
         table.sql_name(),
@@ -371,10 +523,10 @@ async fn probe_table(
     )
     .await?;
     let delete = step(tx, &format!("DELETE FROM {target}"), false).await?;
-    let insert = if tenants_table {
-        Step::NotApplicable
-    } else {
-        step(tx, &insert_sql(table, column, &org_a), false).await?
+    let insert = match insert_into_a {
+        None => Step::NotApplicable,
+        Some(Ok(sql)) => step(tx, &sql, false).await?,
+        Some(Err(reason)) => Step::Inconclusive(format!("could not prepare the row: {reason}")),
     };
     Ok(Outcome::Probed {
         seeder,
@@ -382,7 +534,21 @@ async fn probe_table(
         update,
         delete,
         insert,
+        notes,
     })
+}
+
+/// "org A" or "org B".
+fn org_name(org: usize) -> &'static str {
+    if org == 0 { "org A" } else { "org B" }
+}
+
+fn with_notes(reason: String, notes: &[String]) -> String {
+    if notes.is_empty() {
+        reason
+    } else {
+        format!("{reason}; also, {}", notes.join("; "))
+    }
 }
 
 /// Runs `sql` in a savepoint: `Ok(Ok(rows))` when it worked, `Ok(Err(reason))` when the
@@ -458,103 +624,10 @@ fn tenant_value(column: &Column) -> Option<String> {
     }
 }
 
-fn cast(value: &str, column: &Column) -> String {
-    format!("CAST({} AS {})", sql::literal(value), column.type_sql)
-}
-
-/// Columns the insert must fill: NOT NULL, no default, not identity or generated.
-fn required_columns<'a>(table: &'a Table, tenant: &str) -> impl Iterator<Item = &'a Column> {
-    table.columns.iter().filter(move |c| {
-        c.name != tenant && c.not_null && !c.has_default && !c.identity_or_generated
-    })
-}
-
-/// Why the probe cannot make up a row for `table`, if it cannot.
-fn unfillable(table: &Table, tenant: &str) -> Option<String> {
-    for column in required_columns(table, tenant) {
-        if table
-            .foreign_keys
-            .iter()
-            .any(|fk| fk.columns.contains(&column.name))
-        {
-            return Some(format!(
-                "required column {} references another table",
-                column.name
-            ));
-        }
-        if filler(column).is_none() {
-            return Some(format!(
-                "required column {} has type {}, which the probe cannot fill",
-                column.name, column.type_sql
-            ));
-        }
-    }
-    None
-}
-
-/// A made-up value for a required column (fresh where uniqueness may matter).
-fn filler(column: &Column) -> Option<String> {
-    let random = uuid::Uuid::new_v4();
-    let text = match (column.type_name.as_str(), column.type_kind, column.category) {
-        (_, 'e', _) => {
-            return Some(format!(
-                "(SELECT e.enumlabel::text FROM pg_catalog.pg_enum e WHERE e.enumtypid = {} \
-                 ORDER BY e.enumsortorder LIMIT 1)::{}",
-                column.type_oid, column.type_sql
-            ));
-        }
-        ("uuid", _, _) => random.to_string(),
-        ("json" | "jsonb", _, _) => "{}".to_owned(),
-        ("bytea", _, _) => String::new(),
-        (_, _, 'S') => format!("tenant-guard-probe-{}", &random.simple().to_string()[..12]),
-        (_, _, 'N') => format!("{}", 1 + random.as_u128() % 30_000),
-        (_, _, 'B') => "false".to_owned(),
-        (_, _, 'D') => "now".to_owned(),
-        (_, _, 'T') => "1 day".to_owned(),
-        (_, _, 'A') => "{}".to_owned(),
-        (_, _, 'I') => "127.0.0.1".to_owned(),
-        _ => return None,
-    };
-    Some(format!(
-        "CAST({} AS {})",
-        sql::literal(&text),
-        column.type_sql
-    ))
-}
-
-fn insert_sql(table: &Table, tenant: &Column, org: &str) -> String {
-    let mut names = vec![sql::ident(&tenant.name)];
-    let mut values = vec![cast(org, tenant)];
-    for column in required_columns(table, &tenant.name) {
-        names.push(sql::ident(&column.name));
-        values.push(filler(column).unwrap_or_else(|| "DEFAULT".to_owned()));
-    }
-    format!(
-        "INSERT INTO {} ({}) VALUES ({})",
-        table.sql_name(),
-        names.join(", "),
-        values.join(", ")
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn column(name: &str, type_name: &str, category: char) -> Column {
-        Column {
-            num: 1,
-            name: name.to_owned(),
-            not_null: true,
-            has_default: false,
-            identity_or_generated: false,
-            type_sql: type_name.to_owned(),
-            category,
-            type_kind: 'b',
-            type_oid: 0,
-            type_name: type_name.to_owned(),
-        }
-    }
+    use rows::tests::column;
 
     #[test]
     fn tenant_values_are_fresh_and_typed() {
@@ -570,20 +643,5 @@ mod tests {
             cast("x'y", &column("org_id", "text", 'S')),
             "CAST('x''y' AS text)"
         );
-    }
-
-    #[test]
-    fn fillers_cover_common_types() {
-        for (name, category) in [
-            ("text", 'S'),
-            ("int4", 'N'),
-            ("bool", 'B'),
-            ("timestamptz", 'D'),
-            ("jsonb", 'U'),
-            ("uuid", 'U'),
-        ] {
-            assert!(filler(&column("c", name, category)).is_some(), "{name}");
-        }
-        assert!(filler(&column("c", "point", 'G')).is_none());
     }
 }

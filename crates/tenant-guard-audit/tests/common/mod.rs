@@ -15,6 +15,8 @@ pub const SEED_004: &str = include_str!("../fixtures/seed_004.sql");
 pub const CORRECT: &str = include_str!("../fixtures/correct.sql");
 pub const EXTRAS: &str = include_str!("../fixtures/extras.sql");
 pub const LEAKY: &str = include_str!("../fixtures/leaky.sql");
+pub const CHAIN: &str = include_str!("../fixtures/chain.sql");
+pub const MEMBERSHIPS: &str = include_str!("../fixtures/memberships.sql");
 
 /// The application login the fixtures create: NOINHERIT, member of the app roles, no powers.
 pub const APP_LOGIN: &str = "tg_audit_app_login";
