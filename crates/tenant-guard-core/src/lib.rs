@@ -77,7 +77,10 @@ pub use environment::Environment;
 pub use error::AuthError;
 pub use keys::KeySet;
 pub use principal::{Principal, ServiceContext};
-pub use rate_limit::{InvalidRateLimit, RateLimitStatus, RateLimited, RateLimiter};
+pub use rate_limit::{
+    InvalidRateLimit, RateLimitBackend, RateLimitCheck, RateLimitError, RateLimitStatus,
+    RateLimited, RateLimiter,
+};
 pub use request_id::RequestId;
 pub use response::{ErrorResponse, ToErrorResponse};
 pub use role::{InvalidRole, Role};

@@ -15,7 +15,11 @@
 //! amortized, however many orgs there are, and the map stays within the live keys plus as many
 //! again (plus `sweep_every`).
 //!
-//! The state lives in this process: with several instances each one counts separately.
+//! The state lives in this process: with several instances each one counts separately. For one
+//! budget shared by every instance, use `tenant_guard_postgres::PgRateLimiter` (counters in the
+//! PostgreSQL the app already has, one round trip per limited request). Both implement
+//! [`RateLimitBackend`], which is what the adapters take; the in-memory limiter is decided
+//! synchronously ([`RateLimitCheck::Ready`]) and costs the adapters nothing extra.
 //!
 //! ```
 //! use tenant_guard_core::{RateLimiter, ServiceContext, Role, ToErrorResponse};
@@ -37,7 +41,9 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -329,6 +335,16 @@ pub struct RateLimitStatus {
 }
 
 impl RateLimitStatus {
+    /// A status reported by a [`RateLimitBackend`]: `limit` requests (`RateLimit-Limit`),
+    /// `remaining` of them left now, the full quota back after `reset`.
+    pub fn new(limit: u32, remaining: u32, reset: Duration) -> Self {
+        Self {
+            limit,
+            remaining,
+            reset,
+        }
+    }
+
     /// The burst size (`RateLimit-Limit`).
     pub fn limit(&self) -> u32 {
         self.limit
@@ -361,6 +377,16 @@ pub struct RateLimited {
 }
 
 impl RateLimited {
+    /// A rejection reported by a [`RateLimitBackend`]: the key's quota is `limit` requests, the
+    /// next one is allowed after `retry_after`, the full quota is back after `reset`.
+    pub fn new(limit: u32, retry_after: Duration, reset: Duration) -> Self {
+        Self {
+            limit,
+            retry_after,
+            reset,
+        }
+    }
+
     /// Time until the next request of this key is allowed.
     pub fn retry_after(&self) -> Duration {
         self.retry_after
@@ -390,6 +416,105 @@ impl ToErrorResponse for RateLimited {
             response = response.with_header(name, value);
         }
         response
+    }
+}
+
+/// Why a [`RateLimitBackend`] refused a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RateLimitError {
+    /// The key is over its limit: 429 `rate_limited` (see [`RateLimited`]).
+    #[error(transparent)]
+    Limited(#[from] RateLimited),
+    /// The backend could not decide (its database is unreachable, slow or not set up) and is
+    /// configured to fail closed: 503 `rate_limit_unavailable` with `Retry-After: 1`. The cause
+    /// stays in the [`source`](std::error::Error::source), for logs; the response names none.
+    #[error("the rate limit backend is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ToErrorResponse for RateLimitError {
+    fn to_error_response(&self) -> ErrorResponse {
+        match self {
+            Self::Limited(limited) => limited.to_error_response(),
+            Self::Unavailable(_) => ErrorResponse::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rate_limit_unavailable",
+                "the rate limit cannot be checked right now; retry shortly",
+            )
+            .with_retry_after(1),
+        }
+    }
+}
+
+/// The outcome of one [`RateLimitBackend::check_request`]: known at once (an in-memory limiter,
+/// no allocation, nothing to await) or after a round trip (a shared backend).
+///
+/// The adapters decide a [`Ready`](Self::Ready) check synchronously on the request's path and
+/// await only a [`Pending`](Self::Pending) one. [`outcome`](Self::outcome) awaits either.
+#[must_use = "a check does nothing until its outcome is looked at"]
+pub enum RateLimitCheck {
+    /// Decided without waiting.
+    Ready(Result<RateLimitStatus, RateLimitError>),
+    /// Decided when this future completes (it owns what it needs: `'static`, `Send`).
+    Pending(Pin<Box<dyn Future<Output = Result<RateLimitStatus, RateLimitError>> + Send>>),
+}
+
+impl RateLimitCheck {
+    /// The outcome, awaiting a pending check.
+    pub async fn outcome(self) -> Result<RateLimitStatus, RateLimitError> {
+        match self {
+            Self::Ready(outcome) => outcome,
+            Self::Pending(check) => check.await,
+        }
+    }
+}
+
+impl fmt::Debug for RateLimitCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ready(outcome) => f.debug_tuple("Ready").field(outcome).finish(),
+            Self::Pending(_) => f.debug_tuple("Pending").finish_non_exhaustive(),
+        }
+    }
+}
+
+/// What the adapters' `rate_limit(…)` accepts: something that counts one request of a verified
+/// [`Principal`] and says whether it may go on.
+///
+/// Two implementations ship: [`RateLimiter`] (in memory, per process, decided synchronously: the
+/// fast default) and `tenant_guard_postgres::PgRateLimiter` (counters in the PostgreSQL the app
+/// already has, shared by every instance, one round trip per check). Implement it for another
+/// store (Redis, say) the same way: return [`RateLimitCheck::Ready`] when you can decide without
+/// I/O, else a [`RateLimitCheck::Pending`] future that owns clones of what it needs.
+///
+/// ```
+/// use tenant_guard_core::rate_limit::{RateLimitBackend, RateLimitCheck};
+/// use tenant_guard_core::{RateLimiter, Role, ServiceContext};
+/// use uuid::Uuid;
+///
+/// let limiter = RateLimiter::per_minute(1)?;
+/// let org = ServiceContext::new("doc").org_principal(Uuid::new_v4(), Role::new("authenticated")?);
+/// // The in-memory limiter decides at once.
+/// assert!(matches!(limiter.check_request(&org), RateLimitCheck::Ready(Ok(_))));
+/// assert!(matches!(limiter.check_request(&org), RateLimitCheck::Ready(Err(_))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait RateLimitBackend: fmt::Debug + Send + Sync + 'static {
+    /// Counts one request of `principal` (its org, or its org and user) if its key is within the
+    /// limit. A refused request must not be counted.
+    fn check_request(&self, principal: &Principal) -> RateLimitCheck;
+}
+
+impl RateLimitBackend for RateLimiter {
+    fn check_request(&self, principal: &Principal) -> RateLimitCheck {
+        RateLimitCheck::Ready(self.check(principal).map_err(RateLimitError::Limited))
+    }
+}
+
+impl<B: RateLimitBackend + ?Sized> RateLimitBackend for Arc<B> {
+    fn check_request(&self, principal: &Principal) -> RateLimitCheck {
+        (**self).check_request(principal)
     }
 }
 
@@ -616,6 +741,41 @@ mod tests {
         let p = org_principal(Uuid::new_v4());
         limiter.clone().check(&p).unwrap();
         assert!(limiter.check(&p).is_err());
+    }
+
+    #[test]
+    fn the_in_memory_backend_is_decided_at_once() {
+        let (limiter, _clock) = limiter(RateLimiter::builder(1, Duration::from_secs(60)));
+        let backend: Arc<dyn RateLimitBackend> = Arc::new(limiter);
+        let p = org_principal(Uuid::new_v4());
+        match backend.check_request(&p) {
+            RateLimitCheck::Ready(Ok(status)) => assert_eq!(status.remaining(), 0),
+            other => panic!("expected an allowed, ready check: {other:?}"),
+        }
+        match backend.check_request(&p) {
+            RateLimitCheck::Ready(Err(RateLimitError::Limited(limited))) => {
+                assert_eq!(limited.retry_after(), Duration::from_secs(60));
+            }
+            other => panic!("expected a ready rejection: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unavailable_backend_is_a_503_that_names_no_cause() {
+        let cause = std::io::Error::other("connection refused to db.internal:5432");
+        let error = RateLimitError::Unavailable(Box::new(cause));
+        let r = error.to_error_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.code(), "rate_limit_unavailable");
+        assert_eq!(r.retry_after(), Some(1));
+        assert!(!r.body().contains("db.internal"), "{}", r.body());
+        assert!(std::error::Error::source(&error).is_some());
+        // A limited one renders exactly as RateLimited does.
+        let limited = RateLimited::new(5, Duration::from_millis(1500), Duration::from_secs(9));
+        let r = RateLimitError::from(limited.clone()).to_error_response();
+        assert_eq!(r.body(), limited.to_error_response().body());
+        assert_eq!(r.retry_after(), Some(2));
+        assert_eq!(header(&r, "ratelimit-reset"), Some(HeaderValue::from(9)));
     }
 
     #[test]
