@@ -33,7 +33,8 @@
 //! connections go back to the pool clean whatever happens (see [`TenantTx`]).
 //!
 //! Modules: [`support`] (the support SQL and policy templates), [`dangerous`] (the unscoped
-//! escape hatch).
+//! escape hatch), [`rate_limit`] (per-org rate limits shared by every instance, counted in
+//! PostgreSQL).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -43,6 +44,7 @@ mod guard;
 mod login;
 mod options;
 mod pool;
+pub mod rate_limit;
 mod scope;
 pub mod support;
 mod tx;
@@ -55,6 +57,7 @@ pub use pool::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_SIZE, DEFAULT_WAIT_TIMEOUT, PoolStatus, TenantPool,
     TenantPoolBuilder,
 };
+pub use rate_limit::{OnDatabaseError, PgRateLimitError, PgRateLimiter, PgRateLimiterBuilder};
 pub use tx::{TenantTx, ToStatement};
 
 /// The one statement that scopes a transaction, for tools that must see the database exactly as a

@@ -269,7 +269,7 @@ impl TenantPool {
     }
 }
 
-fn map_pool_error(error: PoolError) -> GuardError {
+pub(crate) fn map_pool_error(error: PoolError) -> GuardError {
     match error {
         PoolError::Timeout(_) => GuardError::PoolTimeout,
         PoolError::Closed => GuardError::PoolClosed,

@@ -55,6 +55,17 @@ pub const SUPPORT_SQL: &str = include_str!("../sql/support_v1.sql");
 /// The version of [`SUPPORT_SQL`]; `tenant_guard.support_version()` returns it once applied.
 pub const SUPPORT_SQL_VERSION: i32 = 1;
 
+/// The rate limit SQL (version [`RATE_LIMIT_SQL_VERSION`]): the counters table of
+/// [`PgRateLimiter`](crate::PgRateLimiter), the `SECURITY DEFINER` functions
+/// `tenant_guard.rate_limit_hit(…)` and `tenant_guard.rate_limit_sweep(…)` (the only way to the
+/// table), the NOLOGIN role `tenant_guard_limiter` owning them, and
+/// `tenant_guard.grant_rate_limiter(login)`, which lets a login execute them and refuses the app
+/// roles. Idempotent; independent of [`SUPPORT_SQL`]. Apply it with [`apply_rate_limit_sql`].
+pub const RATE_LIMIT_SQL: &str = include_str!("../sql/rate_limit_v1.sql");
+
+/// The version of [`RATE_LIMIT_SQL`].
+pub const RATE_LIMIT_SQL_VERSION: i32 = 1;
+
 /// Advisory-lock key serialising concurrent application in one database.
 const LOCK_KEY: i64 = 0x7465_6e61_6e74_6701; // "tenantg" + 1
 
@@ -168,6 +179,68 @@ async fn apply_once(
     Ok(())
 }
 
+/// Applies [`RATE_LIMIT_SQL`] on `client`, then lets `login` (default: the session's own login)
+/// execute the limiter's functions, in one transaction under the support SQL's advisory lock.
+/// Idempotent; retries races with a concurrent application.
+///
+/// `client` must be a superuser (the script creates the `tenant_guard_limiter` role). `login` is
+/// the login of the [`PgRateLimiter`](crate::PgRateLimiter)'s connections, typically the pool's
+/// `authenticator`; naming an app role (`anon`, `authenticated`, `service_role`) is refused, so
+/// tenants' scoped transactions never reach the counters.
+///
+/// ```no_run
+/// # async fn demo(admin: &tokio_postgres::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// tenant_guard_postgres::support::apply_rate_limit_sql(admin, Some("authenticator")).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn apply_rate_limit_sql(
+    client: &Client,
+    login: Option<&str>,
+) -> Result<(), SupportSqlError> {
+    let step = |step: &'static str| move |source| SupportSqlError::Apply { step, source };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = async {
+            client
+                .batch_execute("BEGIN")
+                .await
+                .map_err(step("rate limit SQL"))?;
+            client
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+                .await
+                .map_err(step("rate limit SQL"))?;
+            client
+                .batch_execute(RATE_LIMIT_SQL)
+                .await
+                .map_err(step("rate limit SQL"))?;
+            client
+                .execute(
+                    "SELECT tenant_guard.grant_rate_limiter(coalesce($1, session_user))",
+                    &[&login],
+                )
+                .await
+                .map_err(step("rate limiter grants"))?;
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(step("rate limit SQL"))
+        }
+        .await;
+        let Err(error) = result else {
+            return Ok(());
+        };
+        let _ = client.batch_execute("ROLLBACK").await;
+        let race = matches!(&error, SupportSqlError::Apply { source, .. } if is_race(source));
+        if !race || attempt >= ATTEMPTS {
+            return Err(error);
+        }
+        tracing::debug!(attempt, %error, "rate limit SQL raced a concurrent application; retrying");
+        tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
+    }
+}
+
 /// Connects with `config` (without TLS), applies the support SQL granting the app roles to
 /// `config`'s user, then `extra_sql` (your idempotent schema), in one transaction.
 ///
@@ -206,6 +279,23 @@ mod tests {
             assert!(!upper.contains(forbidden), "{forbidden}");
         }
         assert!(SUPPORT_SQL.contains(&format!("SELECT {SUPPORT_SQL_VERSION} $fn$")));
+    }
+
+    #[test]
+    fn rate_limit_script_is_transaction_safe_and_locks_the_counters_away() {
+        let upper = RATE_LIMIT_SQL.to_uppercase();
+        for forbidden in ["CREATE DATABASE", "VACUUM", "COMMIT;", "BEGIN;"] {
+            assert!(!upper.contains(forbidden), "{forbidden}");
+        }
+        assert!(RATE_LIMIT_SQL.contains(&format!("version {RATE_LIMIT_SQL_VERSION}")));
+        // Functions are executable by PUBLIC unless revoked.
+        assert_eq!(RATE_LIMIT_SQL.matches("FROM PUBLIC;").count(), 4);
+        assert_eq!(
+            RATE_LIMIT_SQL
+                .matches("SET search_path = pg_catalog, pg_temp")
+                .count(),
+            2
+        );
     }
 
     #[test]
