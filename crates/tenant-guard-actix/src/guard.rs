@@ -9,7 +9,8 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage, HttpResponse};
 use tenant_guard_core::{
-    AuthError, ErrorResponse, Principal, RateLimiter, RequestId, ToErrorResponse, Verifier, trace,
+    AuthError, ErrorResponse, Principal, RateLimitBackend, RateLimitCheck, RateLimitStatus,
+    RequestId, ToErrorResponse, Verifier, trace,
 };
 use tenant_guard_postgres::{TenantPool, TenantTx};
 use tracing::Instrument;
@@ -78,7 +79,7 @@ pub struct TenantGuard {
     verifier: Verifier,
     pool: Option<TenantPool>,
     allowed_roles: Option<Arc<[Box<str>]>>,
-    rate_limit: Option<RateLimiter>,
+    rate_limit: Option<Arc<dyn RateLimitBackend>>,
 }
 
 impl TenantGuard {
@@ -134,10 +135,19 @@ impl TenantGuard {
     /// [`RateLimiterBuilder::per_user`](tenant_guard_core::rate_limit::RateLimiterBuilder::per_user))
     /// on the routes this middleware wraps. Checked right after authentication and the role
     /// requirement, before anything touches the pool; over the limit: 429 `rate_limited` with
-    /// `Retry-After`, the `RateLimit-*` headers and the usual JSON body.
+    /// `Retry-After`, the `RateLimit-*` headers and the usual JSON body. Every response of a
+    /// request that passed carries the `RateLimit-*` headers too (the handler's own, if it set
+    /// them, win).
     ///
-    /// Clones of one limiter share their counters; give each scope its own limiter for its own
-    /// budget.
+    /// `limiter` is any [`RateLimitBackend`]: the in-memory
+    /// [`RateLimiter`](tenant_guard_core::RateLimiter) (per process, decided synchronously, no
+    /// extra cost) or `tenant_guard_postgres::PgRateLimiter` (one budget shared by every
+    /// instance, one database round trip per request, awaited before the handler runs; when the
+    /// database cannot answer, its `OnDatabaseError` policy decides, by default 503
+    /// `rate_limit_unavailable`).
+    ///
+    /// Clones of one limiter share their counters; give each scope its own limiter (or, for
+    /// `PgRateLimiter`, its own name) for its own budget.
     ///
     /// ```
     /// # use tenant_guard_core::{Environment, Verifier};
@@ -151,23 +161,31 @@ impl TenantGuard {
     /// # Ok::<(), tenant_guard_core::InvalidRateLimit>(())
     /// ```
     #[must_use]
-    pub fn rate_limit(mut self, limiter: RateLimiter) -> Self {
-        self.rate_limit = Some(limiter);
+    pub fn rate_limit(mut self, limiter: impl RateLimitBackend) -> Self {
+        self.rate_limit = Some(Arc::new(limiter));
         self
     }
 
-    /// Authentication, the role requirement, then the rate limit: the principal, or the
-    /// response that refuses the request (boxed: rejections are the cold path).
-    fn admit(&self, headers: &http::HeaderMap) -> Result<Principal, Box<ErrorResponse>> {
+    /// Authentication, the role requirement, then the rate limit: the principal and the rate
+    /// limit's verdict as far as it is known now, or the response that refuses the request
+    /// (boxed: rejections are the cold path).
+    fn admit(&self, headers: &http::HeaderMap) -> Result<(Principal, Limit), Box<ErrorResponse>> {
         let principal = self
             .authorize(headers)
             .map_err(|error| Box::new(error.to_error_response()))?;
-        if let Some(limiter) = &self.rate_limit {
-            limiter
-                .check(&principal)
-                .map_err(|limited| Box::new(limited.to_error_response()))?;
-        }
-        Ok(principal)
+        let limit = match self
+            .rate_limit
+            .as_ref()
+            .map(|l| l.check_request(&principal))
+        {
+            None => Limit::Unlimited,
+            Some(RateLimitCheck::Ready(Ok(status))) => Limit::Passed(status),
+            Some(RateLimitCheck::Ready(Err(error))) => {
+                return Err(Box::new(error.to_error_response()));
+            }
+            Some(RateLimitCheck::Pending(check)) => Limit::Pending(RateLimitCheck::Pending(check)),
+        };
+        Ok((principal, limit))
     }
 
     /// Authenticates from the request's headers and applies the role requirement.
@@ -195,16 +213,32 @@ where
 
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(TenantGuardMiddleware {
-            service,
+            service: Rc::new(service),
             guard: Rc::new(self.clone()),
         }))
     }
 }
 
+/// The rate limit's verdict when the request arrives.
+enum Limit {
+    /// No limiter on these routes.
+    Unlimited,
+    /// Within the limit (an in-memory limiter decides at once).
+    Passed(RateLimitStatus),
+    /// A shared limiter's check, awaited before the inner service is called.
+    Pending(RateLimitCheck),
+}
+
+/// The inner service's call: made at once, or after a pending rate limit check.
+enum Call<F, S> {
+    Now(F),
+    AfterCheck(RateLimitCheck, Rc<S>, ServiceRequest),
+}
+
 /// The service [`TenantGuard`] wraps around the inner one.
 #[derive(Debug)]
 pub struct TenantGuardMiddleware<S> {
-    service: S,
+    service: Rc<S>,
     guard: Rc<TenantGuard>,
 }
 
@@ -223,8 +257,8 @@ where
         let headers = crate::headers::core_headers(req.headers());
         let id = request_id::assign(&req, &headers);
         let span = request_id::span(&req, &id);
-        let principal = match span.in_scope(|| self.guard.admit(&headers)) {
-            Ok(principal) => principal,
+        let (principal, limit) = match span.in_scope(|| self.guard.admit(&headers)) {
+            Ok(admitted) => admitted,
             Err(error) => {
                 span.in_scope(|| {
                     tracing::info!(
@@ -258,9 +292,38 @@ where
                 slot: slot.clone(),
             });
         }
-        let inner = span.in_scope(|| self.service.call(req));
+        let mut limit_status = None;
+        let call = match limit {
+            Limit::Pending(check) => Call::AfterCheck(check, Rc::clone(&self.service), req),
+            Limit::Passed(status) => {
+                limit_status = Some(status);
+                Call::Now(span.in_scope(|| self.service.call(req)))
+            }
+            Limit::Unlimited => Call::Now(span.in_scope(|| self.service.call(req))),
+        };
         Box::pin(
             async move {
+                let inner = match call {
+                    Call::Now(inner) => inner,
+                    Call::AfterCheck(check, service, req) => match check.outcome().await {
+                        Ok(status) => {
+                            limit_status = Some(status);
+                            service.call(req)
+                        }
+                        Err(error) => {
+                            let error = error.to_error_response();
+                            tracing::info!(
+                                status = error.status().as_u16(),
+                                error = error.code(),
+                                "request rejected"
+                            );
+                            let mut response =
+                                req.into_response(render(&error)).map_into_right_body();
+                            request_id::tag_response(&mut response, &id);
+                            return Ok(response);
+                        }
+                    },
+                };
                 let result = inner.await;
                 let outcome = slot.close();
                 let response = match result {
@@ -301,10 +364,31 @@ where
                     }
                 };
                 request_id::tag_response(&mut response, &id);
+                if let Some(status) = limit_status {
+                    stamp_rate_limit(&mut response, &status);
+                }
                 Ok(response)
             }
             .instrument(span),
         )
+    }
+}
+
+/// Adds the `RateLimit-*` headers of a request that passed the limiter, unless the handler set
+/// its own.
+fn stamp_rate_limit<B>(response: &mut ServiceResponse<B>, status: &RateLimitStatus) {
+    let headers = response.headers_mut();
+    for (name, value) in status.headers() {
+        // actix-web 4 speaks `http` 0.2: copy by wire form (always representable).
+        let (Ok(name), Ok(value)) = (
+            actix_web::http::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+            actix_web::http::header::HeaderValue::from_bytes(value.as_bytes()),
+        ) else {
+            continue;
+        };
+        if !headers.contains_key(&name) {
+            headers.insert(name, value);
+        }
     }
 }
 
@@ -336,6 +420,7 @@ mod tests {
 
     use super::*;
     use crate::Authenticated;
+    use tenant_guard_core::RateLimiter;
 
     const SECRET: &str = "unit-test-secret-unit-test-secret";
     const ORG: &str = "11111111-1111-4111-8111-111111111111";
@@ -558,10 +643,15 @@ mod tests {
         // An unauthenticated request is refused before the limiter and does not count.
         let (status, _, _) = call(guard.clone(), get_me()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        for _ in 0..2 {
+        // Allowed responses carry the RateLimit-* headers too (the IETF draft's every response).
+        for remaining in ["1", "0"] {
             let req = get_me().insert_header(("authorization", bearer.as_str()));
-            let (status, _, body) = call(guard.clone(), req).await;
+            let (status, headers, body) = call(guard.clone(), req).await;
             assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(header(&headers, "ratelimit-limit"), Some("2"));
+            assert_eq!(header(&headers, "ratelimit-remaining"), Some(remaining));
+            assert!(header(&headers, "ratelimit-reset").is_some());
+            assert!(header(&headers, "retry-after").is_none());
         }
         let req = get_me()
             .insert_header(("authorization", bearer.as_str()))
@@ -601,6 +691,34 @@ mod tests {
         let req = get_me().insert_header(("authorization", bearer.as_str()));
         let (status, _, _) = call(fresh, req).await;
         assert_eq!(status, StatusCode::OK);
+    }
+
+    #[actix_web::test]
+    async fn routes_without_a_limiter_get_no_ratelimit_headers_and_handlers_keep_their_own() {
+        let bearer = format!("Bearer {}", token("authenticated"));
+        let req = get_me().insert_header(("authorization", bearer.as_str()));
+        let (status, headers, _) = call(TenantGuard::new(verifier()), req).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(header(&headers, "ratelimit-limit").is_none());
+
+        // A handler that sets its own RateLimit-* header (a finer, inner limit) keeps it.
+        let guard = TenantGuard::new(verifier()).rate_limit(RateLimiter::per_minute(100).unwrap());
+        let app = test::init_service(App::new().service(web::resource("/own").wrap(guard).get(
+            || async {
+                HttpResponse::Ok()
+                    .insert_header(("ratelimit-remaining", "7"))
+                    .finish()
+            },
+        )))
+        .await;
+        let req = test::TestRequest::get()
+            .uri("/own")
+            .insert_header(("authorization", bearer.as_str()))
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers().get("ratelimit-remaining").unwrap(), "7");
+        assert_eq!(res.headers().get("ratelimit-limit").unwrap(), "100");
     }
 
     #[actix_web::test]

@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 use axum_core::response::Response;
 use pin_project_lite::pin_project;
 use tenant_guard_core::request_id::X_REQUEST_ID;
-use tenant_guard_core::{RequestId, ToErrorResponse};
+use tenant_guard_core::{RateLimitStatus, RequestId, ToErrorResponse};
 use tenant_guard_postgres::TenantTx;
 use tracing::Span;
 
@@ -19,6 +19,17 @@ use crate::slot::{Closed, Slot};
 /// Commits or rolls back; yields a replacement response when a commit failed.
 type Finish = Pin<Box<dyn Future<Output = Option<Response>> + Send>>;
 
+/// A shared rate limit check, then the call of the inner service (or the rejection).
+pub(crate) type Admit<F> = Pin<Box<dyn Future<Output = Admitted<F>> + Send>>;
+
+/// What an [`Admit`] ends with.
+pub(crate) enum Admitted<F> {
+    /// Within the limit: the inner service's future, and the `RateLimit-*` figures.
+    Called(F, RateLimitStatus),
+    /// Over the limit, or the limiter could not decide.
+    Rejected(Response),
+}
+
 pin_project! {
     /// The response future of [`TenantGuard`](crate::TenantGuard) and
     /// [`RequestTracing`](crate::RequestTracing).
@@ -27,6 +38,7 @@ pin_project! {
         state: State<F>,
         span: Span,
         request_id: RequestId,
+        rate_limit: Option<RateLimitStatus>,
     }
 }
 
@@ -34,6 +46,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Rejected { response: Option<Response> },
+        Limiting { admit: Admit<F>, slot: Option<Slot<TenantTx>> },
         Called { #[pin] future: F, slot: Option<Slot<TenantTx>> },
         Finishing { finish: Finish, response: Option<Response> },
     }
@@ -59,7 +72,32 @@ impl<F> ResponseFuture<F> {
             },
             span,
             request_id,
+            rate_limit: None,
         }
+    }
+
+    /// Awaits `admit` (a shared rate limit check), then goes on as [`called`](Self::called).
+    pub(crate) fn limiting(
+        admit: Admit<F>,
+        slot: Slot<TenantTx>,
+        span: Span,
+        request_id: RequestId,
+    ) -> Self {
+        Self {
+            state: State::Limiting {
+                admit,
+                slot: Some(slot),
+            },
+            span,
+            request_id,
+            rate_limit: None,
+        }
+    }
+
+    /// Stamps the `RateLimit-*` headers of `status` on the response (unless it has its own).
+    pub(crate) fn with_rate_limit(mut self, status: Option<RateLimitStatus>) -> Self {
+        self.rate_limit = status;
+        self
     }
 
     pub(crate) fn called(
@@ -72,6 +110,7 @@ impl<F> ResponseFuture<F> {
             state: State::Called { future, slot },
             span,
             request_id,
+            rate_limit: None,
         }
     }
 }
@@ -111,6 +150,15 @@ where
                     Some(response) => response,
                     None => render(&internal_error()),
                 },
+                StateProj::Limiting { admit, slot } => match ready!(admit.as_mut().poll(cx)) {
+                    Admitted::Called(future, status) => {
+                        *this.rate_limit = Some(status);
+                        let slot = slot.take();
+                        this.state.set(State::Called { future, slot });
+                        continue;
+                    }
+                    Admitted::Rejected(response) => response,
+                },
                 StateProj::Called { future, slot } => {
                     let response = ready!(future.poll(cx))?;
                     match slot.as_ref().map_or(Closed::Unused, Slot::close) {
@@ -146,6 +194,11 @@ where
             response
                 .headers_mut()
                 .insert(X_REQUEST_ID, this.request_id.header_value().clone());
+            if let Some(status) = this.rate_limit.take() {
+                for (name, value) in status.headers() {
+                    response.headers_mut().entry(name).or_insert(value);
+                }
+            }
             return Poll::Ready(Ok(response));
         }
     }

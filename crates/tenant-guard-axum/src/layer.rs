@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tenant_guard_core::{RateLimiter, Verifier};
+use tenant_guard_core::{RateLimitBackend, Verifier};
 use tenant_guard_postgres::TenantPool;
 use tower_layer::Layer;
 
@@ -48,7 +48,7 @@ pub struct TenantGuardLayer {
     pub(crate) verifier: Verifier,
     pub(crate) pool: Option<TenantPool>,
     pub(crate) allowed_roles: Option<Arc<[Box<str>]>>,
-    pub(crate) rate_limit: Option<RateLimiter>,
+    pub(crate) rate_limit: Option<Arc<dyn RateLimitBackend>>,
 }
 
 impl TenantGuardLayer {
@@ -110,10 +110,18 @@ impl TenantGuardLayer {
     /// [`RateLimiterBuilder::per_user`](tenant_guard_core::rate_limit::RateLimiterBuilder::per_user))
     /// on the routes this layer wraps. Checked right after authentication and the role check,
     /// before anything touches the pool; over the limit: 429 `rate_limited` with `Retry-After`,
-    /// the `RateLimit-*` headers and the usual JSON body.
+    /// the `RateLimit-*` headers and the usual JSON body. Every response of a request that passed
+    /// carries the `RateLimit-*` headers too (the handler's own, if it set them, win).
     ///
-    /// Clones of one limiter share their counters; give each route group its own limiter for its
-    /// own budget.
+    /// `limiter` is any [`RateLimitBackend`]: the in-memory
+    /// [`RateLimiter`](tenant_guard_core::RateLimiter) (per process, decided synchronously, no
+    /// extra cost) or `tenant_guard_postgres::PgRateLimiter` (one budget shared by every
+    /// instance, one database round trip per request, awaited before the handler runs; when the
+    /// database cannot answer, its `OnDatabaseError` policy decides, by default 503
+    /// `rate_limit_unavailable`).
+    ///
+    /// Clones of one limiter share their counters; give each route group its own limiter (or, for
+    /// `PgRateLimiter`, its own name) for its own budget.
     ///
     /// ```
     /// use axum::{Router, routing::post};
@@ -128,8 +136,8 @@ impl TenantGuardLayer {
     /// # }
     /// ```
     #[must_use]
-    pub fn rate_limit(mut self, limiter: RateLimiter) -> Self {
-        self.rate_limit = Some(limiter);
+    pub fn rate_limit(mut self, limiter: impl RateLimitBackend) -> Self {
+        self.rate_limit = Some(Arc::new(limiter));
         self
     }
 }

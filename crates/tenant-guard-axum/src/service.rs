@@ -4,12 +4,12 @@ use std::task::{Context, Poll};
 
 use axum_core::response::Response;
 use http::Request;
-use tenant_guard_core::{AuthError, Principal, RequestId, ToErrorResponse, trace};
+use tenant_guard_core::{AuthError, Principal, RateLimitCheck, RequestId, ToErrorResponse, trace};
 
 use crate::trace::RequestTrace;
 use tower_service::Service;
 
-use crate::future::ResponseFuture;
+use crate::future::{Admitted, ResponseFuture};
 use crate::layer::TenantGuardLayer;
 use crate::slot::Slot;
 
@@ -58,7 +58,10 @@ impl<S> TenantGuard<S> {
 
 impl<S, ReqBody> Service<Request<ReqBody>> for TenantGuard<S>
 where
-    S: Service<Request<ReqBody>, Response = Response> + Clone,
+    // Send + 'static: a shared rate limit check is awaited before the inner service is called,
+    // so the request and the service wait in the (boxed) response future.
+    S: Service<Request<ReqBody>, Response = Response> + Clone + Send + 'static,
+    ReqBody: Send + 'static,
 {
     type Response = Response;
     type Error = S::Error;
@@ -88,19 +91,32 @@ where
             }
         };
         trace::record_principal(&span, &principal);
-        // The rate limit comes next, still before the pool.
-        if let Some(limiter) = &self.config.rate_limit
-            && let Err(limited) = limiter.check(&principal)
+        // The rate limit comes next, still before the pool: decided here when it is in memory,
+        // awaited in the response future (before the inner service runs) when it is shared.
+        let mut limit_status = None;
+        let pending = match self
+            .config
+            .rate_limit
+            .as_ref()
+            .map(|l| l.check_request(&principal))
         {
-            let response = limited.to_error_response();
-            tracing::debug!(
-                status = response.status().as_u16(),
-                code = response.code(),
-                "request rejected"
-            );
-            drop(entered);
-            return ResponseFuture::rejected(&response, span, request_id);
-        }
+            None => None,
+            Some(RateLimitCheck::Ready(Ok(status))) => {
+                limit_status = Some(status);
+                None
+            }
+            Some(RateLimitCheck::Ready(Err(error))) => {
+                let response = error.to_error_response();
+                tracing::debug!(
+                    status = response.status().as_u16(),
+                    code = response.code(),
+                    "request rejected"
+                );
+                drop(entered);
+                return ResponseFuture::rejected(&response, span, request_id);
+            }
+            Some(RateLimitCheck::Pending(check)) => Some(check),
+        };
 
         let slot = Slot::new();
         let extensions = request.extensions_mut();
@@ -116,9 +132,32 @@ where
         // tower's readiness contract: call the instance that was polled ready, keep a fresh clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        if let Some(check) = pending {
+            drop(entered);
+            let in_span = span.clone();
+            let admit = Box::pin(async move {
+                match check.await {
+                    Ok(status) => {
+                        Admitted::Called(in_span.in_scope(|| inner.call(request)), status)
+                    }
+                    Err(error) => {
+                        let response = error.to_error_response();
+                        in_span.in_scope(|| {
+                            tracing::debug!(
+                                status = response.status().as_u16(),
+                                code = response.code(),
+                                "request rejected"
+                            );
+                        });
+                        Admitted::Rejected(crate::response::render(&response))
+                    }
+                }
+            });
+            return ResponseFuture::limiting(admit, slot, span, request_id);
+        }
         let future = inner.call(request);
         drop(entered);
-        ResponseFuture::called(future, Some(slot), span, request_id)
+        ResponseFuture::called(future, Some(slot), span, request_id).with_rate_limit(limit_status)
     }
 }
 
@@ -419,9 +458,15 @@ mod tests {
         // An unauthenticated request is refused before the limiter and does not count.
         let (status, _, _) = send(app(layer.clone()), &[]).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        for _ in 0..2 {
-            let (status, _, body) = send(app(layer.clone()), &[("authorization", &bearer)]).await;
+        // Allowed responses carry the RateLimit-* headers too (the IETF draft's every response).
+        for remaining in ["1", "0"] {
+            let (status, headers, body) =
+                send(app(layer.clone()), &[("authorization", &bearer)]).await;
             assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(headers["ratelimit-limit"], "2");
+            assert_eq!(headers["ratelimit-remaining"], remaining);
+            assert!(headers.contains_key("ratelimit-reset"));
+            assert!(!headers.contains_key(header::RETRY_AFTER));
         }
         let (status, headers, body) = send(
             app(layer.clone()),
@@ -464,6 +509,33 @@ mod tests {
             .rate_limit(tenant_guard_core::RateLimiter::per_minute(2).unwrap());
         let (status, _, _) = send(app(fresh), &[("authorization", &bearer)]).await;
         assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn routes_without_a_limiter_get_no_ratelimit_headers_and_handlers_keep_their_own() {
+        let bearer = format!("Bearer {}", token("authenticated"));
+        let (status, headers, _) = send(
+            app(TenantGuardLayer::new(verifier())),
+            &[("authorization", &bearer)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!headers.contains_key("ratelimit-limit"));
+
+        // A handler that sets its own RateLimit-* header (a finer, inner limit) keeps it.
+        let own = Router::new()
+            .route(
+                "/me",
+                get(|| async { ([("ratelimit-remaining", "7")], "own") }),
+            )
+            .route_layer(
+                TenantGuardLayer::new(verifier())
+                    .rate_limit(tenant_guard_core::RateLimiter::per_minute(100).unwrap()),
+            );
+        let (status, headers, _) = send(own, &[("authorization", &bearer)]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["ratelimit-remaining"], "7");
+        assert_eq!(headers["ratelimit-limit"], "100");
     }
 
     #[tokio::test]
