@@ -77,6 +77,22 @@ impl AuditConfig {
     }
 
     /// Runs the isolation probe (writes inside a transaction that is always rolled back).
+    ///
+    /// For each tenant table with RLS (and the tenants table itself), the probe scopes as a
+    /// synthetic org A exactly as the guard scopes a request, inserts a row, then scopes as org
+    /// B and tries to read, update and delete it and to insert a row into org A.
+    ///
+    /// When the row needs parent rows (required foreign keys: a comment's task, the task's
+    /// project, the project's org), the probe creates them first in the same transaction, with
+    /// their tenant column set to the synthetic org: as the connecting login, or, if it may not
+    /// write them, as that org through the guard's scoping. Nullable foreign keys stay NULL;
+    /// other required columns get their default, an enum's first label, a value a
+    /// `CHECK (c IN (…))` allows, or a typed literal. Membership tables (a name containing
+    /// `member`, a tenant column and a `user_id`/`member_id` column) get each probe user enrolled
+    /// in its own org, so `EXISTS (SELECT 1 FROM memberships …)` policies see them. Tables the
+    /// probe cannot make a row for (a required self-reference, a cycle of required foreign keys,
+    /// a type it does not know, an insert the database refuses) are reported as `probe_skipped`
+    /// with the exact reason.
     pub fn probe(mut self, enabled: bool) -> Self {
         self.probe = enabled;
         self

@@ -23,8 +23,9 @@
 //! an index, and orphan rows; grants missing for `authenticated`; functions without a fixed
 //! `search_path` and SECURITY DEFINER functions clients can call; views, materialized views and
 //! foreign tables that read past RLS; a login that is superuser, has BYPASSRLS, owns tables or
-//! holds privileges itself. The optional isolation probe proves isolation on the live schema:
-//! see [`AuditConfig::probe`].
+//! holds privileges itself. The optional isolation probe proves isolation on the live schema,
+//! creating the parent rows that tables behind required foreign keys need (projects → tasks →
+//! comments): see [`AuditConfig::probe`].
 //!
 //! The audit only reads, in a read-only transaction, except for the probe, whose writes all
 //! happen in one transaction that is always rolled back (and that the server aborts if the
