@@ -16,19 +16,37 @@
 //! runs under Row Level Security as the job's own org (`with_org_job`), exactly like a user of
 //! that org: a bug in a job can then only ever touch that org's rows.
 //!
-//! Settings: `JOBS_PER_ORG` (concurrent jobs per org, default 2), `JOBS_MAX_IN_FLIGHT` (default
-//! 8), `JOBS_RETRY_BASE_MS` (backoff after the first failure, doubled each time, default 1000),
-//! `JOBS_SHUTDOWN_GRACE_SECS` (default 30), plus `DATABASE_URL`, `DB_POOL_SIZE`, `LOG_FORMAT`.
+//! # Fairness between orgs
+//!
+//! Two caps keep one org's backlog from starving the others: `JOBS_PER_ORG` jobs of an org run
+//! at once (a semaphore per org; a busy org is skipped by the claim), and, with
+//! `JOBS_RATE_PER_ORG`, at most that many job attempts of an org start per
+//! `JOBS_RATE_WINDOW_SECS`. The rate cap is the same building block as the HTTP layers' rate
+//! limit ([`RateLimitBackend`](tenant_guard::RateLimitBackend)): with `DATABASE_URL` a
+//! [`PgRateLimiter`](tenant_guard::postgres::PgRateLimiter) named `jobs`, so every worker process
+//! on the database draws from one budget per org; on a throwaway database the in-memory
+//! [`RateLimiter`](tenant_guard::RateLimiter). A job over the cap goes back to the queue
+//! uncounted (its attempt is not spent) and its org is skipped until the cap's `Retry-After`;
+//! `--once` then exits when only capped orgs have work left.
+//!
+//! Settings: `JOBS_PER_ORG` (concurrent jobs per org, default 2), `JOBS_RATE_PER_ORG` (job
+//! attempts started per org and window, default: no cap), `JOBS_RATE_WINDOW_SECS` (default 60),
+//! `JOBS_MAX_IN_FLIGHT` (default 8), `JOBS_RETRY_BASE_MS` (backoff after the first failure,
+//! doubled each time, default 1000), `JOBS_SHUTDOWN_GRACE_SECS` (default 30), plus
+//! `DATABASE_URL`, `DB_POOL_SIZE`, `LOG_FORMAT`.
 
 #[path = "common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tenant_guard::ServiceContext;
-use tenant_guard::postgres::{TenantPool, TenantTx, with_org_job, with_service_role};
+use tenant_guard::postgres::support::RATE_LIMIT_SQL;
+use tenant_guard::postgres::{
+    PgRateLimiter, TenantPool, TenantTx, with_org_job, with_service_role,
+};
+use tenant_guard::{RateLimitBackend, RateLimitError, RateLimiter, Role, ServiceContext};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
@@ -104,6 +122,8 @@ enum Outcome {
 #[derive(Debug)]
 struct Settings {
     per_org: usize,
+    /// Job attempts an org may start per window, shared by every worker on the database.
+    rate_cap: Option<Arc<dyn RateLimitBackend>>,
     max_in_flight: usize,
     retry_base: Duration,
     grace: Duration,
@@ -122,49 +142,92 @@ async fn run() -> Result<(), BoxError> {
     let config = common::Config::from_env()?;
     common::init_logging(config.log_format);
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let rate_cap = rate_cap(&config)?;
     let settings = Settings {
         per_org: env_number("JOBS_PER_ORG", 2)?,
+        rate_cap,
         max_in_flight: env_number("JOBS_MAX_IN_FLIGHT", 8)?,
         retry_base: Duration::from_millis(env_number("JOBS_RETRY_BASE_MS", 1000)?),
         grace: Duration::from_secs(env_number("JOBS_SHUTDOWN_GRACE_SECS", 30)?),
         exit_when_idle: args.iter().any(|a| a == "--once")
             || std::env::var("JOBS_EXIT_WHEN_IDLE").is_ok_and(|v| v == "1"),
     };
-    let schema = format!("{}{JOBS_SQL}", common::SCHEMA_SQL);
+    let mut schema = format!("{}{JOBS_SQL}", common::SCHEMA_SQL);
+    if settings.rate_cap.is_some() && config.database_url.is_some() {
+        // The shared cap's counters; the limiter connects with DATABASE_URL's login.
+        schema.push_str(RATE_LIMIT_SQL);
+        schema.push_str("\nSELECT tenant_guard.grant_rate_limiter(session_user);\n");
+    }
     let database = common::open_database_with_schema(&config, &schema).await?;
     if config.database_url.is_none() || args.iter().any(|a| a == "--seed-demo") {
         seed_demo_jobs(&database.pool).await?;
     }
     let counts = work(&database.pool, &settings).await;
+    let deferred = if settings.rate_cap.is_some() {
+        format!(", {} deferred by the rate cap", counts[3])
+    } else {
+        String::new()
+    };
     #[allow(clippy::print_stdout)]
     {
         println!(
-            "jobs: {} done, {} retries scheduled, {} failed",
+            "jobs: {} done, {} retries scheduled, {} failed{deferred}",
             counts[0], counts[1], counts[2]
         );
     }
     Ok(())
 }
 
-/// Claims and runs jobs until shutdown (or, with `exit_when_idle`, until nothing is left).
-/// Returns how many attempts ended done, retried and failed.
-async fn work(pool: &TenantPool, settings: &Settings) -> [usize; 3] {
-    let mut counts = [0; 3];
+/// The per-org rate cap of `JOBS_RATE_PER_ORG` per `JOBS_RATE_WINDOW_SECS`, if set: shared
+/// through the database with `DATABASE_URL`, in memory on a throwaway database.
+fn rate_cap(config: &common::Config) -> Result<Option<Arc<dyn RateLimitBackend>>, BoxError> {
+    if std::env::var_os("JOBS_RATE_PER_ORG").is_none() {
+        return Ok(None);
+    }
+    let per_window: u32 = env_number("JOBS_RATE_PER_ORG", 1)?;
+    let window = Duration::from_secs(env_number("JOBS_RATE_WINDOW_SECS", 60)?);
+    Ok(Some(match &config.database_url {
+        Some(url) => {
+            Arc::new(PgRateLimiter::builder("jobs", per_window, window).build_from_url(url)?)
+        }
+        None => Arc::new(RateLimiter::builder(per_window, window).build()?),
+    }))
+}
+
+/// Claims and runs jobs until shutdown (or, with `exit_when_idle`, until nothing is left that
+/// the rate cap allows now). Returns how many attempts ended done, retried and failed, and how
+/// many claims the rate cap deferred.
+async fn work(pool: &TenantPool, settings: &Settings) -> [usize; 4] {
+    let mut counts = [0; 4];
     let mut in_flight: JoinSet<Outcome> = JoinSet::new();
     let mut slots: HashMap<Uuid, Arc<Semaphore>> = HashMap::new();
+    // Orgs over the rate cap, until when.
+    let mut capped: HashMap<Uuid, Instant> = HashMap::new();
     let shutdown = common::shutdown_signal();
     tokio::pin!(shutdown);
     'claiming: loop {
         while in_flight.len() < settings.max_in_flight {
-            // Orgs whose slots are all taken are skipped by the claim, so one busy org cannot
-            // hold the queue (or hoard leased jobs) while the others wait.
+            // Orgs whose slots are all taken, or over their rate cap, are skipped by the claim,
+            // so one busy org cannot hold the queue (or hoard leased jobs) while the others wait.
+            let now = Instant::now();
+            capped.retain(|_, until| *until > now);
             let busy: Vec<Uuid> = slots
                 .iter()
                 .filter(|(_, s)| s.available_permits() == 0)
                 .map(|(org, _)| *org)
+                .chain(capped.keys().copied())
                 .collect();
             match claim(pool, &busy).await {
                 Ok(Some(job)) => {
+                    if let Some(cap) = &settings.rate_cap
+                        && let Some(wait) = over_the_cap(cap.as_ref(), job.org_id).await
+                    {
+                        tracing::info!(org_id = %job.org_id, ?wait, "org over its job rate cap; job deferred");
+                        capped.insert(job.org_id, Instant::now() + wait);
+                        counts[3] += 1;
+                        defer(pool, &job).await;
+                        continue;
+                    }
                     let slot = slots
                         .entry(job.org_id)
                         .or_insert_with(|| Arc::new(Semaphore::new(settings.per_org)));
@@ -182,7 +245,8 @@ async fn work(pool: &TenantPool, settings: &Settings) -> [usize; 3] {
                     in_flight.spawn(task.instrument(span));
                 }
                 Ok(None) if settings.exit_when_idle && in_flight.is_empty() => {
-                    if !pending(pool).await.unwrap_or(true) {
+                    let capped: Vec<Uuid> = capped.keys().copied().collect();
+                    if !pending(pool, &capped).await.unwrap_or(true) {
                         break 'claiming;
                     }
                     break;
@@ -221,7 +285,40 @@ async fn work(pool: &TenantPool, settings: &Settings) -> [usize; 3] {
     counts
 }
 
-fn tally(counts: &mut [usize; 3], done: Result<Outcome, tokio::task::JoinError>) {
+/// Counts one job attempt of `org` against the rate cap: `None` when it may start, else how long
+/// the org must wait. A cap that cannot be checked defers the job for a second (fail closed).
+async fn over_the_cap(cap: &dyn RateLimitBackend, org: Uuid) -> Option<Duration> {
+    let role = Role::new("authenticated").ok()?;
+    let principal = ServiceContext::new("jobs-worker").org_principal(org, role);
+    match cap.check_request(&principal).outcome().await {
+        Ok(_) => None,
+        Err(RateLimitError::Limited(limited)) => Some(limited.retry_after()),
+        Err(error) => {
+            tracing::warn!(%error, "the job rate cap could not be checked; deferring");
+            Some(Duration::from_secs(1))
+        }
+    }
+}
+
+/// NOT the service role: gives a claimed job back to the queue as its own org, without spending
+/// the attempt the claim counted.
+async fn defer(pool: &TenantPool, job: &Job) {
+    let context = ServiceContext::new("jobs-worker").with_job_id(job.id.to_string());
+    let released = with_org_job(pool, &context, job.org_id, async |tx| {
+        tx.execute(
+            "UPDATE jobs SET status = 'queued', attempts = attempts - 1, locked_until = NULL \
+             WHERE id = $1",
+            &[&job.id],
+        )
+        .await
+    })
+    .await;
+    if let Err(error) = released {
+        tracing::error!(%error, "giving a deferred job back failed; its lease will expire");
+    }
+}
+
+fn tally(counts: &mut [usize; 4], done: Result<Outcome, tokio::task::JoinError>) {
     match done {
         Ok(Outcome::Done) => counts[0] += 1,
         Ok(Outcome::Retry) => counts[1] += 1,
@@ -250,14 +347,16 @@ async fn claim(pool: &TenantPool, busy_orgs: &[Uuid]) -> Result<Option<Job>, Box
     .await
 }
 
-/// SERVICE ROLE: whether any org still has work queued or running (for `--once`).
-async fn pending(pool: &TenantPool) -> Result<bool, BoxError> {
+/// SERVICE ROLE: whether any org but the `capped` ones still has work queued or running (for
+/// `--once`).
+async fn pending(pool: &TenantPool, capped: &[Uuid]) -> Result<bool, BoxError> {
     let context = ServiceContext::new("jobs-idle-check");
     with_service_role(pool, &context, async |tx| {
         let row = tx
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('queued', 'running'))",
-                &[],
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('queued', 'running') \
+                 AND org_id <> ALL($1::uuid[]))",
+                &[&capped],
             )
             .await?;
         Ok(row.try_get(0)?)

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use tenant_guard_testkit::TestPostgres;
+use tenant_guard_testkit::{TestDatabase, TestPostgres};
 use uuid::Uuid;
 
 /// Variables the example reads; cleared so the caller's environment cannot change the test.
@@ -20,6 +20,8 @@ const EXAMPLE_VARS: &[&str] = &[
     "DB_POOL_SIZE",
     "LOG_FORMAT",
     "JOBS_PER_ORG",
+    "JOBS_RATE_PER_ORG",
+    "JOBS_RATE_WINDOW_SECS",
     "JOBS_MAX_IN_FLIGHT",
     "JOBS_RETRY_BASE_MS",
     "JOBS_SHUTDOWN_GRACE_SECS",
@@ -44,13 +46,8 @@ fn example_binary(name: &str) -> PathBuf {
     path
 }
 
-#[tokio::test]
-async fn worker_runs_every_job_once_in_its_own_org() {
-    let database = TestPostgres::shared()
-        .expect("test PostgreSQL")
-        .create_database_async()
-        .await
-        .expect("test database");
+/// Runs the worker once (`--once --seed-demo`) on `database` with `env`: (stdout, stderr).
+fn run_worker(database: &TestDatabase, env: &[(&str, &str)]) -> (String, String) {
     let mut command = Command::new(example_binary("service_jobs"));
     for var in EXAMPLE_VARS {
         command.env_remove(var);
@@ -60,16 +57,28 @@ async fn worker_runs_every_job_once_in_its_own_org() {
         .env("DATABASE_URL", database.url())
         .env("JOBS_RETRY_BASE_MS", "50")
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("run the example");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         output.status.success(),
         "exit status {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         output.status
     );
+    (stdout, stderr)
+}
+
+#[tokio::test]
+async fn worker_runs_every_job_once_in_its_own_org() {
+    let database = TestPostgres::shared()
+        .expect("test PostgreSQL")
+        .create_database_async()
+        .await
+        .expect("test database");
+    let (stdout, stderr) = run_worker(&database, &[]);
 
     let client = database.connect().await.expect("superuser connection");
     let jobs = client
@@ -141,4 +150,68 @@ async fn worker_runs_every_job_once_in_its_own_org() {
         };
         assert_eq!(count("projects").await, count("jobs").await, "org {org}");
     }
+}
+
+/// The per-org rate cap (`JOBS_RATE_PER_ORG`), shared through the database: with one job attempt
+/// per org and hour, each org starts exactly one job; the next claim of each org is given back
+/// uncounted (attempt not spent) and the org skipped, so `--once` exits with their work queued.
+#[tokio::test]
+async fn the_rate_cap_defers_an_orgs_jobs_without_spending_attempts() {
+    let database = TestPostgres::shared()
+        .expect("test PostgreSQL")
+        .create_database_async()
+        .await
+        .expect("test database");
+    let (stdout, stderr) = run_worker(
+        &database,
+        &[
+            ("JOBS_RATE_PER_ORG", "1"),
+            ("JOBS_RATE_WINDOW_SECS", "3600"),
+        ],
+    );
+    // Which of an org's jobs came first is not ordered (they were enqueued together), so the
+    // started job of the first org may be the flaky one (retry scheduled) or not (done).
+    let summary = stdout.trim();
+    assert!(
+        summary == "jobs: 2 done, 0 retries scheduled, 0 failed, 2 deferred by the rate cap"
+            || summary == "jobs: 1 done, 1 retries scheduled, 0 failed, 2 deferred by the rate cap",
+        "{summary}\n{stderr}"
+    );
+
+    let client = database.connect().await.expect("superuser connection");
+    let per_org = client
+        .query(
+            "SELECT org_id, sum(attempts)::int, count(*) FILTER (WHERE attempts = 0)::int \
+             FROM jobs GROUP BY org_id ORDER BY org_id",
+            &[],
+        )
+        .await
+        .expect("jobs per org");
+    assert_eq!(per_org.len(), 2);
+    for row in &per_org {
+        let org: Uuid = row.get(0);
+        let jobs_in_org: i64 = client
+            .query_one("SELECT count(*) FROM jobs WHERE org_id = $1", &[&org])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(row.get::<_, i32>(1), 1, "one attempt started in org {org}");
+        assert_eq!(
+            i64::from(row.get::<_, i32>(2)),
+            jobs_in_org - 1,
+            "the others untouched: deferred attempts are not spent (org {org})"
+        );
+    }
+    // The shared counters saw one allowed attempt per org (refused ones are not counted).
+    let counters = client
+        .query(
+            "SELECT org_id, hits FROM tenant_guard.rate_counters WHERE limiter = 'jobs' \
+             ORDER BY org_id",
+            &[],
+        )
+        .await
+        .expect("rate counters");
+    let orgs: Vec<Uuid> = per_org.iter().map(|r| r.get(0)).collect();
+    let counted: Vec<(Uuid, i32)> = counters.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(counted, orgs.iter().map(|o| (*o, 1)).collect::<Vec<_>>());
 }
