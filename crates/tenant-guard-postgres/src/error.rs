@@ -16,7 +16,7 @@ const RETRY_AFTER_SECONDS: u64 = 1;
 /// | variant | status | `error` code |
 /// |---|---|---|
 /// | [`PoolTimeout`](Self::PoolTimeout) | 503 + `Retry-After` | `database_busy` |
-/// | [`Unavailable`](Self::Unavailable), [`PoolClosed`](Self::PoolClosed) | 503 + `Retry-After` | `database_unavailable` |
+/// | [`Unavailable`](Self::Unavailable), [`ConnectionLost`](Self::ConnectionLost), [`PoolClosed`](Self::PoolClosed) | 503 + `Retry-After` | `database_unavailable` |
 /// | [`ForbiddenByPolicy`](Self::ForbiddenByPolicy) (SQLSTATE 42501) | 403 | `forbidden_by_policy` |
 /// | [`RoleNotAllowed`](Self::RoleNotAllowed) | 403 | `role_not_allowed` |
 /// | [`UniqueViolation`](Self::UniqueViolation) (23505) | 409 | `conflict` |
@@ -79,6 +79,12 @@ pub enum GuardError {
     #[error("statement cancelled by the statement timeout (SQLSTATE 57014)")]
     StatementTimeout(#[source] tokio_postgres::Error),
 
+    /// The connection broke before the transaction could be committed (the server restarted,
+    /// the backend was terminated); the server rolled back whatever the transaction held.
+    /// Transient: retrying later may succeed.
+    #[error("the database connection was lost before the transaction ended; it was rolled back")]
+    ConnectionLost,
+
     /// A statement of this transaction failed earlier, so the database rolled it back; it
     /// cannot be committed.
     #[error("the transaction was rolled back because an earlier statement failed")]
@@ -92,6 +98,23 @@ pub enum GuardError {
     /// The configuration is invalid (bad URL, zero pool size, …).
     #[error("invalid guard configuration: {0}")]
     Config(String),
+}
+
+/// The connection (not the statement) failed: closed, an I/O error on the socket, or a server
+/// error of the connection classes (08: connection exception; 57P: admin shutdown, crash
+/// shutdown, cannot connect now; 53300: too many connections). Transient: retrying later may
+/// succeed.
+fn is_connection_failure(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08") || c.starts_with("57P") || c == "53300"
+        }
+        None => std::error::Error::source(error).is_some_and(|s| s.is::<std::io::Error>()),
+    }
 }
 
 fn sqlstate(error: &tokio_postgres::Error) -> &str {
@@ -118,12 +141,11 @@ fn constraint_suffix(error: &tokio_postgres::Error) -> String {
 impl GuardError {
     /// Classifies an error of a statement run for the caller.
     pub(crate) fn from_statement(error: tokio_postgres::Error) -> Self {
+        if is_connection_failure(&error) {
+            return Self::Unavailable(error);
+        }
         let Some(code) = error.code() else {
-            return if error.is_closed() {
-                Self::Unavailable(error)
-            } else {
-                Self::Database(error)
-            };
+            return Self::Database(error);
         };
         match code.code() {
             "42501" => Self::ForbiddenByPolicy(error),
@@ -131,17 +153,15 @@ impl GuardError {
             c if c.starts_with("23") => Self::ConstraintViolation(error),
             "40001" | "40P01" => Self::TransactionConflict(error),
             "57014" => Self::StatementTimeout(error),
-            // Connection-level failures: admin shutdown, crash, too many connections.
-            c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => {
-                Self::Unavailable(error)
-            }
             _ => Self::Database(error),
         }
     }
 
-    /// Classifies an error of the scoping prelude.
+    /// Classifies an error of the scoping prelude: the connection failing (the server shutting
+    /// down, restarting, the backend killed) is [`Unavailable`](Self::Unavailable) like for any
+    /// statement, anything else a [`Scope`](Self::Scope) error.
     pub(crate) fn from_scope(error: tokio_postgres::Error) -> Self {
-        if error.is_closed() {
+        if is_connection_failure(&error) {
             Self::Unavailable(error)
         } else {
             Self::Scope(error)
@@ -186,6 +206,7 @@ impl GuardError {
             Self::PoolTimeout
                 | Self::PoolClosed
                 | Self::Unavailable(_)
+                | Self::ConnectionLost
                 | Self::TransactionConflict(_)
                 | Self::StatementTimeout(_)
         )
@@ -195,7 +216,9 @@ impl GuardError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::PoolTimeout => "database_busy",
-            Self::PoolClosed | Self::Unavailable(_) => "database_unavailable",
+            Self::PoolClosed | Self::Unavailable(_) | Self::ConnectionLost => {
+                "database_unavailable"
+            }
             Self::ForbiddenByPolicy(_) => "forbidden_by_policy",
             Self::RoleNotAllowed(_) => "role_not_allowed",
             Self::UniqueViolation(_) => "conflict",
@@ -213,6 +236,7 @@ impl GuardError {
             Self::PoolTimeout
             | Self::PoolClosed
             | Self::Unavailable(_)
+            | Self::ConnectionLost
             | Self::TransactionConflict(_)
             | Self::StatementTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ForbiddenByPolicy(_) | Self::RoleNotAllowed(_) => StatusCode::FORBIDDEN,
@@ -230,7 +254,7 @@ impl GuardError {
     fn public_message(&self) -> &'static str {
         match self {
             Self::PoolTimeout => "the service is busy; retry shortly",
-            Self::PoolClosed | Self::Unavailable(_) => {
+            Self::PoolClosed | Self::Unavailable(_) | Self::ConnectionLost => {
                 "the database is temporarily unavailable; retry shortly"
             }
             Self::ForbiddenByPolicy(_) => "the operation is not permitted for this organization",
@@ -265,6 +289,16 @@ impl ToErrorResponse for GuardError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_connection_is_503_database_unavailable_with_retry_after() {
+        let e = GuardError::ConnectionLost;
+        assert!(e.is_transient());
+        let r = e.to_error_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.code(), "database_unavailable");
+        assert_eq!(r.retry_after(), Some(RETRY_AFTER_SECONDS));
+    }
 
     #[test]
     fn pool_timeout_is_503_with_retry_after() {

@@ -432,6 +432,7 @@ impl TenantTx {
                 return Ok(());
             }
             OPEN => {}
+            BROKEN => return Err(GuardError::ConnectionLost),
             _ => return Err(GuardError::RolledBack),
         }
         if self.failed.load(Ordering::Acquire) {
@@ -447,7 +448,7 @@ impl TenantTx {
                 return Ok(());
             }
             self.phase.store(BROKEN, Ordering::Release);
-            return Err(GuardError::RolledBack);
+            return Err(GuardError::ConnectionLost);
         }
         let result = if cancelled {
             // A statement whose answer was never seen may have failed and aborted the
