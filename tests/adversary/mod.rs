@@ -10,5 +10,6 @@
 )]
 
 pub mod apps;
+pub mod faults;
 pub mod table;
 pub mod tokens;
