@@ -35,7 +35,10 @@ GRANT USAGE ON SCHEMA tenant_guard TO tenant_guard_limiter;
 -- One row per limiter, key and window. `hits` counts the requests allowed in the window (refused
 -- requests are not counted). A row matters for two windows (its own, then as the previous window
 -- of the sliding estimate): `expires_at` is the end of the second, and the sweep deletes past it.
-CREATE TABLE IF NOT EXISTS tenant_guard.rate_counters (
+-- UNLOGGED: counting a request writes no WAL (and the limiter's sessions run with
+-- synchronous_commit off), so a check never waits for a disk flush; the price is that a crash or
+-- a failover to a standby starts every budget afresh, which a rate limit can afford.
+CREATE UNLOGGED TABLE IF NOT EXISTS tenant_guard.rate_counters (
     limiter      text        NOT NULL,
     org_id       uuid        NOT NULL,
     user_id      text        NOT NULL DEFAULT '',

@@ -19,9 +19,11 @@
 //!
 //! so a burst straddling a window boundary cannot get twice the limit, and a refused request is
 //! not counted. The check is atomic under concurrency (the condition is re-checked on the locked
-//! row), and windows follow the database's clock, one clock for every instance. Expired windows
-//! are deleted every [`sweep_every`](PgRateLimiterBuilder::sweep_every) checks, pipelined with
-//! that check (no extra round trip), or by [`PgRateLimiter::sweep`].
+//! row), and windows follow the database's clock, one clock for every instance. The table is
+//! `UNLOGGED` and the limiter's sessions run with `synchronous_commit = off`: a check writes no WAL
+//! and never waits for a disk flush (after a crash or a failover, budgets start afresh). Expired
+//! windows are deleted every [`sweep_every`](PgRateLimiterBuilder::sweep_every) checks, pipelined
+//! with that check (no extra round trip), or by [`PgRateLimiter::sweep`].
 //!
 //! # Roles and grants
 //!
@@ -465,12 +467,13 @@ impl PgRateLimiterBuilder {
         if config.get_application_name().is_none() {
             config.application_name("tenant-guard-limiter");
         }
+        // The server gives up on a statement when the check would; a counter increment lost in
+        // a crash costs nothing, so a check never waits for a WAL flush.
         let millis = self.timeout.as_millis().max(1);
+        let ours = format!("-c statement_timeout={millis} -c synchronous_commit=off");
         let options = match config.get_options() {
-            Some(existing) if !existing.trim().is_empty() => {
-                format!("{existing} -c statement_timeout={millis}")
-            }
-            _ => format!("-c statement_timeout={millis}"),
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} {ours}"),
+            _ => ours,
         };
         config.options(&options);
         let manager = Manager::from_config(

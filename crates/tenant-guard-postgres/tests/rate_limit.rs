@@ -298,6 +298,22 @@ async fn tenants_cannot_reach_the_counters() {
 }
 
 #[tokio::test]
+async fn counting_writes_no_wal() {
+    let f = fixture().await;
+    let persistence: i8 = f
+        .admin
+        .query_one(
+            "SELECT relpersistence::\"char\" FROM pg_class
+              WHERE oid = 'tenant_guard.rate_counters'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(persistence as u8, b'u', "the counters table is UNLOGGED");
+}
+
+#[tokio::test]
 async fn the_rate_limit_sql_is_idempotent() {
     let f = fixture().await;
     let limiter = f.limiter(PgRateLimiter::builder("api", 5, DAY));
