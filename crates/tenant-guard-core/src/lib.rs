@@ -30,6 +30,8 @@
 //!   first verification). To use `rust_crypto`, turn default features off.
 //! - `jwks-remote`: fetch and refresh a JWK set over HTTP(S) in the background (module `remote`,
 //!   `VerifierBuilder::jwks_url`, `JWT_JWKS_URL`).
+//! - `metrics`: request, rejection and per-org counters and latency histograms through the
+//!   `metrics` facade (module `metrics`; the guard and the adapters record into it).
 //!
 //! # Fail closed
 //!
@@ -59,6 +61,8 @@ pub mod error;
 mod extract;
 mod jwk;
 pub mod keys;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod principal;
 pub mod rate_limit;
 #[cfg(feature = "jwks-remote")]

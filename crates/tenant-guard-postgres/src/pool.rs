@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{
     ClientWrapper, Hook, HookError, Manager, ManagerConfig, Pool, PoolError, QueueMode,
@@ -215,13 +215,34 @@ impl TenantPool {
     }
 
     async fn checkout(&self, scope: Scope, read_only: bool) -> Result<TenantTx, GuardError> {
-        let conn = self.inner.pool.get().await.map_err(map_pool_error)?;
+        let span = crate::tx::tx_span(&scope, read_only);
+        let started = Instant::now();
+        let conn = match self.inner.pool.get().await {
+            Ok(conn) => conn,
+            Err(error) => {
+                let error = map_pool_error(error);
+                span.record("outcome", "checkout_failed");
+                span.in_scope(|| tracing::warn!(%error, "no connection for the transaction"));
+                return Err(error);
+            }
+        };
+        let wait = started.elapsed();
+        span.record("pool_wait_ms", tenant_guard_core::trace::millis(wait));
+        #[cfg(feature = "metrics")]
+        tenant_guard_core::metrics::record_pool_wait(wait);
         // Prepared by the post-create hook, so this is a cache hit without a round trip.
         let scope_statement = conn
             .prepare_cached(SCOPE_SQL)
             .await
             .map_err(GuardError::from_scope)?;
-        Ok(TenantTx::new(conn, scope_statement, scope, read_only))
+        Ok(TenantTx::new(
+            conn,
+            scope_statement,
+            scope,
+            read_only,
+            span,
+            started,
+        ))
     }
 
     /// Reads the facts about the pool's login (see [`LoginPolicy`]); for a startup report.

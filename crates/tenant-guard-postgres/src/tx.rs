@@ -22,6 +22,18 @@
 //!   transaction is not committed: the statement may still be running, so the connection is
 //!   discarded (closed; the server rolls back) and a cancel request is sent for the statement;
 //! - the connection broke: discarded.
+//!
+//! # Tracing
+//!
+//! Every transaction has an `info` span `tenant_tx` (a child of the request's span when there is
+//! one) opened at checkout, with `role`, `org_id` (empty on the service-role path), `read_only`,
+//! and, as they become known, `pool_wait_ms` (time to check a connection out of the pool),
+//! `scope_ms` (time from sending `BEGIN` and the scoping statement to their answer, which arrives
+//! with the first statement's; pipelined, so it is not a round trip of its own), `outcome`
+//! (`committed`, `rolled_back`, `dropped`, `discarded` or `commit_failed`) and `duration_ms`
+//! (checkout to end). Timing costs a few `Instant::now()` calls and nothing is allocated for it.
+//! With the `metrics` feature the same figures feed the histograms and counters of
+//! `tenant_guard_core::metrics`.
 
 use std::fmt;
 use std::future::{Future, poll_fn};
@@ -29,12 +41,14 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use deadpool_postgres::{ClientWrapper, Object};
 use futures_util::future::join;
 use tenant_guard_core::Role;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Statement};
+use tracing::Span;
 use uuid::Uuid;
 
 use crate::error::GuardError;
@@ -137,6 +151,12 @@ pub struct TenantTx {
     /// Held while a statement (and the prelude, the first time) is first polled, so concurrent
     /// statements cannot overtake the prelude.
     send_lock: Mutex<()>,
+    /// The `tenant_tx` span (see the module docs).
+    span: Span,
+    /// When the checkout began.
+    started: Instant,
+    /// The outcome was recorded (it is recorded once).
+    ended: AtomicBool,
 }
 
 impl fmt::Debug for TenantTx {
@@ -196,12 +216,67 @@ enum End {
     Dropped,
 }
 
+/// The `outcome` of a transaction, as recorded on its span, in the audit event and as a metric
+/// label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Committed,
+    CommitFailed,
+    RolledBack,
+    Dropped,
+    Discarded,
+}
+
+impl Outcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Committed => "committed",
+            Self::CommitFailed => "commit_failed",
+            Self::RolledBack => "rolled_back",
+            Self::Dropped => "dropped",
+            Self::Discarded => "discarded",
+        }
+    }
+}
+
+/// The `tenant_tx` span of a transaction about to be checked out for `scope`.
+pub(crate) fn tx_span(scope: &Scope, read_only: bool) -> Span {
+    let span = tracing::info_span!(
+        "tenant_tx",
+        role = scope.role().as_str(),
+        org_id = tracing::field::Empty,
+        read_only,
+        service_reason = tracing::field::Empty,
+        job_id = tracing::field::Empty,
+        pool_wait_ms = tracing::field::Empty,
+        scope_ms = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        if let Some(org) = scope.org_id() {
+            span.record("org_id", tracing::field::display(org));
+        }
+        if let Some(reason) = scope.service_reason() {
+            span.record("service_reason", reason);
+        }
+        if let Some(job_id) = scope.service_job_id() {
+            span.record("job_id", job_id);
+        }
+    }
+    span
+}
+
 impl TenantTx {
+    /// `span` is the transaction's `tenant_tx` span (see [`tx_span`]), `started` when the
+    /// checkout began.
     pub(crate) fn new(
         conn: Object,
         scope_statement: Statement,
         scope: Scope,
         read_only: bool,
+        span: Span,
+        started: Instant,
     ) -> Self {
         Self {
             conn: Some(conn),
@@ -212,7 +287,16 @@ impl TenantTx {
             failed: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
             send_lock: Mutex::new(()),
+            span,
+            started,
+            ended: AtomicBool::new(false),
         }
+    }
+
+    /// The transaction's `tenant_tx` span (see the [module docs](self)): to instrument work that
+    /// belongs to it.
+    pub fn span(&self) -> &Span {
+        &self.span
     }
 
     /// The org this transaction is scoped to (`None` on the service-role path).
@@ -282,11 +366,17 @@ impl TenantTx {
             let mut org = [0u8; 36];
             let [role, claims, sub, org, request_id] = self.scope.values(&mut org);
             let params: [&(dyn ToSql + Sync); 5] = [&role, &claims, &sub, &org, &request_id];
+            let sent = Instant::now();
             let (begin, scope) = join(
                 client.batch_execute(self.begin_sql()),
                 client.execute(&self.scope_statement, &params),
             )
             .await;
+            let scoped = sent.elapsed();
+            self.span
+                .record("scope_ms", tenant_guard_core::trace::millis(scoped));
+            #[cfg(feature = "metrics")]
+            tenant_guard_core::metrics::record_scope(scoped);
             begin.and(scope.map(drop))
         };
         let mut both = pin!(join(prelude, op));
@@ -428,7 +518,7 @@ impl TenantTx {
         match self.phase.load(Ordering::Acquire) {
             IDLE => {
                 self.phase.store(ENDING, Ordering::Release);
-                self.audit_end("committed");
+                self.end(Outcome::Committed);
                 return Ok(());
             }
             OPEN => {}
@@ -444,7 +534,7 @@ impl TenantTx {
         if self.read_only && !cancelled {
             if send_without_waiting(client, "COMMIT") {
                 self.phase.store(ENDING, Ordering::Release);
-                self.audit_end("committed");
+                self.end(Outcome::Committed);
                 return Ok(());
             }
             self.phase.store(BROKEN, Ordering::Release);
@@ -469,7 +559,7 @@ impl TenantTx {
             commit.await.map_err(GuardError::from_statement)
         };
         match &result {
-            Ok(()) => self.audit_end("committed"),
+            Ok(()) => self.end(Outcome::Committed),
             Err(error) => {
                 if error
                     .postgres()
@@ -477,7 +567,7 @@ impl TenantTx {
                 {
                     self.phase.store(BROKEN, Ordering::Release);
                 }
-                self.audit_end("commit failed");
+                self.end(Outcome::CommitFailed);
             }
         }
         result
@@ -502,46 +592,72 @@ impl TenantTx {
         };
         let phase = self.phase.load(Ordering::Acquire);
         let cancelled = self.cancelled.load(Ordering::Acquire);
-        match phase {
-            IDLE | ENDING => drop(conn),
+        let discarded = match phase {
+            IDLE | ENDING => {
+                drop(conn);
+                false
+            }
             OPEN if !cancelled => {
-                if !send_without_waiting(&conn, "ROLLBACK") {
+                let queued = send_without_waiting(&conn, "ROLLBACK");
+                if !queued {
                     discard(conn);
                 }
+                !queued
             }
             _ => {
-                tracing::debug!(
-                    cancelled,
-                    broken = phase == BROKEN,
-                    "discarding the connection: a statement may still be running or it broke"
-                );
+                self.span.in_scope(|| {
+                    tracing::debug!(
+                        cancelled,
+                        broken = phase == BROKEN,
+                        "discarding the connection: a statement may still be running or it broke"
+                    );
+                });
                 discard(conn);
+                true
             }
-        }
+        };
         if phase != ENDING {
-            match end {
-                End::RolledBack => self.audit_end("rolled back"),
+            let outcome = match end {
+                _ if discarded => Outcome::Discarded,
+                End::RolledBack => Outcome::RolledBack,
                 End::Dropped => {
                     if phase != IDLE {
-                        tracing::debug!(
-                            "transaction dropped without commit or rollback; rolled back"
-                        );
+                        self.span.in_scope(|| {
+                            tracing::debug!(
+                                "transaction dropped without commit or rollback; rolled back"
+                            );
+                        });
                     }
-                    self.audit_end("dropped (rolled back)");
+                    Outcome::Dropped
                 }
-            }
+            };
+            self.end(outcome);
         }
     }
 
-    fn audit_end(&self, outcome: &'static str) {
+    /// Records how the transaction ended (once): on its span, as metrics, and in the audit log
+    /// for the service-role path.
+    fn end(&self, outcome: Outcome) {
+        if self.ended.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let total = self.started.elapsed();
+        self.span.record("outcome", outcome.as_str());
+        self.span
+            .record("duration_ms", tenant_guard_core::trace::millis(total));
+        #[cfg(feature = "metrics")]
+        tenant_guard_core::metrics::record_tx_end(outcome.as_str(), total);
         if let Some(reason) = self.scope.service_reason() {
-            tracing::info!(
-                target: "tenant_guard::audit",
-                reason,
-                role = %self.scope.role(),
-                outcome,
-                "service-role transaction ended"
-            );
+            self.span.in_scope(|| {
+                tracing::info!(
+                    target: "tenant_guard::audit",
+                    reason,
+                    job_id = self.scope.service_job_id(),
+                    role = %self.scope.role(),
+                    outcome = outcome.as_str(),
+                    "service-role transaction ended"
+                );
+            });
         }
     }
 }

@@ -28,6 +28,9 @@
 //! Running as root is fine: the server then runs as the `postgres` (or `nobody`) user. See
 //! [`TestPostgres`] for the details.
 //!
+//! [`capture::Capture`] collects `tracing` spans and events in memory, for tests of what the guard
+//! and the adapters log.
+//!
 //! Roles are shared by all databases of a server: tests that create roles must tolerate them
 //! existing already (`CREATE ROLE` inside a `DO` block that checks `pg_roles`, for instance).
 #![deny(missing_docs)]
@@ -36,6 +39,7 @@
 compile_error!("tenant-guard-testkit supports Unix only (it runs local PostgreSQL binaries)");
 
 mod admin;
+pub mod capture;
 mod conninfo;
 mod database;
 mod error;
