@@ -45,6 +45,7 @@ mod login;
 mod options;
 mod pool;
 pub mod rate_limit;
+mod redact;
 mod scope;
 pub mod support;
 mod tx;

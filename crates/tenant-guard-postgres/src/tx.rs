@@ -52,6 +52,7 @@ use tracing::Span;
 use uuid::Uuid;
 
 use crate::error::GuardError;
+use crate::redact::Redacted;
 use crate::scope::Scope;
 
 /// Nothing sent to the server since checkout.
@@ -365,6 +366,8 @@ impl TenantTx {
             }
             let mut org = [0u8; 36];
             let [role, claims, sub, org, request_id] = self.scope.values(&mut org);
+            // The claims are redacted from the driver's debug log of statement parameters.
+            let claims = Redacted(claims);
             let params: [&(dyn ToSql + Sync); 5] = [&role, &claims, &sub, &org, &request_id];
             let sent = Instant::now();
             let (begin, scope) = join(
