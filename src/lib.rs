@@ -14,6 +14,7 @@
 //! | `postgres` | [`postgres`]: the guard (scoped pool, `with_tenant_guard`, support SQL) |
 //! | `axum` | [`axum`]: the tower layer and extractors (implies `postgres`) |
 //! | `actix` | [`actix`]: the actix-web middleware and extractors (implies `postgres`) |
+//! | `metrics` | request, rejection, per-org and guard metrics through the `metrics` facade (`core::metrics`) |
 //! | `full` | all of the above |
 //!
 //! ```

@@ -13,7 +13,7 @@ use tenant_guard_core::{
     RequestId, ToErrorResponse, Verifier, trace,
 };
 use tenant_guard_postgres::{TenantPool, TenantTx};
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use crate::error::internal_error;
 use crate::request_id::{self, LocalFuture};
@@ -256,24 +256,22 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let headers = crate::headers::core_headers(req.headers());
         let id = request_id::assign(&req, &headers);
-        let span = request_id::span(&req, &id);
+        let (span, timer) = request_id::span(&req, &id);
         let (principal, limit) = match span.in_scope(|| self.guard.admit(&headers)) {
             Ok(admitted) => admitted,
             Err(error) => {
-                span.in_scope(|| {
-                    tracing::info!(
-                        status = error.status().as_u16(),
-                        error = error.code(),
-                        "request rejected"
-                    );
-                });
+                trace::record_rejection(&span, error.status().as_u16(), error.code());
                 let response = render(&error);
                 let mut response = req.into_response(response).map_into_right_body();
                 request_id::tag_response(&mut response, &id);
+                request_id::finish(timer, response.status());
                 return Box::pin(ready(Ok(response)));
             }
         };
-        trace::record_principal(&span, &principal);
+        // A guard nested in another one authenticates again but records the identity once.
+        if req.extensions().get::<GuardContext>().is_none() {
+            trace::record_principal(&span, &principal);
+        }
         let slot = Slot::new();
         {
             let mut extensions = req.extensions_mut();
@@ -312,14 +310,15 @@ where
                         }
                         Err(error) => {
                             let error = error.to_error_response();
-                            tracing::info!(
-                                status = error.status().as_u16(),
-                                error = error.code(),
-                                "request rejected"
+                            trace::record_rejection(
+                                &Span::current(),
+                                error.status().as_u16(),
+                                error.code(),
                             );
                             let mut response =
                                 req.into_response(render(&error)).map_into_right_body();
                             request_id::tag_response(&mut response, &id);
+                            request_id::finish(timer, response.status());
                             return Ok(response);
                         }
                     },
@@ -332,6 +331,7 @@ where
                         if let Closed::Returned(tx) = outcome {
                             rollback(tx).await;
                         }
+                        request_id::finish(timer, error.as_response_error().status_code());
                         return Err(request_id::tag_error(error, &id));
                     }
                 };
@@ -367,6 +367,7 @@ where
                 if let Some(status) = limit_status {
                     stamp_rate_limit(&mut response, &status);
                 }
+                request_id::finish(timer, response.status());
                 Ok(response)
             }
             .instrument(span),

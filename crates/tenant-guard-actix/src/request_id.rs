@@ -10,6 +10,7 @@ use actix_web::error::InternalError;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage};
 use tenant_guard_core::RequestId;
+use tenant_guard_core::trace::{self, RequestTimer};
 use tracing::{Instrument, Span};
 
 /// The response header carrying the request id (actix-web's `http` 0.2 type).
@@ -30,18 +31,34 @@ pub(crate) fn assign(req: &ServiceRequest, headers: &http::HeaderMap) -> Request
     id
 }
 
-/// The span [`RequestTracing`] opened, kept in the extensions so [`crate::TenantGuard`] records
-/// the principal on it instead of opening a second one.
+/// The span the outermost of our middlewares opened, kept in the extensions so the ones inside
+/// record on it instead of opening a second one.
 #[derive(Clone)]
 struct RequestSpan(Span);
 
-/// The request's span: the one an outer [`RequestTracing`] opened, else a new one (see
-/// [`tenant_guard_core::trace::request_span`]).
-pub(crate) fn span(req: &ServiceRequest, id: &RequestId) -> Span {
+/// The request's span: the one an outer middleware of ours opened, else a new one (see
+/// [`tenant_guard_core::trace::request_span`]) with the matched route template, stored in the
+/// extensions. The timer is `Some` for a new span only: the middleware that opened it records
+/// how the request ended.
+pub(crate) fn span(req: &ServiceRequest, id: &RequestId) -> (Span, Option<RequestTimer>) {
     if let Some(RequestSpan(span)) = req.extensions().get::<RequestSpan>() {
-        return span.clone();
+        return (span.clone(), None);
     }
-    tenant_guard_core::trace::request_span(id)
+    let span = trace::request_span(id);
+    let timer = RequestTimer::start(span.clone());
+    // The resource map knows the pattern before routing (actix-web resolves it from the path).
+    if let Some(route) = req.match_pattern() {
+        trace::record_route(&span, &route);
+    }
+    req.extensions_mut().insert(RequestSpan(span.clone()));
+    (span, Some(timer))
+}
+
+/// Records how the request ended on its span (when `timer` is the span's owner).
+pub(crate) fn finish(timer: Option<RequestTimer>, status: actix_web::http::StatusCode) {
+    if let Some(timer) = timer {
+        timer.finish(status.as_u16());
+    }
 }
 
 /// The request id as an actix header value (always valid: it is visible ASCII).
@@ -67,6 +84,12 @@ pub(crate) fn tag_error(error: Error, id: &RequestId) -> Error {
 
 /// Middleware giving every request an id and a `tracing` span, and every response its
 /// `x-request-id`, without authenticating anything.
+///
+/// The span carries the fields described in [`tenant_guard_core::trace`]: `request_id`, the
+/// matched `route` template (`/projects/{id}`, from actix-web's resource map; absent when no
+/// route matches), `org_id`, `user_id` and `role` once a [`crate::TenantGuard`] verified the
+/// token, `error_code` for a refused request, and `status` and `latency_ms` when the response is
+/// produced (or `cancelled` when the client goes away first).
 ///
 /// Wrap the whole `App` with it so that public routes (health checks) and actix-web's own
 /// responses (unknown routes) carry `x-request-id` too. [`crate::TenantGuard`] does the same for
@@ -136,17 +159,20 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let headers = crate::headers::request_id_headers(req.headers());
         let id = assign(&req, &headers);
-        let span = span(&req, &id);
-        req.extensions_mut().insert(RequestSpan(span.clone()));
+        let (span, timer) = span(&req, &id);
         let inner = span.in_scope(|| self.service.call(req));
         Box::pin(
             async move {
                 match inner.await {
                     Ok(mut response) => {
                         tag_response(&mut response, &id);
+                        finish(timer, response.status());
                         Ok(response)
                     }
-                    Err(error) => Err(tag_error(error, &id)),
+                    Err(error) => {
+                        finish(timer, error.as_response_error().status_code());
+                        Err(tag_error(error, &id))
+                    }
                 }
             }
             .instrument(span),

@@ -8,6 +8,7 @@ use std::task::{Context, Poll, ready};
 use axum_core::response::Response;
 use pin_project_lite::pin_project;
 use tenant_guard_core::request_id::X_REQUEST_ID;
+use tenant_guard_core::trace::RequestTimer;
 use tenant_guard_core::{RateLimitStatus, RequestId, ToErrorResponse};
 use tenant_guard_postgres::TenantTx;
 use tracing::Span;
@@ -38,6 +39,9 @@ pin_project! {
         state: State<F>,
         span: Span,
         request_id: RequestId,
+        // Set in the future of the layer that opened the request's span: records status and
+        // latency when the response is produced, or `cancelled` when this future is dropped.
+        timer: Option<RequestTimer>,
         rate_limit: Option<RateLimitStatus>,
     }
 }
@@ -65,6 +69,7 @@ impl<F> ResponseFuture<F> {
         error: &E,
         span: Span,
         request_id: RequestId,
+        timer: Option<RequestTimer>,
     ) -> Self {
         Self {
             state: State::Rejected {
@@ -72,6 +77,7 @@ impl<F> ResponseFuture<F> {
             },
             span,
             request_id,
+            timer,
             rate_limit: None,
         }
     }
@@ -82,6 +88,7 @@ impl<F> ResponseFuture<F> {
         slot: Slot<TenantTx>,
         span: Span,
         request_id: RequestId,
+        timer: Option<RequestTimer>,
     ) -> Self {
         Self {
             state: State::Limiting {
@@ -90,6 +97,7 @@ impl<F> ResponseFuture<F> {
             },
             span,
             request_id,
+            timer,
             rate_limit: None,
         }
     }
@@ -105,11 +113,13 @@ impl<F> ResponseFuture<F> {
         slot: Option<Slot<TenantTx>>,
         span: Span,
         request_id: RequestId,
+        timer: Option<RequestTimer>,
     ) -> Self {
         Self {
             state: State::Called { future, slot },
             span,
             request_id,
+            timer,
             rate_limit: None,
         }
     }
@@ -160,7 +170,15 @@ where
                     Admitted::Rejected(response) => response,
                 },
                 StateProj::Called { future, slot } => {
-                    let response = ready!(future.poll(cx))?;
+                    let response = match ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(error) => {
+                            if let Some(timer) = this.timer.take() {
+                                timer.finish(500);
+                            }
+                            return Poll::Ready(Err(error));
+                        }
+                    };
                     match slot.as_ref().map_or(Closed::Unused, Slot::close) {
                         Closed::Unused => response,
                         Closed::Returned(tx) => {
@@ -198,6 +216,9 @@ where
                 for (name, value) in status.headers() {
                     response.headers_mut().entry(name).or_insert(value);
                 }
+            }
+            if let Some(timer) = this.timer.take() {
+                timer.finish(response.status().as_u16());
             }
             return Poll::Ready(Ok(response));
         }

@@ -72,25 +72,28 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let RequestTrace {
-            id: request_id,
-            span,
-        } = RequestTrace::of(&request);
+        let (
+            RequestTrace {
+                id: request_id,
+                span,
+                ..
+            },
+            timer,
+        ) = RequestTrace::of(&mut request);
         let entered = span.enter();
         // Authentication comes first: a request without a valid token never touches the pool.
         let principal = match self.authenticate(request.headers()) {
             Ok(principal) => principal,
             Err(error) => {
-                tracing::debug!(
-                    status = error.status().as_u16(),
-                    code = error.code(),
-                    "request rejected"
-                );
+                trace::record_rejection(&span, error.status().as_u16(), error.code());
                 drop(entered);
-                return ResponseFuture::rejected(&error, span, request_id);
+                return ResponseFuture::rejected(&error, span, request_id, timer);
             }
         };
-        trace::record_principal(&span, &principal);
+        // A guard nested in another one authenticates again but records the identity once.
+        if request.extensions().get::<GuardContext>().is_none() {
+            trace::record_principal(&span, &principal);
+        }
         // The rate limit comes next, still before the pool: decided here when it is in memory,
         // awaited in the response future (before the inner service runs) when it is shared.
         let mut limit_status = None;
@@ -107,13 +110,9 @@ where
             }
             Some(RateLimitCheck::Ready(Err(error))) => {
                 let response = error.to_error_response();
-                tracing::debug!(
-                    status = response.status().as_u16(),
-                    code = response.code(),
-                    "request rejected"
-                );
+                trace::record_rejection(&span, response.status().as_u16(), response.code());
                 drop(entered);
-                return ResponseFuture::rejected(&response, span, request_id);
+                return ResponseFuture::rejected(&response, span, request_id, timer);
             }
             Some(RateLimitCheck::Pending(check)) => Some(check),
         };
@@ -142,22 +141,21 @@ where
                     }
                     Err(error) => {
                         let response = error.to_error_response();
-                        in_span.in_scope(|| {
-                            tracing::debug!(
-                                status = response.status().as_u16(),
-                                code = response.code(),
-                                "request rejected"
-                            );
-                        });
+                        trace::record_rejection(
+                            &in_span,
+                            response.status().as_u16(),
+                            response.code(),
+                        );
                         Admitted::Rejected(crate::response::render(&response))
                     }
                 }
             });
-            return ResponseFuture::limiting(admit, slot, span, request_id);
+            return ResponseFuture::limiting(admit, slot, span, request_id, timer);
         }
         let future = inner.call(request);
         drop(entered);
-        ResponseFuture::called(future, Some(slot), span, request_id).with_rate_limit(limit_status)
+        ResponseFuture::called(future, Some(slot), span, request_id, timer)
+            .with_rate_limit(limit_status)
     }
 }
 

@@ -2,8 +2,10 @@
 
 use std::task::{Context, Poll};
 
+use axum::extract::MatchedPath;
 use axum_core::response::Response;
 use http::Request;
+use tenant_guard_core::trace::RequestTimer;
 use tenant_guard_core::{RequestId, trace};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -16,24 +18,51 @@ use crate::future::ResponseFuture;
 pub(crate) struct RequestTrace {
     pub(crate) id: RequestId,
     pub(crate) span: Span,
+    /// The layer that opened the span found the matched route (it runs after routing).
+    pub(crate) has_route: bool,
 }
 
 impl RequestTrace {
-    /// The trace an outer [`RequestTracing`] put into `request`, or a new one.
-    pub(crate) fn of<B>(request: &Request<B>) -> Self {
-        match request.extensions().get::<Self>() {
-            Some(trace) => trace.clone(),
-            None => {
-                let id = RequestId::from_headers(request.headers());
-                let span = trace::request_span(&id);
-                Self { id, span }
+    /// The trace an outer layer of ours put into `request`, or a new one, stored in the request's
+    /// extensions (with its id) for the layers and extractors inside. The timer is `Some` for a
+    /// new trace only: the layer that opened the span records how the request ended.
+    pub(crate) fn of<B>(request: &mut Request<B>) -> (Self, Option<RequestTimer>) {
+        if let Some(trace) = request.extensions().get::<Self>() {
+            let trace = trace.clone();
+            if !trace.has_route
+                && let Some(route) = request.extensions().get::<MatchedPath>()
+            {
+                trace::record_route(&trace.span, route.as_str());
             }
+            return (trace, None);
         }
+        let id = RequestId::from_headers(request.headers());
+        let span = trace::request_span(&id);
+        let timer = RequestTimer::start(span.clone());
+        let route = request.extensions().get::<MatchedPath>();
+        if let Some(route) = route {
+            trace::record_route(&span, route.as_str());
+        }
+        let trace = Self {
+            id,
+            span,
+            has_route: route.is_some(),
+        };
+        request.extensions_mut().insert(trace.id.clone());
+        request.extensions_mut().insert(trace.clone());
+        (trace, Some(timer))
     }
 }
 
 /// Gives every request a request id (the caller's sane `x-request-id`, else a generated one) and
 /// a `request` tracing span, and stamps `x-request-id` on every response.
+///
+/// The span carries the fields described in [`tenant_guard_core::trace`]: `request_id`, the
+/// matched `route` template (axum's [`MatchedPath`]; `Router::layer` runs the layer after
+/// routing, so it is known), `org_id`, `user_id` and `role` once a guard verified the token,
+/// `error_code` for a refused request, and `status` and `latency_ms` when the response is
+/// produced (or `cancelled` when the client goes away first). Requests no route matched (the
+/// fallback) have no `route`.
 ///
 /// [`TenantGuardLayer`](crate::TenantGuardLayer) does the same for the routes it wraps; add this
 /// layer around the whole router so that routes without a token (health checks, the fallback 404)
@@ -87,13 +116,11 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let trace = RequestTrace::of(&request);
-        request.extensions_mut().insert(trace.id.clone());
-        request.extensions_mut().insert(trace.clone());
+        let (trace, timer) = RequestTrace::of(&mut request);
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let future = trace.span.in_scope(|| inner.call(request));
-        ResponseFuture::called(future, None, trace.span, trace.id)
+        ResponseFuture::called(future, None, trace.span, trace.id, timer)
     }
 }
 
