@@ -145,14 +145,18 @@ $fn$;
 ALTER FUNCTION tenant_guard.rate_limit_sweep(integer) OWNER TO tenant_guard_limiter;
 REVOKE ALL ON FUNCTION tenant_guard.rate_limit_sweep(integer) FROM PUBLIC;
 
--- Lets `login` call the two functions above (and see the schema). Refuses the app roles: a
+-- Lets `login` call the two functions above (and see the schema). Only a LOGIN role qualifies:
+-- the app roles (NOLOGIN, reached through SET ROLE, whatever their names) are refused, because a
 -- tenant's scoped transaction runs as one of them and must not touch the counters.
 CREATE OR REPLACE FUNCTION tenant_guard.grant_rate_limiter(login name) RETURNS void
     LANGUAGE plpgsql
     AS $fn$
 BEGIN
-    IF login IN ('anon', 'authenticated', 'service_role', 'public') THEN
-        RAISE EXCEPTION 'the rate limiter must not be granted to the app role %', login
+    IF login IN ('anon', 'authenticated', 'service_role', 'public')
+       OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                       WHERE r.rolname = login AND r.rolcanlogin) THEN
+        RAISE EXCEPTION 'the rate limiter must not be granted to %: it is an app role or not a login',
+            login
             USING ERRCODE = 'invalid_grant_operation';
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA tenant_guard TO %I', login);

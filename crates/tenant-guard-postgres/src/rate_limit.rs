@@ -106,7 +106,7 @@ pub enum OnDatabaseError {
     #[default]
     Refuse,
     /// Let the request through, uncounted (fail open). For limits that are about fairness
-    /// rather than protection.
+    /// rather than protection. Its `RateLimit-*` headers then report the full quota.
     Allow,
     /// Count the request in this process (an in-memory [`RateLimiter`] with the same limit and
     /// window) until the database answers again: each instance then enforces the whole limit on

@@ -281,8 +281,19 @@ async fn tenants_cannot_reach_the_counters() {
             "{sql}: {error:?}"
         );
     }
-    // The app roles cannot be granted the limiter either.
-    for role in ["authenticated", "anon", "service_role"] {
+    // The app roles cannot be granted the limiter either, nor any other NOLOGIN role.
+    f.admin
+        .batch_execute(
+            "DO $$ BEGIN
+                IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tg_rl_custom_app_role') THEN
+                    CREATE ROLE tg_rl_custom_app_role NOLOGIN;
+                END IF;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+            END $$",
+        )
+        .await
+        .unwrap();
+    for role in ["authenticated", "anon", "service_role", "tg_rl_custom_app_role"] {
         let error = f
             .admin
             .execute("SELECT tenant_guard.grant_rate_limiter($1)", &[&role])
