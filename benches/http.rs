@@ -342,7 +342,8 @@ async fn backends(admin: &Client) -> i64 {
     admin
         .query_one(
             "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND backend_type = 'client backend'",
             &[],
         )
         .await

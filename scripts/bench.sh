@@ -38,6 +38,7 @@ if [[ $MODE == quick ]]; then
 fi
 
 : >"$LOG"
+STARTED=$(date +%s)
 {
   echo "## Benchmark run $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with local changes)')"
   echo
@@ -56,12 +57,15 @@ done
 cargo bench --features full --bench guard 2>&1 | tee -a "$LOG" | tee "$TARGET/guard-bench.txt"
 
 # Criterion estimates as tables (median of each case).
-python3 - "$TARGET/criterion" >>"$OUT" <<'PY'
+python3 - "$TARGET/criterion" "$STARTED" >>"$OUT" <<'PY'
 import json, os, sys
-root = sys.argv[1]
+root, started = sys.argv[1], float(sys.argv[2])
 groups = {}
 for dirpath, _, files in os.walk(root):
     if os.path.basename(dirpath) == "new" and "estimates.json" in files and "benchmark.json" in files:
+        # Only this run's results (criterion keeps older ones).
+        if os.path.getmtime(os.path.join(dirpath, "estimates.json")) < started:
+            continue
         bench = json.load(open(os.path.join(dirpath, "benchmark.json")))
         est = json.load(open(os.path.join(dirpath, "estimates.json")))
         groups.setdefault(bench["group_id"], []).append(

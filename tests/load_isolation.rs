@@ -607,8 +607,8 @@ async fn final_checks(
         idle_in_tx = admin
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND pid <> pg_backend_pid() AND state IN ('idle in transaction', \
-                 'idle in transaction (aborted)', 'active')",
+                 AND pid <> pg_backend_pid() AND backend_type = 'client backend' \
+                 AND state IN ('idle in transaction', 'idle in transaction (aborted)', 'active')",
                 &[],
             )
             .await
