@@ -293,7 +293,12 @@ async fn tenants_cannot_reach_the_counters() {
         )
         .await
         .unwrap();
-    for role in ["authenticated", "anon", "service_role", "tg_rl_custom_app_role"] {
+    for role in [
+        "authenticated",
+        "anon",
+        "service_role",
+        "tg_rl_custom_app_role",
+    ] {
         let error = f
             .admin
             .execute("SELECT tenant_guard.grant_rate_limiter($1)", &[&role])
