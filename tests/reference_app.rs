@@ -885,3 +885,116 @@ fn actix_and_axum_answer_alike() {
         assert_eq!(meaningful(&a), meaningful(&b), "{what}");
     }
 }
+
+/// `LOG_FORMAT=json`: every line the app writes to stderr is one JSON object; the `request` span
+/// of an accepted and of a refused request carries the identity, the route template, the status
+/// and the latency; no token appears anywhere.
+fn check_json_logs(example: &str) {
+    let database = TestPostgres::shared()
+        .expect("test PostgreSQL")
+        .create_database()
+        .expect("test database");
+    let url = database.url().to_owned();
+    let mut app = RunningApp::start_with(
+        example,
+        &[
+            ("APP_ENV", "test"),
+            ("JWT_SECRET", SECRET),
+            ("DATABASE_URL", &url),
+            ("LOG_FORMAT", "json"),
+        ],
+        Some(database),
+    );
+    let alice = sign(&claims("alice", ORG_A), SECRET);
+    let bearer = format!("Bearer {alice}");
+    let ok = app.request(
+        "GET",
+        "/projects",
+        &[("authorization", &bearer), ("x-request-id", "json-log-ok")],
+        "",
+    );
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let refused = app.request("GET", "/me", &[("x-request-id", "json-log-401")], "");
+    refused.assert_error(401, "no token");
+    let forged = sign(
+        &claims("alice", ORG_A),
+        "another-secret-another-secret-0123456789",
+    );
+    let forged_reply = app.get("/me", Some(&forged));
+    forged_reply.assert_error(401, "forged token");
+    // Span close lines are written when the request ends; stop the app so everything is flushed.
+    assert!(app.terminate(), "SIGTERM must shut {example} down cleanly");
+
+    let log = app.stderr();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{example}: a log line is not JSON ({e}): {line}"))
+        })
+        .collect();
+    assert!(!lines.is_empty(), "{example} logged nothing");
+    assert!(!log.contains(&alice), "{example}: the token is in the logs");
+    assert!(
+        !log.contains(&forged),
+        "{example}: the forged token is in the logs"
+    );
+    assert!(
+        !log.contains(SECRET),
+        "{example}: the secret is in the logs"
+    );
+
+    // The close line of a request's span (the access log line).
+    let request_span = |request_id: &str| -> serde_json::Value {
+        lines
+            .iter()
+            .filter(|line| line["fields"]["message"] == "close")
+            .map(|line| &line["span"])
+            .find(|span| span["name"] == "request" && span["request_id"] == request_id)
+            .unwrap_or_else(|| panic!("{example}: no closed request span {request_id} in:\n{log}"))
+            .clone()
+    };
+    let accepted = request_span("json-log-ok");
+    assert_eq!(accepted["route"], "/projects", "{accepted}");
+    assert_eq!(accepted["org_id"], ORG_A, "{accepted}");
+    assert_eq!(accepted["user_id"], "alice", "{accepted}");
+    assert_eq!(accepted["role"], "authenticated", "{accepted}");
+    assert_eq!(accepted["status"], 200, "{accepted}");
+    assert!(
+        accepted["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{accepted}"
+    );
+    let rejected = request_span("json-log-401");
+    assert_eq!(rejected["route"], "/me", "{rejected}");
+    assert_eq!(rejected["status"], 401, "{rejected}");
+    assert_eq!(rejected["error_code"], "missing_token", "{rejected}");
+    assert!(rejected.get("org_id").is_none(), "{rejected}");
+    assert!(rejected["latency_ms"].as_f64().is_some(), "{rejected}");
+
+    // The guard's transaction span of the accepted request, nested in its request span.
+    let tx = lines
+        .iter()
+        .filter(|line| line["fields"]["message"] == "close" && line["span"]["name"] == "tenant_tx")
+        .find(|line| {
+            line["spans"]
+                .as_array()
+                .is_some_and(|spans| spans.iter().any(|s| s["request_id"] == "json-log-ok"))
+        })
+        .unwrap_or_else(|| panic!("{example}: no tenant_tx span inside json-log-ok:\n{log}"));
+    assert_eq!(tx["span"]["org_id"], ORG_A, "{tx}");
+    assert_eq!(tx["span"]["outcome"], "committed", "{tx}");
+    for field in ["pool_wait_ms", "scope_ms", "duration_ms"] {
+        assert!(tx["span"][field].as_f64().is_some(), "{field}: {tx}");
+    }
+}
+
+#[test]
+fn axum_reference_app_logs_json() {
+    check_json_logs("reference_axum");
+}
+
+#[test]
+fn actix_reference_app_logs_json() {
+    check_json_logs("reference_actix");
+}

@@ -207,16 +207,28 @@ impl Config {
 }
 
 /// Installs the global `tracing` subscriber: logs on stderr, filtered by `RUST_LOG` (default
-/// `info`), human-readable or JSON. Safe to call twice (the second call does nothing).
+/// `info`), human-readable or JSON (`LOG_FORMAT=json`: one object per line, with the current
+/// span's fields under `span` and the enclosing spans under `spans`). Safe to call twice (the
+/// second call does nothing).
+///
+/// Spans log a line when they close: the `request` span's line is the access log (`request_id`,
+/// `route`, `org_id`, `user_id`, `role`, `status`, `latency_ms`, `error_code` or `cancelled`), the
+/// `tenant_tx` span's the guard's (`pool_wait_ms`, `scope_ms`, `outcome`, `duration_ms`).
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::format::FmtSpan;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_span_events(FmtSpan::CLOSE)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
         LogFormat::Human => builder.try_init(),
     };
 }
