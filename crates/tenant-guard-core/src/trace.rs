@@ -27,7 +27,7 @@
 //! ```
 //!
 //! With the `metrics` feature the same calls also feed the counters and histograms described in
-//! [`crate::metrics`].
+//! `tenant_guard_core::metrics`.
 
 use std::time::{Duration, Instant};
 

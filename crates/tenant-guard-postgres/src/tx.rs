@@ -22,18 +22,6 @@
 //!   transaction is not committed: the statement may still be running, so the connection is
 //!   discarded (closed; the server rolls back) and a cancel request is sent for the statement;
 //! - the connection broke: discarded.
-//!
-//! # Tracing
-//!
-//! Every transaction has an `info` span `tenant_tx` (a child of the request's span when there is
-//! one) opened at checkout, with `role`, `org_id` (empty on the service-role path), `read_only`,
-//! and, as they become known, `pool_wait_ms` (time to check a connection out of the pool),
-//! `scope_ms` (time from sending `BEGIN` and the scoping statement to their answer, which arrives
-//! with the first statement's; pipelined, so it is not a round trip of its own), `outcome`
-//! (`committed`, `rolled_back`, `dropped`, `discarded` or `commit_failed`) and `duration_ms`
-//! (checkout to end). Timing costs a few `Instant::now()` calls and nothing is allocated for it.
-//! With the `metrics` feature the same figures feed the histograms and counters of
-//! `tenant_guard_core::metrics`.
 
 use std::fmt;
 use std::future::{Future, poll_fn};
@@ -139,6 +127,20 @@ async fn resolve<S: ?Sized + ToStatement>(
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Tracing
+///
+/// Every transaction has an `info` span `tenant_tx` (a child of the request's span when there is
+/// one) opened at checkout, with `role`, `org_id` (empty on the service-role path), `read_only`,
+/// and, as they become known, `pool_wait_ms` (time to check a connection out of the pool),
+/// `scope_ms` (time from sending `BEGIN` and the scoping statement to their answer, which arrives
+/// with the first statement's; pipelined, so it is not a round trip of its own), `outcome`
+/// (`committed`, `rolled_back`, `dropped`, `discarded` or `commit_failed`; `checkout_failed` when
+/// no connection could be had) and `duration_ms` (checkout to end). The service-role path adds
+/// `service_reason` and `job_id`, and logs `info` events on the `tenant_guard::audit` target at
+/// the start and the end (with `reason`, `job_id`, `role` and, at the end, `outcome`). Timing
+/// costs a few `Instant::now()` calls and nothing is allocated for it. With the `metrics` feature
+/// the same figures feed the histograms and counters of `tenant_guard_core::metrics`.
 pub struct TenantTx {
     conn: Option<Object>,
     scope_statement: Statement,
@@ -294,8 +296,8 @@ impl TenantTx {
         }
     }
 
-    /// The transaction's `tenant_tx` span (see the [module docs](self)): to instrument work that
-    /// belongs to it.
+    /// The transaction's `tenant_tx` span (see [Tracing](TenantTx#tracing)): to instrument work
+    /// that belongs to it.
     pub fn span(&self) -> &Span {
         &self.span
     }
