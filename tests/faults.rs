@@ -69,3 +69,10 @@ async fn postgres_restarted_under_load() {
 async fn the_checks_can_fail() {
     faults::the_checks_can_fail().await;
 }
+
+#[actix_web::test]
+async fn hostile_but_valid_tokens_scope_cleanly() {
+    for fw in Framework::BOTH {
+        faults::accepted_hostile_tokens_reach_the_database(fw).await;
+    }
+}

@@ -168,6 +168,7 @@ fn no_secret_in_any_log_line_or_debug_output() {
             faults::statement_timeout(fw).await;
             faults::pool_exhaustion(fw).await;
             faults::terminated_backend(fw).await;
+            faults::accepted_hostile_tokens_reach_the_database(fw).await;
         }
         faults::restart_under_load().await;
     });

@@ -741,3 +741,25 @@ pub async fn the_checks_can_fail() {
     open.batch_execute("ROLLBACK").await.expect("rollback");
     assert!(env.idle_in_transaction(PATIENCE).await.is_empty());
 }
+
+/// The hostile rows the verifier accepts (odd but valid: `exp` as a float or huge, a `kid` that
+/// looks like a path, control characters in a claim, 1 MB of unrelated headers) also scope a
+/// transaction cleanly: 200 from a guarded query, never a 5xx from the database.
+pub async fn accepted_hostile_tokens_reach_the_database(fw: Framework) {
+    let env = Env::new(shared(), 2, |b| b).await;
+    let trap = super::table::Trap::new();
+    let mut accepted = 0;
+    for row in super::table::rows(&trap) {
+        if row.expect != super::table::Expect::Ok {
+            continue;
+        }
+        accepted += 1;
+        let mut req = row.req.clone();
+        req.path = "/notes".to_owned();
+        let answer = fw.send(&env.app, &req).await;
+        assert_eq!(answer.status, 200, "{fw:?}: {}: {answer:?}", row.name);
+        assert!(answer.json().is_array(), "{}", row.name);
+    }
+    assert!(accepted >= 10, "{accepted} accepted rows");
+    env.assert_after(&[], &[]).await;
+}
