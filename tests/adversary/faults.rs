@@ -301,9 +301,10 @@ impl Env {
     }
 
     /// The checks after every scenario. `kept` must be present with their org, `gone` absent.
-    pub async fn assert_after(&self, kept: &[(Uuid, &str)], gone: &[&str]) {
+    /// Returns how many idle pooled connections were inspected.
+    pub async fn assert_after(&self, kept: &[(Uuid, &str)], gone: &[&str]) -> usize {
         self.assert_no_idle_in_transaction().await;
-        self.assert_pool_clean().await;
+        let inspected = self.assert_pool_clean().await;
         let notes = self.notes().await;
         for (org, body) in kept {
             assert!(
@@ -317,6 +318,7 @@ impl Env {
                 "rolled-back write {body} present: {notes:?}"
             );
         }
+        inspected
     }
 
     /// A request after the fault: the pool works again, scoped to `caller`.
@@ -414,7 +416,11 @@ pub async fn commit_and_rollback(fw: Framework) {
         .send(&env.app, &caller.post(&format!("/notes/{refused}/refuse")))
         .await;
     assert_eq!(a.status, 422, "{a:?}");
-    env.assert_after(&[(caller.org, &kept)], &[&refused]).await;
+    let idle = env.assert_after(&[(caller.org, &kept)], &[&refused]).await;
+    assert_eq!(
+        idle, 1,
+        "the connection is kept after a commit and a rollback"
+    );
     env.assert_recovers(fw, &Caller::new(), &tag(fw, "after"))
         .await;
 }
@@ -432,7 +438,8 @@ pub async fn panic_in_handler(fw: Framework) {
         // A framework may turn the panic into a 500 itself: still a clean one.
         Ok(answer) => assert_error(fw, &answer, 500, "internal_error"),
     }
-    env.assert_after(&[], &[&body]).await;
+    let idle = env.assert_after(&[], &[&body]).await;
+    assert_eq!(idle, 1, "a rollback is queued and the connection kept");
     env.assert_recovers(fw, &Caller::new(), &tag(fw, "after-panic"))
         .await;
 }
@@ -448,7 +455,11 @@ pub async fn client_disconnect(fw: Framework) {
         _ = env.wait_until_sleeping(&body) => {}
     }
     env.wait_until_not_sleeping(&body).await;
-    env.assert_after(&[], &[&body]).await;
+    let idle = env.assert_after(&[], &[&body]).await;
+    assert_eq!(
+        idle, 0,
+        "a connection whose statement may still run is discarded"
+    );
     env.assert_recovers(fw, &Caller::new(), &tag(fw, "after-disconnect"))
         .await;
 }
@@ -463,7 +474,11 @@ pub async fn handler_timeout(fw: Framework) {
         .await;
     assert_eq!(a.status, 504, "{fw:?}: {a:?}");
     env.wait_until_not_sleeping(&body).await;
-    env.assert_after(&[], &[&body]).await;
+    let idle = env.assert_after(&[], &[&body]).await;
+    assert_eq!(
+        idle, 0,
+        "a connection whose statement may still run is discarded"
+    );
     env.assert_recovers(fw, &Caller::new(), &tag(fw, "after-give-up"))
         .await;
 }
@@ -480,7 +495,11 @@ pub async fn statement_timeout(fw: Framework) {
         .send(&env.app, &caller.post(&format!("/notes/{body}/sleep")))
         .await;
     assert_error(fw, &a, 503, "database_timeout");
-    env.assert_after(&[], &[&body]).await;
+    let idle = env.assert_after(&[], &[&body]).await;
+    assert_eq!(
+        idle, 1,
+        "the server ended the statement: the connection is kept"
+    );
     env.assert_recovers(fw, &Caller::new(), &tag(fw, "after-timeout"))
         .await;
 }
@@ -518,7 +537,8 @@ pub async fn pool_exhaustion(fw: Framework) {
         assert_eq!(answer.status, 201, "{fw:?}: {answer:?}");
     }
     let kept: Vec<(Uuid, &str)> = held.iter().map(|b| (caller.org, b.as_str())).collect();
-    env.assert_after(&kept, &[&tag(fw, "busy")]).await;
+    let idle = env.assert_after(&kept, &[&tag(fw, "busy")]).await;
+    assert_eq!(idle, 2, "both held connections are back, clean");
     env.assert_recovers(fw, &Caller::new(), &tag(fw, "after-busy"))
         .await;
 }
@@ -543,7 +563,8 @@ pub async fn terminated_backend(fw: Framework) {
     };
     let (answer, ()) = tokio::join!(fw.send(&env.app, &req), killer);
     assert_error(fw, &answer, 503, "database_unavailable");
-    env.assert_after(&[], &[&body]).await;
+    let idle = env.assert_after(&[], &[&body]).await;
+    assert_eq!(idle, 0, "the killed connection went back to the pool");
     env.assert_recovers(fw, &Caller::new(), &tag(fw, "after-kill"))
         .await;
 }
@@ -664,7 +685,11 @@ pub async fn restart_under_load() {
     }
     let acked = report.acked.lock().expect("acked").clone();
     let kept: Vec<(Uuid, &str)> = acked.iter().map(|(o, b)| (*o, b.as_str())).collect();
-    env.assert_after(&kept, &[]).await;
+    let idle = env.assert_after(&kept, &[]).await;
+    assert!(
+        idle >= 1,
+        "no pooled connection to inspect after the restart"
+    );
     for caller in &callers {
         env.assert_recovers(
             Framework::Axum,
@@ -761,5 +786,5 @@ pub async fn accepted_hostile_tokens_reach_the_database(fw: Framework) {
         assert!(answer.json().is_array(), "{}", row.name);
     }
     assert!(accepted >= 10, "{accepted} accepted rows");
-    env.assert_after(&[], &[]).await;
+    assert!(env.assert_after(&[], &[]).await >= 1);
 }

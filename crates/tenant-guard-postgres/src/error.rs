@@ -104,7 +104,7 @@ pub enum GuardError {
 /// error of the connection classes (08: connection exception; 57P: admin shutdown, crash
 /// shutdown, cannot connect now; 53300: too many connections). Transient: retrying later may
 /// succeed.
-fn is_connection_failure(error: &tokio_postgres::Error) -> bool {
+pub(crate) fn is_connection_failure(error: &tokio_postgres::Error) -> bool {
     if error.is_closed() {
         return true;
     }

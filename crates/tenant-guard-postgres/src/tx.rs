@@ -342,7 +342,10 @@ impl TenantTx {
         if error.as_db_error().is_some() {
             self.failed.store(true, Ordering::Release);
         }
-        if error.is_closed() {
+        // Not only a connection already seen closed: a FATAL (the backend terminated, the server
+        // shutting down) or an I/O error means the socket is about to close, and the connection
+        // must not go back to the pool for the next request to fail on.
+        if crate::error::is_connection_failure(error) {
             self.phase.store(BROKEN, Ordering::Release);
         }
     }
