@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime as PoolRuntime};
 use tenant_guard::Principal;
 use tenant_guard::postgres::tokio_postgres::{Config, NoTls};
@@ -383,4 +383,34 @@ criterion_group! {
         .sample_size(30);
     targets = criterion_benches
 }
-criterion_main!(benches);
+/// `GUARD_BENCH_COUNT=<variant>:<n>` runs `n` sequential requests of one variant and exits, for
+/// counting the client's instructions per request under callgrind (noise-free):
+///
+/// ```text
+/// GUARD_BENCH_COUNT=guarded_read_only:1000 valgrind --tool=callgrind target/release/deps/guard-…
+/// ```
+///
+/// Two runs with different `n` give the cost of one request with start-up cancelled out.
+fn count_mode(spec: &str) {
+    let (name, n) = spec.split_once(':').expect("GUARD_BENCH_COUNT=<variant>:<n>");
+    let n: usize = n.parse().expect("a request count");
+    let variant = VARIANTS
+        .into_iter()
+        .find(|v| v.name() == name)
+        .expect("a variant name");
+    let f = fixture();
+    f.rt.block_on(async {
+        for _ in 0..n {
+            run(&f, variant).await;
+        }
+    });
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("GUARD_BENCH_COUNT") {
+        count_mode(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
