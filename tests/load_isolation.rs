@@ -456,13 +456,18 @@ fn run(example: &str) -> String {
         report,
         "### Load with isolation checking: {example}\n\n\
          {} orgs × {} users, {} concurrent keep-alive connections (users of every org share them), \
-         {sent} requests in {:.1} s ({:.0} req/s, debug or release as built), pool 8.\n\n\
+         {sent} requests in {:.1} s ({:.0} req/s, {} build), pool 8.\n\n\
          | what | count |\n|---|---|",
         settings.orgs,
         settings.users,
         settings.concurrency,
         elapsed.as_secs_f64(),
         sent as f64 / elapsed.as_secs_f64().max(1e-9),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "optimized"
+        },
     )
     .unwrap();
     for (op, n) in &counters.by_op {
