@@ -389,3 +389,63 @@ async fn committing_after_a_cancelled_statement_tells_the_truth() {
     assert_eq!(audit_rows(&env.admin, "lost-after-cancel").await, 0);
     snapshot(&env.pool).await.assert_clean();
 }
+
+/// A handler that changes the *session* (plain `SET ROLE`, `set_config(…, false)`) and commits
+/// leaves those values on the connection, as with any pool, but they never reach another
+/// request's statements: every guarded transaction sets role, claims, sub and org itself before
+/// its first statement.
+#[tokio::test]
+async fn a_handlers_session_settings_never_reach_the_next_request() {
+    let env = env(1).await;
+    let (alice, bob) = two_orgs(&env.issuer);
+    let alice_pid = with_tenant_guard(&env.pool, &alice, async |tx| {
+        tx.execute(
+            "INSERT INTO projects (org_id, name) VALUES (tenant_guard.org_id(), 'alice-only')",
+            &[],
+        )
+        .await?;
+        // The worst a handler can do to its session: switch to the service role and plant another
+        // identity, all session-level (they survive the COMMIT).
+        tx.execute("SET ROLE service_role", &[]).await?;
+        tx.execute(
+            "SELECT set_config('request.jwt.claims', '{\"role\":\"service_role\"}', false), \
+                    set_config('request.jwt.claim.sub', 'planted', false), \
+                    set_config('tenant_guard.org_id', gen_random_uuid()::text, false)",
+            &[],
+        )
+        .await?;
+        Ok::<_, GuardError>(pid(tx).await)
+    })
+    .await
+    .unwrap();
+
+    let (bob_pid, user, org, sub, claims_org, projects) =
+        with_tenant_guard(&env.pool, &bob, async |tx| {
+            let row = tx
+                .query_one(
+                    "SELECT pg_backend_pid(), current_user::text, \
+                            current_setting('tenant_guard.org_id'), \
+                            current_setting('request.jwt.claim.sub'), \
+                            current_setting('request.jwt.claims')::jsonb ->> 'org_id', \
+                            (SELECT count(*) FROM projects)",
+                    &[],
+                )
+                .await?;
+            Ok::<_, GuardError>((
+                row.get::<_, i32>(0),
+                row.get::<_, String>(1),
+                row.get::<_, String>(2),
+                row.get::<_, String>(3),
+                row.get::<_, Option<String>>(4),
+                row.get::<_, i64>(5),
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(bob_pid, alice_pid, "the same connection");
+    assert_eq!(user, "authenticated", "the planted role did not apply");
+    assert_eq!(org, bob.org_id().to_string());
+    assert_eq!(sub, bob.user_id());
+    assert_eq!(claims_org, Some(bob.org_id().to_string()));
+    assert_eq!(projects, 0, "alice's row is invisible to bob");
+}
