@@ -392,7 +392,9 @@ criterion_group! {
 ///
 /// Two runs with different `n` give the cost of one request with start-up cancelled out.
 fn count_mode(spec: &str) {
-    let (name, n) = spec.split_once(':').expect("GUARD_BENCH_COUNT=<variant>:<n>");
+    let (name, n) = spec
+        .split_once(':')
+        .expect("GUARD_BENCH_COUNT=<variant>:<n>");
     let n: usize = n.parse().expect("a request count");
     let variant = VARIANTS
         .into_iter()
