@@ -585,6 +585,10 @@ impl VerifierBuilder {
 
     /// Size of the verified-token cache (default 1000 tokens; 0 turns it off). The cache is used
     /// for asymmetric algorithms, and for HMAC only with [`VerifierBuilder::cache_hmac_tokens`].
+    ///
+    /// Size it with headroom, about twice the tokens live at once: the cache is sharded, shards
+    /// fill unevenly, and a cache of exactly the live set keeps evicting (measured in
+    /// `benches/scale.rs`: lookups then cost about a fresh verification).
     #[must_use]
     pub fn cache_capacity(mut self, tokens: usize) -> Self {
         self.cache_capacity = tokens;
