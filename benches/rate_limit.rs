@@ -67,7 +67,11 @@ fn bench(c: &mut Criterion) {
             black_box(many.check(black_box(p)).is_ok())
         });
     });
-    assert!(many.tracked_keys() >= 9_000, "{}", many.tracked_keys());
+    // Only a measured run visits every key in time; criterion's test mode (CI) runs the case once.
+    if std::env::args().any(|arg| arg == "--bench") && !std::env::args().any(|arg| arg == "--test")
+    {
+        assert!(many.tracked_keys() >= 9_000, "{}", many.tracked_keys());
+    }
 
     let backend: Arc<dyn RateLimitBackend> = Arc::new(roomy());
     group.bench_function("allowed/one_org_via_backend", |b| {

@@ -32,7 +32,7 @@ LOG="$TARGET/bench-log.txt"
 if [[ $MODE == quick ]]; then
   # The example binaries the HTTP harness and the isolation test start (debug, next to the tests).
   cargo build --features full --examples
-  cargo test --features full --bench verify --bench scale --bench http --bench guard
+  cargo test --features full --bench verify --bench scale --bench http --bench guard --bench rate_limit
   cargo test --features full --test load_isolation -- --nocapture
   exit 0
 fi
