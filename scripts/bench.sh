@@ -8,7 +8,9 @@
 #      criterion's estimates;
 #   2. the end-to-end HTTP harness (benches/http.rs): reference apps vs the unguarded baseline,
 #      rejected requests (and their pool check), pool sizes;
-#   3. the long load-with-isolation-checking run (tests/load_isolation.rs).
+#   3. the long load-with-isolation-checking run (tests/load_isolation.rs);
+#   4. the server-side instruction floor of a scoped transaction (scripts/guard-floor.sh, when
+#      valgrind and pgbench are installed).
 # --quick: the "does it still run" pass CI makes (debug build, every bench case once, a few HTTP
 # requests per variant, the short isolation run); nothing in it is a measurement.
 #
@@ -105,6 +107,18 @@ LOAD_ISOLATION_USERS=${LOAD_ISOLATION_USERS:-5} \
 LOAD_ISOLATION_SECS=${LOAD_ISOLATION_SECS:-900} \
 LOAD_ISOLATION_REPORT="$OUT" \
   cargo test --profile bench --features full --test load_isolation -- --nocapture --test-threads=1 2>&1 | tee -a "$LOG"
+
+# The server-side floor of a scoped transaction, in instructions (noise-free; needs valgrind, pgbench).
+if command -v valgrind >/dev/null 2>&1 && command -v pgbench >/dev/null 2>&1; then
+  {
+    echo "### Server-side floor of a scoped transaction (scripts/guard-floor.sh)"
+    echo
+    scripts/guard-floor.sh
+    echo
+  } >>"$OUT"
+else
+  echo "bench.sh: valgrind or pgbench missing, scripts/guard-floor.sh skipped" | tee -a "$OUT"
+fi
 
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT"
 echo "bench.sh: results in $OUT (full log: $LOG)"
