@@ -62,34 +62,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentRequestId {
     }
 }
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for super::ReadWrite {}
-    impl Sealed for super::ReadOnly {}
-}
-
-/// The access mode of a [`TenantDb`]: [`ReadWrite`] or [`ReadOnly`].
-pub trait Mode: sealed::Sealed + Send + Sync + 'static {
-    /// `true` when the transaction is opened `READ ONLY`.
-    const READ_ONLY: bool;
-}
-
-/// A read-write transaction (the default of [`TenantDb`]).
-#[derive(Debug, Clone, Copy)]
-pub struct ReadWrite;
-
-/// A transaction opened `READ ONLY`: the database refuses writes in it, and the response does not
-/// wait for its end.
-#[derive(Debug, Clone, Copy)]
-pub struct ReadOnly;
-
-impl Mode for ReadWrite {
-    const READ_ONLY: bool = false;
-}
-
-impl Mode for ReadOnly {
-    const READ_ONLY: bool = true;
-}
+pub use tenant_guard_postgres::handoff::{Mode, ReadOnly, ReadWrite};
 
 /// A database transaction scoped to the caller's org and role: the only way a handler reaches
 /// the database.
