@@ -12,7 +12,16 @@ pub enum AuditError {
         #[source]
         source: tokio_postgres::Error,
     },
-    /// Connecting to the database failed.
+    /// The connection string's TLS settings cannot be used (an unknown `sslmode`, an unreadable
+    /// `sslrootcert`, no system CAs, …).
+    #[error("{source}")]
+    Tls {
+        /// What is wrong.
+        #[source]
+        source: tenant_guard_postgres::tls::TlsError,
+    },
+    /// Connecting to the database failed (no server, TLS refused or the server's certificate
+    /// rejected, authentication).
     #[error("could not connect to the database: {source}")]
     Connect {
         /// The driver's error.
@@ -37,6 +46,15 @@ pub enum AuditError {
 }
 
 impl AuditError {
+    pub(crate) fn from_tls(error: tenant_guard_postgres::tls::TlsError) -> Self {
+        match error {
+            tenant_guard_postgres::tls::TlsError::InvalidUrl { source } => {
+                Self::InvalidUrl { source }
+            }
+            source => Self::Tls { source },
+        }
+    }
+
     pub(crate) fn query(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
         Self::Query {
             context: context.into(),

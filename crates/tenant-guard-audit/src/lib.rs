@@ -49,7 +49,8 @@ mod scope;
 mod severity;
 mod sql;
 
-use tokio_postgres::{Client, IsolationLevel, NoTls};
+use tenant_guard_postgres::tls::DatabaseUrl;
+use tokio_postgres::{Client, IsolationLevel};
 
 pub use check::Check;
 pub use config::AuditConfig;
@@ -87,14 +88,19 @@ pub enum Progress<'a> {
     },
 }
 
-/// Connects to `url` (a `postgres://` URL or a `key=value` connection string) without TLS,
-/// driving the connection on the current tokio runtime.
+/// Connects to `url` (a `postgres://` URL or a `key=value` connection string), driving the
+/// connection on the current tokio runtime.
+///
+/// TLS follows libpq's `sslmode` (`disable`, `prefer` — the default —, `require`, `verify-ca`,
+/// `verify-full`) and `sslrootcert` (a PEM file of trusted CAs, or `system`; the operating
+/// system's store when absent): see [`tenant_guard_postgres::tls`]. For a managed database use
+/// `?sslmode=verify-full` (with the provider's CA in `sslrootcert` when it is not a public one).
 pub async fn connect(url: &str) -> Result<Client, AuditError> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|source| AuditError::InvalidUrl { source })?;
-    let (client, connection) = config
-        .connect(NoTls)
+    let url: DatabaseUrl = url.parse().map_err(AuditError::from_tls)?;
+    let connector = url.tls().connector().map_err(AuditError::from_tls)?;
+    let (client, connection) = url
+        .config()
+        .connect(connector)
         .await
         .map_err(|source| AuditError::Connect { source })?;
     tokio::spawn(async move {

@@ -34,7 +34,8 @@
 //!
 //! Modules: [`support`] (the support SQL and policy templates), [`dangerous`] (the unscoped
 //! escape hatch), [`handoff`] (what the web-framework adapters are built on), [`rate_limit`]
-//! (per-org rate limits shared by every instance, counted in PostgreSQL).
+//! (per-org rate limits shared by every instance, counted in PostgreSQL), [`tls`] (libpq's
+//! `sslmode`/`sslrootcert` for every connection opened from a URL).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -49,6 +50,7 @@ pub mod rate_limit;
 mod redact;
 mod scope;
 pub mod support;
+pub mod tls;
 mod tx;
 
 pub use error::GuardError;

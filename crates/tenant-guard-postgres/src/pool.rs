@@ -18,6 +18,7 @@ use crate::error::GuardError;
 use crate::login::{LoginPolicy, LoginReport};
 use crate::options::ScopeOptions;
 use crate::scope::{SCOPE_SQL, Scope};
+use crate::tls::{DatabaseUrl, TlsError, TlsOptions};
 use crate::tx::TenantTx;
 
 /// Default maximum number of pooled connections.
@@ -90,6 +91,7 @@ pub struct PoolStatus {
 /// Configures a [`TenantPool`]; see [`TenantPool::builder`].
 pub struct TenantPoolBuilder {
     config: tokio_postgres::Config,
+    tls: TlsOptions,
     max_size: usize,
     wait_timeout: Duration,
     connect_timeout: Duration,
@@ -105,6 +107,7 @@ impl fmt::Debug for TenantPoolBuilder {
         // tokio_postgres::Config's Debug redacts the password.
         f.debug_struct("TenantPoolBuilder")
             .field("config", &self.config)
+            .field("tls", &self.tls)
             .field("max_size", &self.max_size)
             .field("wait_timeout", &self.wait_timeout)
             .field("statement_timeout", &self.statement_timeout)
@@ -122,6 +125,7 @@ impl TenantPool {
     /// Starts configuring a pool for `config` (host, port, database, login).
     pub fn builder(config: tokio_postgres::Config) -> TenantPoolBuilder {
         TenantPoolBuilder {
+            tls: TlsOptions::from_config(&config),
             config,
             max_size: DEFAULT_MAX_SIZE,
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
@@ -136,12 +140,17 @@ impl TenantPool {
 
     /// Like [`builder`](Self::builder), from a URL (`postgres://user:password@host:port/db`) or a
     /// `key=value` connection string. The error never repeats the URL (it may hold a password).
+    ///
+    /// TLS follows libpq's `sslmode` and `sslrootcert` in the URL (see [`crate::tls`]):
+    /// [`build`](TenantPoolBuilder::build) then connects with TLS as asked, e.g.
+    /// `postgres://authenticator@db.example.com/app?sslmode=verify-full` checks the server's
+    /// certificate against the system's CAs and its host name.
     pub fn builder_from_url(url: &str) -> Result<TenantPoolBuilder, GuardError> {
-        url.parse::<tokio_postgres::Config>()
-            .map(Self::builder)
-            .map_err(|_| {
-                GuardError::Config("the database URL is not a valid PostgreSQL URL".into())
-            })
+        let url: DatabaseUrl = url.parse().map_err(tls_config_error)?;
+        let (config, tls) = url.into_parts();
+        let mut builder = Self::builder(config);
+        builder.tls = tls;
+        Ok(builder)
     }
 
     /// Checks out a connection for `principal`: the transaction is scoped to its org and role.
@@ -369,14 +378,20 @@ impl TenantPoolBuilder {
         self
     }
 
-    /// Builds the pool without TLS. Connections are opened lazily, on first checkout.
+    /// Builds the pool, with TLS as the URL's `sslmode`/`sslrootcert` asked (see
+    /// [`crate::tls`]; for a [`builder`](TenantPool::builder) from a `Config`, as its
+    /// `ssl_mode` asks, without certificate checks). Connections are opened lazily, on first
+    /// checkout; a missing or invalid `sslrootcert` fails here.
     ///
     /// Must be called inside a tokio runtime only when connections are opened, not here.
     pub fn build(self) -> Result<TenantPool, GuardError> {
-        self.build_with_tls(tokio_postgres::NoTls)
+        let connector = self.tls.connector().map_err(tls_config_error)?;
+        self.build_with_tls(connector)
     }
 
-    /// Builds the pool with a TLS connector (e.g. `postgres-native-tls` or `tokio-postgres-rustls`).
+    /// Builds the pool with a TLS connector of your own (e.g. `postgres-native-tls`, or a
+    /// [`TlsOptions::connector`] with other options); the URL's TLS options are ignored, its
+    /// `sslmode` still decides whether TLS is required.
     pub fn build_with_tls<T>(self, tls: T) -> Result<TenantPool, GuardError>
     where
         T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
@@ -499,5 +514,16 @@ mod tests {
         let b = TenantPool::builder(tokio_postgres::Config::new());
         assert!(b.user_roles.iter().all(|r| r.as_str() != "service_role"));
         assert_eq!(b.service_role.as_str(), "service_role");
+    }
+}
+
+/// A URL or TLS option that cannot be used, as [`GuardError::Config`] (never repeating the URL:
+/// tokio-postgres's parse errors do not, and ours name only the TLS parameter).
+pub(crate) fn tls_config_error(error: TlsError) -> GuardError {
+    match error {
+        TlsError::InvalidUrl { .. } => {
+            GuardError::Config("the database URL is not a valid PostgreSQL URL".into())
+        }
+        other => GuardError::Config(other.to_string()),
     }
 }

@@ -78,7 +78,8 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::error::GuardError;
-use crate::pool::map_pool_error;
+use crate::pool::{map_pool_error, tls_config_error};
+use crate::tls::{DatabaseUrl, TlsOptions};
 
 /// Default number of connections of a limiter's own pool.
 pub const DEFAULT_LIMITER_MAX_SIZE: usize = 4;
@@ -409,21 +410,27 @@ impl PgRateLimiterBuilder {
         self
     }
 
-    /// The limiter, connecting with `config` (without TLS) lazily, on the first check.
+    /// The limiter, connecting with `config` lazily, on the first check, with TLS as its
+    /// `ssl_mode` asks (`prefer`/`require`: without certificate checks; see [`crate::tls`]).
     ///
     /// # Errors
     /// [`GuardError::Config`] for an empty or overlong name, a zero limit, a window shorter than
     /// a millisecond or a zero pool size.
     pub fn build(self, config: tokio_postgres::Config) -> Result<PgRateLimiter, GuardError> {
-        self.build_with_tls(config, tokio_postgres::NoTls)
+        let connector = TlsOptions::from_config(&config)
+            .connector()
+            .map_err(tls_config_error)?;
+        self.build_with_tls(config, connector)
     }
 
-    /// [`build`](Self::build) from a URL; the error never repeats the URL.
+    /// [`build`](Self::build) from a URL; the error never repeats the URL. TLS follows the URL's
+    /// `sslmode` and `sslrootcert` as libpq does (see [`crate::tls`]); a missing or invalid
+    /// `sslrootcert` fails here.
     pub fn build_from_url(self, url: &str) -> Result<PgRateLimiter, GuardError> {
-        let config = url.parse::<tokio_postgres::Config>().map_err(|_| {
-            GuardError::Config("the database URL is not a valid PostgreSQL URL".into())
-        })?;
-        self.build(config)
+        let url: DatabaseUrl = url.parse().map_err(tls_config_error)?;
+        let connector = url.tls().connector().map_err(tls_config_error)?;
+        let (config, _) = url.into_parts();
+        self.build_with_tls(config, connector)
     }
 
     /// [`build`](Self::build) with a TLS connector.

@@ -106,6 +106,14 @@ impl LocalServer {
     /// Finds the binaries, initialises a cluster and starts a server, returning it with an
     /// administration handle connected to it as the superuser.
     pub(crate) fn start() -> Result<(Self, Admin), TestkitError> {
+        Self::start_with(&|_, _| Ok(()))
+    }
+
+    /// [`start`](Self::start), calling `prepare(data_dir, server_user)` after `initdb` and before
+    /// the server first starts (to add files and settings to the cluster).
+    pub(crate) fn start_with(
+        prepare: &dyn Fn(&Path, Option<&ServerUser>) -> Result<(), TestkitError>,
+    ) -> Result<(Self, Admin), TestkitError> {
         let started = Instant::now();
         let binaries = Binaries::find()?;
         let user = ServerUser::for_current_process()?;
@@ -114,6 +122,7 @@ impl LocalServer {
         let log_file = scratch.dir.join("server.log");
 
         initdb(&binaries, user.as_ref(), &scratch.dir, &data_dir)?;
+        prepare(&data_dir, user.as_ref())?;
         let initialised = started.elapsed();
 
         for attempt in 1..=PORT_ATTEMPTS {

@@ -3,6 +3,7 @@
 
 mod binaries;
 mod local;
+pub(crate) mod tls;
 mod user;
 
 use std::fmt;
@@ -122,7 +123,10 @@ impl TestPostgres {
     /// # Ok::<(), tenant_guard_testkit::TestkitError>(())
     /// ```
     pub fn start_local() -> Result<TestPostgres, TestkitError> {
-        let (local, admin) = LocalServer::start()?;
+        Self::from_local(LocalServer::start()?)
+    }
+
+    fn from_local((local, admin): (LocalServer, Admin)) -> Result<TestPostgres, TestkitError> {
         let url = format!(
             "postgres://{}@127.0.0.1:{}/postgres",
             local::SUPERUSER,
