@@ -65,9 +65,18 @@ checks! {
     /// A permissive policy on a tenant table whose `USING` never mentions the tenant column:
     /// it cannot be what keeps orgs apart.
     PolicyIgnoresTenantColumn = "policy_ignores_tenant_column", None;
-    /// A write policy whose effective `WITH CHECK` (its own, or its `USING` when absent) never
-    /// mentions the tenant column: rows can be written into, or moved to, another org.
+    /// A permissive write policy (INSERT, UPDATE, ALL) on a tenant table whose effective
+    /// `WITH CHECK` (its own, or for UPDATE/ALL its `USING` when absent) does not tie the tenant
+    /// column to the caller's org, and no restrictive policy does: rows can be written into, or
+    /// moved to, another org.
     WritePolicyWithoutTenantCheck = "write_policy_without_tenant_check", None;
+    /// An UPDATE or ALL policy without `WITH CHECK` whose `USING` pins the tenant column:
+    /// PostgreSQL reuses `USING` for new rows, so writes are pinned too (info: an explicit
+    /// `WITH CHECK` keeps them pinned if `USING` is ever widened).
+    WriteCheckFromUsing = "write_check_from_using", None;
+    /// An INSERT policy without `WITH CHECK`: PostgreSQL accepts no row through it, so it
+    /// grants nothing (usually a forgotten check).
+    InsertPolicyWithoutCheck = "insert_policy_without_check", None;
     /// Role `anon` can read a tenant table (a grant plus RLS off or a policy that applies to it).
     AnonCanReadTenantTable = "anon_can_read_tenant_table", None;
     /// A policy calls `auth.uid()`/`auth.jwt()`/`current_setting(…)` per row instead of once

@@ -110,6 +110,10 @@ async fn seed_004_mistakes_are_found_exactly() {
             ("auth_rls_initplan", "public.projects"),
             ("auth_rls_initplan", "public.work_sessions"),
             ("auth_rls_initplan", "public.work_artifacts"),
+            // The UPDATE policies have no WITH CHECK: their membership USING is reused for the
+            // new row, which pins workspace_id (info).
+            ("write_check_from_using", "public.projects"),
+            ("write_check_from_using", "public.work_sessions"),
         ]),
         "{}",
         report.to_text(false)

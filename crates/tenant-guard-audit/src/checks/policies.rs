@@ -229,27 +229,129 @@ fn check_policy(catalog: &Catalog, table: &Table, policy: &Policy, findings: &mu
     if matches!(
         policy.command,
         Command::Insert | Command::Update | Command::All
-    ) && let Some(check) = with_check
-        && !expr::is_constant_true(check)
-        && (!expr::mentions_column(check, tenant) || !expr::reads_session(check))
-    {
+    ) {
+        write_check(table, policy, tenant, &on, &roles, findings);
+    }
+}
+
+/// Whether `expr` ties `tenant` to who is asking (mentions the column and reads the session).
+fn pins_tenant(expr: &str, tenant: &str) -> bool {
+    expr::mentions_column(expr, tenant) && expr::reads_session(expr)
+}
+
+/// The expression PostgreSQL checks new rows against for `policy`: its `WITH CHECK`, else (for
+/// UPDATE and ALL) its `USING`, with `true` when it is the latter.
+fn effective_check(policy: &Policy) -> Option<(&str, bool)> {
+    match (policy.with_check.as_deref(), policy.command) {
+        (Some(check), _) => Some((check, false)),
+        (None, Command::Insert) => None,
+        (None, _) => policy.using.as_deref().map(|using| (using, true)),
+    }
+}
+
+/// A restrictive policy that pins the tenant on every write `policy` allows, for all its roles
+/// (restrictive policies AND with the permissive ones, so the tenant is pinned anyway).
+fn restrictive_cover<'t>(table: &'t Table, policy: &Policy, tenant: &str) -> Option<&'t Policy> {
+    let writes = [Command::Insert, Command::Update];
+    table.policies.iter().find(|r| {
+        !r.permissive
+            && writes
+                .iter()
+                .filter(|w| policy.command.covers(**w))
+                .all(|w| r.command.covers(*w))
+            && policy.roles.iter().all(|role| r.applies_to(role))
+            && effective_check(r).is_some_and(|(check, _)| pins_tenant(check, tenant))
+    })
+}
+
+/// The write side of a permissive client policy on a tenant table: does the check PostgreSQL
+/// applies to new rows (explicit `WITH CHECK`, or `USING` reused) pin the tenant column?
+fn write_check(
+    table: &Table,
+    policy: &Policy,
+    tenant: &str,
+    on: &str,
+    roles: &str,
+    findings: &mut Vec<Finding>,
+) {
+    let object = table.object();
+    let command = policy.command.as_str();
+    let rows = match policy.command {
+        Command::Insert => "inserted rows",
+        Command::Update => "updated rows",
+        _ => "inserted and updated rows",
+    };
+    let set_check = match tenant_predicate(table) {
+        Some(predicate) => format!("ALTER POLICY {on} WITH CHECK ({predicate});"),
+        None => format!("ALTER POLICY {on} WITH CHECK (…);"),
+    };
+    let Some((check, implicit)) = effective_check(policy) else {
+        // INSERT without WITH CHECK: PostgreSQL has nothing to accept a row with.
         findings.push(
+            Finding::new(
+                Check::InsertPolicyWithoutCheck,
+                Severity::Info,
+                &object,
+                format!(
+                    "INSERT policy \"{}\" (for {roles}) has no WITH CHECK: PostgreSQL then accepts no row through it (a missing check counts as false for INSERT), so it grants nothing. If inserts were meant, give it the check that pins {tenant}.",
+                    policy.name
+                ),
+                set_check,
+            )
+            .with_policy(&policy.name),
+        );
+        return;
+    };
+    if expr::is_constant_true(check) {
+        // rls_policy_always_true reports it (critical).
+        return;
+    }
+    let pinned = pins_tenant(check, tenant);
+    if !pinned && restrictive_cover(table, policy, tenant).is_some() {
+        return;
+    }
+    let text = peel(check);
+    match (pinned, implicit) {
+        (true, false) => {}
+        (true, true) => findings.push(
+            Finding::new(
+                Check::WriteCheckFromUsing,
+                Severity::Info,
+                &object,
+                format!(
+                    "Policy \"{}\" ({command} for {roles}) has no WITH CHECK, so PostgreSQL checks {rows} against its USING: `{text}`. That pins {tenant} to the caller's org, so rows cannot be written into or moved to another org; an explicit WITH CHECK keeps it so if USING is ever widened.",
+                    policy.name
+                ),
+                format!("ALTER POLICY {on} WITH CHECK ({text});"),
+            )
+            .with_policy(&policy.name),
+        ),
+        (false, false) => findings.push(
             Finding::new(
                 Check::WritePolicyWithoutTenantCheck,
                 Severity::High,
                 &object,
                 format!(
-                    "Policy \"{}\" ({}) has a WITH CHECK that does not tie {tenant} to the caller's org: a user can write rows into another org, or move rows there.",
-                    policy.name,
-                    policy.command.as_str()
+                    "Policy \"{}\" ({command} for {roles}) has a WITH CHECK that does not tie {tenant} to the caller's org: `{text}`. A user can write rows into another org, or move rows there.",
+                    policy.name
                 ),
-                match tenant_predicate(table) {
-                    Some(predicate) => format!("ALTER POLICY {on} WITH CHECK ({predicate});"),
-                    None => format!("ALTER POLICY {on} WITH CHECK (…);"),
-                },
+                set_check,
             )
             .with_policy(&policy.name),
-        );
+        ),
+        (false, true) => findings.push(
+            Finding::new(
+                Check::WritePolicyWithoutTenantCheck,
+                Severity::High,
+                &object,
+                format!(
+                    "Policy \"{}\" ({command} for {roles}) has no WITH CHECK, so PostgreSQL checks {rows} against its USING: `{text}`, which does not tie {tenant} to the caller's org. A user can write rows into another org, or move rows there (UPDATE … SET {tenant} = …).",
+                    policy.name
+                ),
+                set_check,
+            )
+            .with_policy(&policy.name),
+        ),
     }
 }
 

@@ -17,6 +17,7 @@ pub const EXTRAS: &str = include_str!("../fixtures/extras.sql");
 pub const LEAKY: &str = include_str!("../fixtures/leaky.sql");
 pub const CHAIN: &str = include_str!("../fixtures/chain.sql");
 pub const MEMBERSHIPS: &str = include_str!("../fixtures/memberships.sql");
+pub const WRITE_SIDE: &str = include_str!("../fixtures/write_side.sql");
 
 /// The application login the fixtures create: NOINHERIT, member of the app roles, no powers.
 pub const APP_LOGIN: &str = "tg_audit_app_login";
