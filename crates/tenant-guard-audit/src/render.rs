@@ -1,11 +1,14 @@
-//! The human-readable report: a table of findings and a summary line.
+//! The human-readable report: findings grouped by table (most severe table first), and a
+//! one-line summary with counts.
 
 use std::fmt::Write as _;
 
+use crate::finding::Finding;
 use crate::report::Report;
 use crate::severity::Severity;
 
 const RESET: &str = "\x1b[0m";
+const BOLD: &str = "\x1b[1m";
 
 fn style(severity: Severity) -> &'static str {
     match severity {
@@ -17,10 +20,47 @@ fn style(severity: Severity) -> &'static str {
     }
 }
 
+/// `text` in `severity`'s colour when `color` is on.
+fn paint(text: &str, severity: Severity, color: bool) -> String {
+    if color {
+        format!("{}{text}{RESET}", style(severity))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The findings grouped by object, most severe group first (then by name); inside a group the
+/// report's order (most severe first) is kept.
+fn groups(findings: &[Finding]) -> Vec<(&str, Vec<&Finding>)> {
+    let mut groups: Vec<(&str, Vec<&Finding>)> = Vec::new();
+    for finding in findings {
+        match groups
+            .iter_mut()
+            .find(|(object, _)| *object == finding.object)
+        {
+            Some((_, members)) => members.push(finding),
+            None => groups.push((&finding.object, vec![finding])),
+        }
+    }
+    groups.sort_by(|a, b| {
+        let worst = |g: &[&Finding]| g.iter().map(|f| f.severity).max();
+        worst(&b.1).cmp(&worst(&a.1)).then_with(|| a.0.cmp(b.0))
+    });
+    groups
+}
+
 impl Report {
-    /// The report as a table for people: one block per finding (severity, check, object, then
-    /// the message and the fix indented), and the summary line last. `color` adds ANSI colours
-    /// to severities (use it only when writing to a terminal).
+    /// The report for people: a header, then one block per table (or function, view, role)
+    /// with its findings, most severe table first (each finding: severity, check id, the policy
+    /// concerned, the message and the fix), and the [summary line](Self::summary_line) last.
+    /// `color` adds ANSI colours to severities (use it only when writing to a terminal).
+    ///
+    /// ```text
+    /// public.docs: 1 high, 1 medium
+    ///   HIGH      write_policy_without_tenant_check  policy docs_update
+    ///             Policy "docs_update" (UPDATE for authenticated) has no WITH CHECK, …
+    ///             fix: ALTER POLICY docs_update ON public.docs WITH CHECK (…);
+    /// ```
     pub fn to_text(&self, color: bool) -> String {
         let mut out = String::new();
         let s = &self.summary;
@@ -36,38 +76,41 @@ impl Report {
         if self.findings.is_empty() {
             let _ = writeln!(out);
             let _ = writeln!(out, "No findings.");
-        } else {
-            let check_width = self
-                .findings
-                .iter()
-                .map(|f| f.check.id().len())
-                .max()
-                .unwrap_or(5)
-                .max(5);
+        }
+        let check_width = self
+            .findings
+            .iter()
+            .map(|f| f.check.id().len())
+            .max()
+            .unwrap_or(0);
+        for (object, findings) in groups(&self.findings) {
             let _ = writeln!(out);
-            let _ = writeln!(out, "{:<9} {:<check_width$} OBJECT", "SEVERITY", "CHECK");
-            for finding in &self.findings {
-                let label = finding.severity.as_str().to_ascii_uppercase();
-                let label = if color {
-                    format!("{}{label:<9}{RESET}", style(finding.severity))
-                } else {
-                    format!("{label:<9}")
+            let counts: Vec<String> = Severity::ALL
+                .iter()
+                .filter_map(|sev| {
+                    let n = findings.iter().filter(|f| f.severity == *sev).count();
+                    (n > 0).then(|| paint(&format!("{n} {sev}"), *sev, color))
+                })
+                .collect();
+            let title = if color {
+                format!("{BOLD}{object}{RESET}")
+            } else {
+                object.to_owned()
+            };
+            let _ = writeln!(out, "{title}: {}", counts.join(", "));
+            for finding in findings {
+                let label = format!("{:<9}", finding.severity.as_str().to_ascii_uppercase());
+                let check = match finding.policy.as_deref() {
+                    Some(policy) => {
+                        format!("{:<check_width$}  policy {policy}", finding.check.id())
+                    }
+                    None => finding.check.id().to_owned(),
                 };
-                let policy = finding
-                    .policy
-                    .as_deref()
-                    .map(|p| format!("  (policy {p})"))
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "{label} {:<check_width$} {}{policy}",
-                    finding.check.id(),
-                    finding.object
-                );
-                let _ = writeln!(out, "          {}", finding.message);
+                let _ = writeln!(out, "  {} {check}", paint(&label, finding.severity, color));
+                let _ = writeln!(out, "            {}", finding.message);
                 for (i, line) in finding.fix.lines().enumerate() {
                     let lead = if i == 0 { "fix: " } else { "     " };
-                    let _ = writeln!(out, "          {lead}{line}");
+                    let _ = writeln!(out, "            {lead}{line}");
                 }
             }
         }

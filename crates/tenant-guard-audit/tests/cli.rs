@@ -131,17 +131,44 @@ async fn text_output_is_a_table_with_a_summary_line() {
     ]);
     assert_eq!(output.status.code(), Some(0));
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(text.contains("SEVERITY  CHECK"), "{text}");
-    assert!(text.contains("CRITICAL  rls_policy_always_true"), "{text}");
+    // Grouped by table, the most severe table first, with its counts.
+    let blocks: Vec<&str> = text.split("\n\n").collect();
+    assert!(
+        blocks[1].starts_with("public.organizations: 1 critical, 2 medium\n"),
+        "{text}"
+    );
+    assert!(
+        blocks[1].contains("\n  CRITICAL  rls_policy_always_true"),
+        "{text}"
+    );
+    assert!(
+        blocks[1].contains("policy organizations_all_access"),
+        "{text}"
+    );
     assert!(text.contains("fix: ALTER TABLE public.organizations FORCE ROW LEVEL SECURITY;"));
+    for table in [
+        "public.sms_confirmation_logs",
+        "public.appointment_bookings",
+        "public.cold_call_logs",
+    ] {
+        assert_eq!(
+            blocks
+                .iter()
+                .filter(|b| b.starts_with(&format!("{table}: ")))
+                .count(),
+            1,
+            "{table} has one block: {text}"
+        );
+    }
     assert!(
         text.trim_end().ends_with(
             "4 tables scanned, 4 with RLS (1 forced), 3 tenant tables; findings: 1 critical, 4 high, 8 medium, 2 low, 0 info"
         ),
         "{text}"
     );
-    // Not a terminal: no colour unless asked for.
+    // Not a terminal: no colour unless asked for; no trailing spaces.
     assert!(!text.contains('\x1b'));
+    assert!(text.lines().all(|line| !line.ends_with(' ')), "{text}");
     let coloured = tenant_guard(&[
         "audit",
         "--database-url",
