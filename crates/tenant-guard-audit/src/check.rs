@@ -29,6 +29,11 @@ macro_rules! checks {
                 match self { $(Check::$variant => $id,)+ }
             }
 
+            /// What the check finds and why it matters (its documentation, as one paragraph).
+            pub fn description(self) -> &'static str {
+                match self { $(Check::$variant => concat!($($doc),+).trim_ascii(),)+ }
+            }
+
             /// The splinter lint this check follows, e.g. `Some("splinter 0013")`.
             pub fn reference(self) -> Option<&'static str> {
                 match self { $(Check::$variant => $reference,)+ }

@@ -45,6 +45,7 @@ mod orphans;
 mod probe;
 mod render;
 mod report;
+mod sarif;
 mod scope;
 mod severity;
 mod sql;
@@ -57,6 +58,7 @@ pub use config::AuditConfig;
 pub use error::AuditError;
 pub use finding::Finding;
 pub use report::{FORMAT_VERSION, ProbeSummary, Report, SeverityCounts, Summary};
+pub use sarif::SARIF_SCHEMA_URI;
 pub use severity::{ParseSeverityError, Severity};
 
 use crate::catalog::Catalog;

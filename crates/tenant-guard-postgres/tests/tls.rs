@@ -118,6 +118,34 @@ async fn pool_and_limiter_honour_sslmode_against_a_tls_server() {
             .expect("disable connects in plain text")
     );
 
+    // No host name (hostaddr only): verify-full has no name to check, so it refuses.
+    let port = db.config().get_ports()[0];
+    let no_name = format!(
+        "hostaddr=127.0.0.1 port={port} user=postgres dbname={} sslmode=verify-full {ca}",
+        db.name()
+    );
+    let error = pool_ssl(&no_name)
+        .await
+        .expect_err("verify-full without a host name");
+    assert!(
+        error_chain(&error).contains("hostname"),
+        "{}",
+        error_chain(&error)
+    );
+    // A Unix socket (PostgreSQL never offers TLS there): prefer connects in plain text.
+    let socket_dir = server
+        .data_dir()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let socket = format!(
+        "host={socket_dir} port={port} user=postgres dbname={}",
+        db.name()
+    );
+    assert!(!pool_ssl(&socket).await.expect("prefer over a Unix socket"));
+
     // A missing root file fails when the pool is built, not at the first request.
     let missing = conninfo(
         &db,

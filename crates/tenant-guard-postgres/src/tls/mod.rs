@@ -47,9 +47,44 @@ use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio_postgres::Config;
+use tokio_postgres::tls::MakeTlsConnect;
 
-/// The TLS connector every connection built here uses (rustls through `tokio-postgres-rustls`).
-pub type TlsConnector = tokio_postgres_rustls::MakeRustlsConnect;
+/// The name a certificate is checked against when the connection has no host name (a Unix
+/// socket, where PostgreSQL never offers TLS anyway, or `hostaddr` without `host`): in the
+/// reserved `.invalid` domain, so `verify-full` can never accept it (as libpq refuses it).
+const NO_HOST_NAME: &str = "no-host-name.invalid";
+
+/// The TLS connector every connection built here uses: rustls through `tokio-postgres-rustls`,
+/// from [`TlsOptions::connector`]. Cheap to clone.
+#[derive(Clone)]
+pub struct TlsConnector {
+    inner: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+impl fmt::Debug for TlsConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConnector").finish_non_exhaustive()
+    }
+}
+
+impl<S> MakeTlsConnect<S> for TlsConnector
+where
+    tokio_postgres_rustls::MakeRustlsConnect: MakeTlsConnect<S>,
+{
+    type Stream = <tokio_postgres_rustls::MakeRustlsConnect as MakeTlsConnect<S>>::Stream;
+    type TlsConnect = <tokio_postgres_rustls::MakeRustlsConnect as MakeTlsConnect<S>>::TlsConnect;
+    type Error = <tokio_postgres_rustls::MakeRustlsConnect as MakeTlsConnect<S>>::Error;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<Self::TlsConnect, Self::Error> {
+        // tokio-postgres passes "" when there is no host name; rustls needs a valid one.
+        let domain = if domain.is_empty() {
+            NO_HOST_NAME
+        } else {
+            domain
+        };
+        MakeTlsConnect::<S>::make_tls_connect(&mut self.inner, domain)
+    }
+}
 
 /// libpq's `sslmode`, with its meaning (see the [module docs](self)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -275,7 +310,9 @@ impl TlsOptions {
                 .with_custom_certificate_verifier(Arc::new(verify::Unverified::new(provider)))
                 .with_no_client_auth()
         };
-        Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+        Ok(TlsConnector {
+            inner: tokio_postgres_rustls::MakeRustlsConnect::new(config),
+        })
     }
 
     fn load_roots(&self) -> Result<RootCertStore, TlsError> {

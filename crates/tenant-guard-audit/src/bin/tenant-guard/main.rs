@@ -31,7 +31,11 @@ enum Command {
     /// columns, functions, views, the login's powers) and optionally probe isolation.
     ///
     /// Exit code: 0 when no finding reaches --fail-on, 1 when one does, 2 when the audit could
-    /// not run.
+    /// not run (bad arguments, no connection, TLS refused, a failed query). The report is
+    /// written to stdout in every case but 2.
+    ///
+    /// TLS: sslmode (disable, prefer, require, verify-ca, verify-full) and sslrootcert in the
+    /// URL, as libpq; use ?sslmode=verify-full for a managed database.
     Audit(AuditArgs),
 }
 
@@ -61,6 +65,11 @@ struct AuditArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+
+    /// With --format sarif: the repository file (or directory) results are attached to, e.g.
+    /// your migrations directory, so code scanning shows them there. Default: database/<object>.
+    #[arg(long, value_name = "PATH")]
+    sarif_artifact: Option<String>,
 
     /// Exit with 1 when a finding of this severity or worse exists (`none`: never).
     #[arg(long, value_name = "SEVERITY", default_value = "high", value_parser = parse_fail_on)]
@@ -100,6 +109,8 @@ enum Format {
     Text,
     /// The stable JSON report: {"summary": {…}, "findings": [{…}]}.
     Json,
+    /// SARIF 2.1.0, for code scanning (GitHub upload-sarif).
+    Sarif,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -183,6 +194,7 @@ fn run_audit(args: AuditArgs) -> ExitCode {
     };
     let output = match args.format {
         Format::Json => report.to_json() + "\n",
+        Format::Sarif => report.to_sarif(args.sarif_artifact.as_deref()) + "\n",
         Format::Text => report.to_text(color),
     };
     let mut stdout = io::stdout().lock();
