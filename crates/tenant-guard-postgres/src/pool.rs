@@ -18,7 +18,7 @@ use crate::error::GuardError;
 use crate::login::{LoginPolicy, LoginReport};
 use crate::options::ScopeOptions;
 use crate::scope::{SCOPE_SQL, Scope};
-use crate::tls::{DatabaseUrl, TlsError, TlsOptions};
+use crate::tls::{DatabaseUrl, TlsOptions, config_error as tls_config_error};
 use crate::tx::TenantTx;
 
 /// Default maximum number of pooled connections.
@@ -514,16 +514,5 @@ mod tests {
         let b = TenantPool::builder(tokio_postgres::Config::new());
         assert!(b.user_roles.iter().all(|r| r.as_str() != "service_role"));
         assert_eq!(b.service_role.as_str(), "service_role");
-    }
-}
-
-/// A URL or TLS option that cannot be used, as [`GuardError::Config`] (never repeating the URL:
-/// tokio-postgres's parse errors do not, and ours name only the TLS parameter).
-pub(crate) fn tls_config_error(error: TlsError) -> GuardError {
-    match error {
-        TlsError::InvalidUrl { .. } => {
-            GuardError::Config("the database URL is not a valid PostgreSQL URL".into())
-        }
-        other => GuardError::Config(other.to_string()),
     }
 }

@@ -78,8 +78,8 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::error::GuardError;
-use crate::pool::{map_pool_error, tls_config_error};
-use crate::tls::{DatabaseUrl, TlsOptions};
+use crate::pool::map_pool_error;
+use crate::tls::{DatabaseUrl, TlsOptions, config_error as tls_config_error};
 
 /// Default number of connections of a limiter's own pool.
 pub const DEFAULT_LIMITER_MAX_SIZE: usize = 4;

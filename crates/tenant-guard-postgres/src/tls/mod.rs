@@ -407,6 +407,17 @@ impl FromStr for DatabaseUrl {
     }
 }
 
+/// A URL or TLS option that cannot be used, as [`crate::GuardError::Config`] (never repeating the URL:
+/// tokio-postgres's parse errors do not, and ours name only the TLS parameter).
+pub(crate) fn config_error(error: TlsError) -> crate::GuardError {
+    match error {
+        TlsError::InvalidUrl { .. } => {
+            crate::GuardError::Config("the database URL is not a valid PostgreSQL URL".into())
+        }
+        other => crate::GuardError::Config(other.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,6 +96,10 @@ pub(crate) struct LocalServer {
     scratch: Mutex<Scratch>,
 }
 
+/// What [`LocalServer::start_with`] calls between `initdb` and the first start:
+/// `prepare(data_dir, server_user)`.
+pub(crate) type Prepare<'a> = dyn Fn(&Path, Option<&ServerUser>) -> Result<(), TestkitError> + 'a;
+
 /// Outcome of one start attempt that did not succeed.
 enum Attempt {
     PortTaken,
@@ -111,9 +115,7 @@ impl LocalServer {
 
     /// [`start`](Self::start), calling `prepare(data_dir, server_user)` after `initdb` and before
     /// the server first starts (to add files and settings to the cluster).
-    pub(crate) fn start_with(
-        prepare: &dyn Fn(&Path, Option<&ServerUser>) -> Result<(), TestkitError>,
-    ) -> Result<(Self, Admin), TestkitError> {
+    pub(crate) fn start_with(prepare: &Prepare<'_>) -> Result<(Self, Admin), TestkitError> {
         let started = Instant::now();
         let binaries = Binaries::find()?;
         let user = ServerUser::for_current_process()?;
