@@ -206,8 +206,16 @@ fn discard(conn: Object) {
     drop(client);
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move {
-            // Best effort: the backend exits anyway once it notices the closed socket.
-            let _ = token.cancel_query(tokio_postgres::NoTls).await;
+            // Best effort: the backend exits anyway once it notices the closed socket. Over TLS
+            // when the connection's sslmode requires it (a plain-text cancel would be refused).
+            match crate::tls::cancel_connector() {
+                Some(tls) => {
+                    let _ = token.cancel_query(tls).await;
+                }
+                None => {
+                    let _ = token.cancel_query(tokio_postgres::NoTls).await;
+                }
+            }
         });
     }
 }

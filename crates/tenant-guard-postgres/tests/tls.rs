@@ -210,3 +210,62 @@ async fn require_refuses_a_server_without_tls() {
     let prefer = conninfo(&db, "localhost", "");
     assert!(!pool_ssl(&prefer).await.expect("prefer connects"));
 }
+
+/// A statement abandoned mid-flight on a verify-full connection is cancelled over TLS (the
+/// connection's sslmode requires it; a plain-text cancel request would be refused by the driver),
+/// so the backend stops instead of sleeping on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_statements_are_cancelled_over_tls() {
+    let certs = TestCertificates::generate(&["localhost"]).expect("certificates");
+    let server = TestPostgres::start_local_tls(&certs).expect("TLS server");
+    let db = server.create_database_async().await.expect("database");
+    support::apply(db.config(), "").await.expect("support SQL");
+    let admin = db.connect().await.expect("admin");
+    let url = conninfo(
+        &db,
+        "localhost",
+        &format!(
+            "sslmode=verify-full sslrootcert='{}'",
+            certs.ca_file().display()
+        ),
+    );
+    let pool = pool(&url).expect("pool");
+    let principal = TestIssuer::new()
+        .principal(Uuid::new_v4(), "user-1", "authenticated")
+        .expect("principal");
+    let tx = pool
+        .begin(&principal, tenant_guard_postgres::ScopeOptions::default())
+        .await
+        .expect("begin");
+    let pid: i32 = tx
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let running = async |pid: i32| -> bool {
+        admin
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active' \
+                  AND query LIKE '%tls-cancel-me%')",
+                &[&pid],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    };
+    {
+        let slow = tx.execute("SELECT pg_sleep(60) -- tls-cancel-me", &[]);
+        tokio::select! {
+            _ = slow => panic!("the sleep finished"),
+            () = async { while !running(pid).await { tokio::time::sleep(Duration::from_millis(5)).await } } => {}
+        }
+    }
+    drop(tx);
+    for _ in 0..500 {
+        if !running(pid).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("backend {pid} still sleeping 5 s after its statement was abandoned");
+}

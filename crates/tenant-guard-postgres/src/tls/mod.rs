@@ -407,6 +407,17 @@ impl FromStr for DatabaseUrl {
     }
 }
 
+/// The connector for cancel requests (a pid and a cancel key, nothing else): TLS when the
+/// cancelled connection's `ssl_mode` asks for it, the certificate unchecked (the worst a peer in
+/// the middle can do with the key is cancel that one statement, which it could do by dropping
+/// the connection). Built once.
+pub(crate) fn cancel_connector() -> Option<TlsConnector> {
+    static CONNECTOR: std::sync::OnceLock<Option<TlsConnector>> = std::sync::OnceLock::new();
+    CONNECTOR
+        .get_or_init(|| TlsOptions::new(SslMode::Require).connector().ok())
+        .clone()
+}
+
 /// A URL or TLS option that cannot be used, as [`crate::GuardError::Config`] (never repeating the URL:
 /// tokio-postgres's parse errors do not, and ours name only the TLS parameter).
 pub(crate) fn config_error(error: TlsError) -> crate::GuardError {
