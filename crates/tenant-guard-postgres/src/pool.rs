@@ -314,6 +314,27 @@ pub(crate) fn map_pool_error(error: PoolError) -> GuardError {
 }
 
 impl TenantPoolBuilder {
+    /// TLS for the pool's connections (default: what the URL's `sslmode`/`sslrootcert` said for
+    /// [`TenantPool::builder_from_url`], the `Config`'s `ssl_mode` unverified for
+    /// [`TenantPool::builder`]). Also sets the `Config`'s `ssl_mode` to match.
+    ///
+    /// ```
+    /// use tenant_guard_postgres::TenantPool;
+    /// use tenant_guard_postgres::tls::{SslMode, TlsOptions};
+    ///
+    /// let config: tokio_postgres::Config = "host=db.example.com user=authenticator".parse()?;
+    /// let builder = TenantPool::builder(config)
+    ///     .tls(TlsOptions::new(SslMode::VerifyFull).root_cert_file("/etc/ssl/db-ca.pem"));
+    /// # let _ = builder;
+    /// # Ok::<(), tokio_postgres::Error>(())
+    /// ```
+    #[must_use]
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        tls.apply(&mut self.config);
+        self.tls = tls;
+        self
+    }
+
     /// Maximum number of connections (default [`DEFAULT_MAX_SIZE`]).
     #[must_use]
     pub fn max_size(mut self, max_size: usize) -> Self {

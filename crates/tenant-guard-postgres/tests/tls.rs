@@ -146,6 +146,31 @@ async fn pool_and_limiter_honour_sslmode_against_a_tls_server() {
     );
     assert!(!pool_ssl(&socket).await.expect("prefer over a Unix socket"));
 
+    // The same options on a builder from a Config.
+    let (config, _) = conninfo(&db, "localhost", "")
+        .parse::<tenant_guard_postgres::tls::DatabaseUrl>()
+        .unwrap()
+        .into_parts();
+    let from_config = TenantPool::builder(config)
+        .tls(
+            tenant_guard_postgres::tls::TlsOptions::new(
+                tenant_guard_postgres::tls::SslMode::VerifyFull,
+            )
+            .root_cert_file(stranger.ca_file()),
+        )
+        .login_policy(LoginPolicy::Skip)
+        .build()
+        .unwrap();
+    let error = from_config
+        .dangerous_unscoped_connection("TLS test")
+        .await
+        .expect_err("untrusted CA via .tls()");
+    assert!(
+        error_chain(&error).contains("UnknownIssuer"),
+        "{}",
+        error_chain(&error)
+    );
+
     // A missing root file fails when the pool is built, not at the first request.
     let missing = conninfo(
         &db,
