@@ -31,6 +31,10 @@
 //! [`capture::Capture`] collects `tracing` spans and events in memory, for tests of what the guard
 //! and the adapters log.
 //!
+//! TLS, opt-in: [`TestCertificates`] generates a CA and a server certificate in the test (no
+//! network, no `openssl`), and [`TestPostgres::start_local_tls`] starts a server of the test's own
+//! with `ssl = on` presenting it (the default and shared servers stay without TLS).
+//!
 //! Roles are shared by all databases of a server: tests that create roles must tolerate them
 //! existing already (`CREATE ROLE` inside a `DO` block that checks `pg_roles`, for instance).
 #![deny(missing_docs)]
