@@ -12,8 +12,9 @@
 //! | *(always)* | the core: [`Verifier`], [`Principal`], [`AuthError`], [`ErrorResponse`], [`RequestId`], … |
 //! | `aws_lc_rs` (default) / `rust_crypto` | the crypto backend of JWT verification (exactly one) |
 //! | `postgres` | [`postgres`]: the guard (scoped pool, `with_tenant_guard`, support SQL) |
-//! | `axum` | [`axum`]: the tower layer and extractors (implies `postgres`) |
-//! | `actix` | [`actix`]: the actix-web middleware and extractors (implies `postgres`) |
+//! | `http` | [`http`]: the request pipeline every adapter shares, as a tower layer for tonic and hyper (implies `postgres`) |
+//! | `axum` | [`axum`]: the axum layer and extractors (implies `http`) |
+//! | `actix` | [`actix`]: the actix-web middleware and extractors (implies `http`) |
 //! | `metrics` | request, rejection, per-org and guard metrics through the `metrics` facade (`core::metrics`) |
 //! | `full` | all of the above |
 //!
@@ -44,6 +45,10 @@ pub use tenant_guard_core::*;
 /// The guard: Postgres transactions scoped to the verified org and role.
 #[cfg(feature = "postgres")]
 pub use tenant_guard_postgres as postgres;
+
+/// The request pipeline shared by every adapter, and its tower layer (tonic, hyper).
+#[cfg(feature = "http")]
+pub use tenant_guard_http as http;
 
 /// The axum adapter: [`TenantGuardLayer`](tenant_guard_axum::TenantGuardLayer) and extractors.
 #[cfg(feature = "axum")]

@@ -1,14 +1,15 @@
 //! The request headers the core reads, copied from actix-web's `http` 0.2 map into an `http` 1.x
 //! map.
 //!
-//! Only `authorization`, `x-request-id` and — when there is no `authorization` header, for a
-//! verifier opted in to a token cookie — `cookie` are copied (every value of each, so "more than
+//! Only `authorization`, `x-request-id`, the W3C `traceparent`/`tracestate` and — when there is
+//! no `authorization` header, for a verifier opted in to a token cookie — `cookie` are copied (every value of each, so "more than
 //! one" stays detectable): a handful of bytes per request instead of converting the whole map.
 
 use actix_web::http::header::HeaderMap as ActixHeaderMap;
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tenant_guard_core::request_id::X_REQUEST_ID;
+use tenant_guard_http::{TRACEPARENT, TRACESTATE};
 
 /// A value both `http` versions accept but that no check accepts either: counted, never valid.
 ///
@@ -24,15 +25,21 @@ pub(crate) fn core_headers(headers: &ActixHeaderMap) -> HeaderMap {
         // The core reads an opted-in cookie only when no `Authorization` header was sent.
         copy(headers, &COOKIE, &mut out);
     }
-    copy(headers, &X_REQUEST_ID, &mut out);
+    copy_trace_headers(headers, &mut out);
     out
 }
 
-/// Only `x-request-id`, for middlewares that do not authenticate.
-pub(crate) fn request_id_headers(headers: &ActixHeaderMap) -> HeaderMap {
+/// Only the request id and trace context, for middlewares that do not authenticate.
+pub(crate) fn trace_headers(headers: &ActixHeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
-    copy(headers, &X_REQUEST_ID, &mut out);
+    copy_trace_headers(headers, &mut out);
     out
+}
+
+fn copy_trace_headers(from: &ActixHeaderMap, to: &mut HeaderMap) {
+    for name in [&X_REQUEST_ID, &TRACEPARENT, &TRACESTATE] {
+        copy(from, name, to);
+    }
 }
 
 fn copy(from: &ActixHeaderMap, name: &HeaderName, to: &mut HeaderMap) {

@@ -43,26 +43,29 @@
 //! # }
 //! ```
 //!
-//! What happens per request is described on [`TenantGuard`]; the transaction's life on
-//! [`TenantDb`]. Every error response is the core's
-//! [`ErrorResponse`](tenant_guard_core::ErrorResponse), rendered by [`error_response`], so this
-//! adapter and the axum one answer identically, byte for byte.
+//! The pipeline itself (request id and span, authentication, role check, rate limit, the
+//! transaction's hand-over and its commit or rollback by status, error rendering, metrics) lives
+//! in `tenant_guard_http`, shared with the axum adapter and the tower layer tonic and hyper use.
+//! What this crate adds is what actix-web forces: the middleware's `Transform` and service
+//! ([`TenantGuard`], [`RequestTracing`]), the extractors ([`Authenticated`],
+//! [`CurrentRequestId`], [`TenantDb`]), their error ([`TenantGuardError`]), and the conversion
+//! between actix-web's `http` 0.2 types and the pipeline's `http` 1.x ([`error_response`]).
 //!
-//! actix-web runs each request on one thread: the extractors are not `Send`, and the middleware's
-//! future is boxed, as is usual for actix middleware.
+//! actix-web runs each request on one thread: the middleware's future is boxed and not `Send`,
+//! as is usual for actix middleware.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod error;
 mod extract;
-mod guard;
 mod headers;
-mod request_id;
+mod middleware;
 mod response;
-mod slot;
+mod trace;
 
 pub use error::TenantGuardError;
-pub use extract::{Authenticated, CurrentRequestId, Mode, ReadOnly, ReadWrite, TenantDb};
-pub use guard::{TenantGuard, TenantGuardMiddleware};
-pub use request_id::{RequestTracing, RequestTracingMiddleware};
+pub use extract::{Authenticated, CurrentRequestId, TenantDb};
+pub use middleware::{TenantGuard, TenantGuardMiddleware};
 pub use response::error_response;
+pub use tenant_guard_http::{Mode, ReadOnly, ReadWrite};
+pub use trace::{RequestTracing, RequestTracingMiddleware};

@@ -1,8 +1,7 @@
 //! Rendering the core's [`ErrorResponse`] as an actix-web [`HttpResponse`].
 //!
-//! This is the adapter's only knowledge of error responses: statuses, headers and bodies are
-//! decided by [`ToErrorResponse`] implementations in the core and guard crates, so actix and axum
-//! answer every error identically.
+//! Statuses, headers and bodies are decided by [`ToErrorResponse`] implementations in the core
+//! and guard crates, so every framework answers every error identically.
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;

@@ -3,14 +3,14 @@
 //!
 //! ```no_run
 //! use axum::{Json, Router, routing::get};
-//! use tenant_guard_axum::{Authenticated, ReadOnly, TenantDb, TenantGuardLayer};
+//! use tenant_guard_axum::{Authenticated, ReadOnly, TenantDb, TenantGuardLayer, TenantGuardRejection};
 //! use tenant_guard_core::{Environment, Verifier};
 //! use tenant_guard_postgres::TenantPool;
 //!
-//! async fn names(db: TenantDb<ReadOnly>) -> Json<Vec<String>> {
+//! async fn names(db: TenantDb<ReadOnly>) -> Result<Json<Vec<String>>, TenantGuardRejection> {
 //!     // Row Level Security scopes this to the caller's org: no `WHERE org_id = …` needed.
-//!     let rows = db.query("SELECT name FROM projects", &[]).await.unwrap_or_default();
-//!     Json(rows.iter().map(|r| r.get(0)).collect())
+//!     let rows = db.query("SELECT name FROM projects", &[]).await?; // 503 when the pool is busy
+//!     Ok(Json(rows.iter().map(|r| r.get(0)).collect()))
 //! }
 //!
 //! async fn me(Authenticated(principal): Authenticated) -> String {
@@ -32,25 +32,23 @@
 //! # }
 //! ```
 //!
-//! What happens per request is described on [`TenantGuardLayer`]; the transaction's life on
-//! [`TenantDb`]. Every error response is the core's [`ErrorResponse`](tenant_guard_core::ErrorResponse),
-//! rendered by [`error_response`], so this adapter and the actix one answer identically.
+//! The pipeline itself (request id and span, authentication, role check, rate limit, the
+//! transaction's hand-over and its commit or rollback by status, error rendering, metrics) lives
+//! in `tenant_guard_http`, shared with the actix-web adapter and usable as is by tonic and hyper:
+//! [`TenantGuardLayer`] and [`RequestTracingLayer`] are its tower layers with axum's route
+//! template ([`MatchedRoute`]). What this crate adds is what axum forces: the extractors
+//! ([`Authenticated`], [`CurrentRequestId`], [`TenantDb`]), their rejection
+//! ([`TenantGuardRejection`]) and [`error_response`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod extract;
-mod future;
-mod layer;
 mod rejection;
 mod response;
-mod service;
-mod slot;
-mod trace;
+mod route;
 
-pub use extract::{Authenticated, CurrentRequestId, Mode, ReadOnly, ReadWrite, TenantDb};
-pub use future::ResponseFuture;
-pub use layer::TenantGuardLayer;
+pub use extract::{Authenticated, CurrentRequestId, TenantDb};
 pub use rejection::TenantGuardRejection;
 pub use response::error_response;
-pub use service::TenantGuard;
-pub use trace::{RequestTracing, RequestTracingLayer};
+pub use route::{MatchedRoute, RequestTracing, RequestTracingLayer, TenantGuard, TenantGuardLayer};
+pub use tenant_guard_http::{Mode, ReadOnly, ReadWrite, ResponseFuture};

@@ -11,6 +11,7 @@
 //! | `error_code` | the request is refused ([`record_rejection`]) | the JSON body's `error`, e.g. `missing_token` |
 //! | `status`, `latency_ms` | the response is produced ([`RequestTimer::finish`]) | the HTTP status; milliseconds since arrival |
 //! | `cancelled` | the request is dropped before a response (the client went away) | `true`, with `latency_ms` |
+//! | `trace_id`, `parent_span_id`, `trace_flags`, `tracestate` | the request carries a valid W3C `traceparent` (recorded by `tenant_guard_http`) | its fields as sent (lower-case hex), `tracestate` when sane |
 //!
 //! The span is at `info` level on the target `tenant_guard_core::trace`; [`RequestTimer::finish`]
 //! emits a `debug` event `request finished` inside it, so a formatter shows every field at least
@@ -51,6 +52,10 @@ pub fn request_span(request_id: &RequestId) -> Span {
         status = Empty,
         latency_ms = Empty,
         cancelled = Empty,
+        trace_id = Empty,
+        parent_span_id = Empty,
+        trace_flags = Empty,
+        tracestate = Empty,
     )
 }
 

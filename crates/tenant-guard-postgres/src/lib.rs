@@ -33,16 +33,14 @@
 //! connections go back to the pool clean whatever happens (see [`TenantTx`]).
 //!
 //! Modules: [`support`] (the support SQL and policy templates), [`dangerous`] (the unscoped
-//! escape hatch), [`handoff`] (what the web-framework adapters are built on), [`rate_limit`]
-//! (per-org rate limits shared by every instance, counted in PostgreSQL), [`tls`] (libpq's
-//! `sslmode`/`sslrootcert` for every connection opened from a URL).
+//! escape hatch), [`rate_limit`] (per-org rate limits shared by every instance, counted in
+//! PostgreSQL), [`tls`] (libpq's `sslmode`/`sslrootcert` for every connection opened from a URL).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod dangerous;
 mod error;
 mod guard;
-pub mod handoff;
 mod login;
 mod options;
 mod pool;

@@ -1,28 +1,14 @@
-//! Building blocks for web-framework adapters: the access mode of a request's transaction and the
-//! hand-over point between the extractor that begins it and the middleware that ends it.
+//! The access mode of a request's transaction, and the hand-over point between the extractor
+//! that takes it and the pipeline that ends it (moved here from `tenant_guard_postgres::handoff`).
 //!
-//! `tenant-guard-axum` and `tenant-guard-actix` are built on these, so both frameworks end a
-//! request's transaction by the same rules. An adapter for another framework would use them the
-//! same way:
-//!
-//! - the middleware puts a fresh [`TxSlot`] into the request;
-//! - the extractor [`check_out`](TxSlot::check_out)s it, begins the transaction and, when the
-//!   handler drops it, [`give_back`](TxSlot::give_back)s it;
-//! - once the handler has answered, the middleware [`close`](TxSlot::close)s the slot and commits
-//!   or rolls back what it finds. A transaction given back after that (a handler that moved it
-//!   into a spawned task) is handed back to the caller to drop, so the guard's drop hygiene rolls
-//!   it back.
-//!
-//! ```
-//! use tenant_guard_postgres::handoff::{Closed, TxSlot};
-//!
-//! let slot = TxSlot::new();
-//! slot.check_out().unwrap();                  // the extractor begins a transaction
-//! assert!(slot.check_out().is_err());         // only one per request
-//! assert!(slot.give_back("tx").is_none());    // the handler is done with it
-//! assert!(matches!(slot.close(), Closed::Returned("tx"))); // the middleware ends it
-//! assert_eq!(slot.give_back("late"), Some("late")); // late returns are not kept
-//! ```
+//! - admission puts a fresh [`TxSlot`] into the request's [`RequestContext`](crate::RequestContext);
+//! - [`RequestContext::db`](crate::RequestContext::db) [`check_out`](TxSlot::check_out)s it (no
+//!   connection yet: the check-out from the pool is lazy) and, when the handler drops the
+//!   [`TenantDb`](crate::TenantDb), [`give_back`](TxSlot::give_back)s it;
+//! - once the handler has answered, [`Finisher::finish`](crate::Finisher::finish)
+//!   [`close`](TxSlot::close)s the slot and commits or rolls back what it finds. A transaction
+//!   given back after that (a handler that moved it into a spawned task) is handed back to the
+//!   caller to drop, so the guard's drop hygiene rolls it back.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -58,17 +44,11 @@ impl Mode for ReadOnly {
 /// Shared between one request's extensions and its middleware's response future. Clones share
 /// the slot.
 #[derive(Debug)]
-pub struct TxSlot<T>(Arc<Mutex<State<T>>>);
+pub(crate) struct TxSlot<T>(Arc<Mutex<State<T>>>);
 
 impl<T> Clone for TxSlot<T> {
     fn clone(&self) -> Self {
         Self(Arc::clone(&self.0))
-    }
-}
-
-impl<T> Default for TxSlot<T> {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -86,7 +66,7 @@ enum State<T> {
 
 /// What the middleware found when it closed the slot.
 #[derive(Debug)]
-pub enum Closed<T> {
+pub(crate) enum Closed<T> {
     /// No transaction was used.
     Unused,
     /// A transaction was begun but not given back (it escaped the handler).
@@ -97,11 +77,11 @@ pub enum Closed<T> {
 
 /// The slot is taken (a second transaction extractor in the same request) or closed.
 #[derive(Debug, Clone, Copy)]
-pub struct SlotBusy;
+pub(crate) struct SlotBusy;
 
 impl<T> TxSlot<T> {
     /// An empty slot.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(Arc::new(Mutex::new(State::Empty)))
     }
 
@@ -114,7 +94,7 @@ impl<T> TxSlot<T> {
     ///
     /// # Errors
     /// [`SlotBusy`] when a transaction was already checked out, or the slot is closed.
-    pub fn check_out(&self) -> Result<(), SlotBusy> {
+    pub(crate) fn check_out(&self) -> Result<(), SlotBusy> {
         let mut state = self.lock();
         match *state {
             State::Empty => {
@@ -125,18 +105,10 @@ impl<T> TxSlot<T> {
         }
     }
 
-    /// Releases a reservation whose transaction could not be begun.
-    pub fn cancel_check_out(&self) {
-        let mut state = self.lock();
-        if matches!(*state, State::CheckedOut) {
-            *state = State::Empty;
-        }
-    }
-
     /// Gives the transaction back. Returns it when the slot is already closed, so the caller
     /// drops it outside the lock.
     #[must_use = "a value handed back must be dropped by the caller"]
-    pub fn give_back(&self, value: T) -> Option<T> {
+    pub(crate) fn give_back(&self, value: T) -> Option<T> {
         let mut state = self.lock();
         match *state {
             State::CheckedOut => {
@@ -148,7 +120,7 @@ impl<T> TxSlot<T> {
     }
 
     /// Closes the slot and takes what is in it.
-    pub fn close(&self) -> Closed<T> {
+    pub(crate) fn close(&self) -> Closed<T> {
         let previous = std::mem::replace(&mut *self.lock(), State::Closed);
         match previous {
             State::Empty | State::Closed => Closed::Unused,
@@ -181,15 +153,6 @@ mod tests {
         slot.check_out().unwrap();
         assert!(matches!(slot.close(), Closed::Outstanding));
         assert_eq!(slot.give_back(7), Some(7), "late returns are not kept");
-    }
-
-    #[test]
-    fn a_cancelled_check_out_leaves_the_slot_unused_and_closed_slots_take_nothing() {
-        let slot = TxSlot::<u8>::new();
-        slot.check_out().unwrap();
-        slot.cancel_check_out();
-        assert!(matches!(slot.close(), Closed::Unused));
-        assert!(slot.check_out().is_err());
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Request ids and the per-request span: the [`RequestTracing`] middleware, and the helpers
-//! [`crate::TenantGuard`] shares with it.
+//! Request ids and the per-request span in actix-web: the [`RequestTracing`] middleware, and the
+//! helpers [`crate::TenantGuard`] shares with it. The id, the span and the trace context are the
+//! pipeline's ([`RequestTrace`]); this module only keeps them in actix's extensions and copies
+//! `x-request-id` into actix's (`http` 0.2) responses.
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -10,8 +12,9 @@ use actix_web::error::InternalError;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage};
 use tenant_guard_core::RequestId;
-use tenant_guard_core::trace::{self, RequestTimer};
-use tracing::{Instrument, Span};
+use tenant_guard_core::trace::RequestTimer;
+use tenant_guard_http::RequestTrace;
+use tracing::Instrument;
 
 /// The response header carrying the request id (actix-web's `http` 0.2 type).
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -19,39 +22,23 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The future of both middlewares: actix-web services run on one thread, so it need not be `Send`.
 pub(crate) type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
-/// The request's id: the one an outer middleware already chose, else the caller's sane
-/// `x-request-id` (see [`RequestId::from_headers`]) or a fresh one. Stored in the extensions, so
-/// handlers can take it as `web::ReqData<RequestId>`.
-pub(crate) fn assign(req: &ServiceRequest, headers: &http::HeaderMap) -> RequestId {
-    if let Some(id) = req.extensions().get::<RequestId>() {
-        return id.clone();
+/// The request's trace: the one an outer middleware of ours started, else a new one (with the
+/// route template from actix-web's resource map) stored in the extensions, with its
+/// [`RequestId`] (handlers can take `web::ReqData<RequestId>`). The timer is `Some` for a new
+/// trace only: the middleware that started it records how the request ended.
+pub(crate) fn of(
+    req: &ServiceRequest,
+    headers: &http::HeaderMap,
+) -> (RequestTrace, Option<RequestTimer>) {
+    if let Some(trace) = req.extensions().get::<RequestTrace>() {
+        return (trace.clone(), None);
     }
-    let id = RequestId::from_headers(headers);
-    req.extensions_mut().insert(id.clone());
-    id
-}
-
-/// The span the outermost of our middlewares opened, kept in the extensions so the ones inside
-/// record on it instead of opening a second one.
-#[derive(Clone)]
-struct RequestSpan(Span);
-
-/// The request's span: the one an outer middleware of ours opened, else a new one (see
-/// [`tenant_guard_core::trace::request_span`]) with the matched route template, stored in the
-/// extensions. The timer is `Some` for a new span only: the middleware that opened it records
-/// how the request ended.
-pub(crate) fn span(req: &ServiceRequest, id: &RequestId) -> (Span, Option<RequestTimer>) {
-    if let Some(RequestSpan(span)) = req.extensions().get::<RequestSpan>() {
-        return (span.clone(), None);
-    }
-    let span = trace::request_span(id);
-    let timer = RequestTimer::start(span.clone());
-    // The resource map knows the pattern before routing (actix-web resolves it from the path).
-    if let Some(route) = req.match_pattern() {
-        trace::record_route(&span, &route);
-    }
-    req.extensions_mut().insert(RequestSpan(span.clone()));
-    (span, Some(timer))
+    let (mut trace, timer) = RequestTrace::start(headers);
+    trace.record_route(req.match_pattern().as_deref());
+    let mut extensions = req.extensions_mut();
+    extensions.insert(trace.id().clone());
+    extensions.insert(trace.clone());
+    (trace, Some(timer))
 }
 
 /// Records how the request ended on its span (when `timer` is the span's owner).
@@ -88,12 +75,13 @@ pub(crate) fn tag_error(error: Error, id: &RequestId) -> Error {
 /// The span carries the fields described in [`tenant_guard_core::trace`]: `request_id`, the
 /// matched `route` template (`/projects/{id}`, from actix-web's resource map; absent when no
 /// route matches), `org_id`, `user_id` and `role` once a [`crate::TenantGuard`] verified the
-/// token, `error_code` for a refused request, and `status` and `latency_ms` when the response is
-/// produced (or `cancelled` when the client goes away first).
+/// token, `error_code` for a refused request, the W3C trace context (`trace_id`, …) when sent,
+/// and `status` and `latency_ms` when the response is produced (or `cancelled` when the client
+/// goes away first).
 ///
 /// Wrap the whole `App` with it so that public routes (health checks) and actix-web's own
-/// responses (unknown routes) carry `x-request-id` too. [`crate::TenantGuard`] does the same for
-/// the routes it wraps and reuses the id chosen here, so one request has one id.
+/// responses (unknown routes) carry `x-request-id` too. [`crate::TenantGuard`] reuses the id
+/// chosen here, so one request has one id.
 ///
 /// ```
 /// use actix_web::{App, HttpResponse, test, web};
@@ -157,21 +145,21 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let headers = crate::headers::request_id_headers(req.headers());
-        let id = assign(&req, &headers);
-        let (span, timer) = span(&req, &id);
+        let headers = crate::headers::trace_headers(req.headers());
+        let (trace, timer) = of(&req, &headers);
+        let span = trace.span().clone();
         let inner = span.in_scope(|| self.service.call(req));
         Box::pin(
             async move {
                 match inner.await {
                     Ok(mut response) => {
-                        tag_response(&mut response, &id);
+                        tag_response(&mut response, trace.id());
                         finish(timer, response.status());
                         Ok(response)
                     }
                     Err(error) => {
                         finish(timer, error.as_response_error().status_code());
-                        Err(tag_error(error, &id))
+                        Err(tag_error(error, trace.id()))
                     }
                 }
             }

@@ -1,0 +1,162 @@
+//! [`GuardConfig`]: the one configuration of the pipeline, shared by every adapter.
+
+use std::sync::Arc;
+
+use tenant_guard_core::{AuthError, Principal, RateLimitBackend, Verifier};
+use tenant_guard_postgres::TenantPool;
+
+/// What the guard does for the routes it wraps: who verifies tokens, which roles may pass, the
+/// rate limit, and the pool [`TenantDb`](crate::TenantDb) checks its connection out of.
+///
+/// Every adapter's guard (the tower [`TenantGuardLayer`](crate::TenantGuardLayer), axum's
+/// `TenantGuardLayer`, actix's `TenantGuard`) holds one and has the same builder methods, which
+/// forward here; [`admit`](Self::admit) is the pipeline's first half.
+///
+/// ```
+/// use tenant_guard_core::{Environment, RateLimiter, Verifier};
+/// use tenant_guard_http::GuardConfig;
+///
+/// let verifier = Verifier::builder(Environment::Production)
+///     .hmac_secret("a-long-random-secret-from-your-vault")
+///     .build()?;
+/// let config = GuardConfig::new(verifier)
+///     .allow_roles(["authenticated"])
+///     .rate_limit(RateLimiter::per_minute(600)?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct GuardConfig {
+    pub(crate) verifier: Verifier,
+    pub(crate) pool: Option<TenantPool>,
+    pub(crate) allowed_roles: Option<Arc<[Box<str>]>>,
+    pub(crate) rate_limit: Option<Arc<dyn RateLimitBackend>>,
+}
+
+impl GuardConfig {
+    /// A guard that authenticates with `verifier` and accepts every role it accepts. Without a
+    /// [`pool`](Self::pool), handlers can read the principal but not use a
+    /// [`TenantDb`](crate::TenantDb) (unless an outer guard has one).
+    pub fn new(verifier: Verifier) -> Self {
+        Self {
+            verifier,
+            pool: None,
+            allowed_roles: None,
+            rate_limit: None,
+        }
+    }
+
+    /// The pool [`TenantDb`](crate::TenantDb) checks its connection out of (at its first
+    /// statement). A guard without one, nested inside a guard that has one (e.g. a route's
+    /// [`allow_roles`](Self::allow_roles) inside a scope's guard), uses the outer guard's pool.
+    #[must_use]
+    pub fn pool(mut self, pool: TenantPool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Restricts the routes to tokens whose role is one of `roles`; any other (verified) role is
+    /// refused with 403 `role_not_allowed`. Without this, every role the verifier accepts passes.
+    ///
+    /// A role must also be in the verifier's allowlist to get this far. A name that is not a
+    /// valid role never matches, so a typo locks the routes rather than opening them; an empty
+    /// list refuses every request. For per-route requirements, wrap each group of routes in its
+    /// own guard (each request still passes exactly one of them).
+    #[must_use]
+    pub fn allow_roles<I, R>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = R>,
+        R: AsRef<str>,
+    {
+        self.allowed_roles = Some(roles.into_iter().map(|r| r.as_ref().into()).collect());
+        self
+    }
+
+    /// Limits the requests of each org (or user, see
+    /// [`RateLimiterBuilder::per_user`](tenant_guard_core::rate_limit::RateLimiterBuilder::per_user)).
+    /// Checked right after authentication and the role check, before anything touches the pool;
+    /// over the limit: 429 `rate_limited` with `Retry-After`, the `RateLimit-*` headers and the
+    /// usual JSON body. Every response of a request that passed carries the `RateLimit-*` headers
+    /// too (the handler's own, if it set them, win).
+    ///
+    /// `limiter` is any [`RateLimitBackend`]: the in-memory
+    /// [`RateLimiter`](tenant_guard_core::RateLimiter) (per process, decided synchronously) or
+    /// `tenant_guard_postgres::PgRateLimiter` (one budget shared by every instance, one database
+    /// round trip per request, awaited before the handler runs; when the database cannot answer,
+    /// its `OnDatabaseError` policy decides, by default 503 `rate_limit_unavailable`).
+    ///
+    /// Clones of one limiter share their counters; give each route group its own limiter (or, for
+    /// `PgRateLimiter`, its own name) for its own budget.
+    #[must_use]
+    pub fn rate_limit(mut self, limiter: impl RateLimitBackend) -> Self {
+        self.rate_limit = Some(Arc::new(limiter));
+        self
+    }
+
+    /// Verifies the token, then applies the role requirement.
+    pub(crate) fn authorize(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+        let principal = self.verifier.authenticate(headers)?;
+        if let Some(allowed) = &self.allowed_roles
+            && !allowed.iter().any(|r| **r == *principal.role().as_str())
+        {
+            return Err(AuthError::RoleNotAllowed);
+        }
+        Ok(principal)
+    }
+}
+
+/// Gives an adapter's guard type (a struct with a `config: GuardConfig` field) the builder
+/// methods of [`GuardConfig`], so every framework's guard is configured with the same words.
+///
+/// ```
+/// use tenant_guard_http::GuardConfig;
+///
+/// /// My framework's guard.
+/// pub struct MyGuard {
+///     config: GuardConfig,
+/// }
+/// tenant_guard_http::guard_builder!(MyGuard);
+/// ```
+#[macro_export]
+macro_rules! guard_builder {
+    ($ty:ident $(<$g:ident>)?) => {
+        impl$(<$g>)? $ty$(<$g>)? {
+            /// The pool `TenantDb` checks its connection out of, at its first statement; see
+            /// [`GuardConfig::pool`]($crate::GuardConfig::pool) (a nested guard without one uses
+            /// the outer guard's).
+            #[must_use]
+            pub fn pool(mut self, pool: $crate::__private::TenantPool) -> Self {
+                self.config = self.config.pool(pool);
+                self
+            }
+
+            /// Restricts the wrapped routes to tokens whose role is one of `roles` (403
+            /// `role_not_allowed` otherwise); see
+            /// [`GuardConfig::allow_roles`]($crate::GuardConfig::allow_roles).
+            #[must_use]
+            pub fn allow_roles<Roles, Name>(mut self, roles: Roles) -> Self
+            where
+                Roles: IntoIterator<Item = Name>,
+                Name: AsRef<str>,
+            {
+                self.config = self.config.allow_roles(roles);
+                self
+            }
+
+            /// Limits the requests of each org (429 `rate_limited` with `Retry-After` and
+            /// `RateLimit-*`); see [`GuardConfig::rate_limit`]($crate::GuardConfig::rate_limit).
+            #[must_use]
+            pub fn rate_limit(
+                mut self,
+                limiter: impl $crate::__private::RateLimitBackend,
+            ) -> Self {
+                self.config = self.config.rate_limit(limiter);
+                self
+            }
+
+            /// The configuration (shared by every adapter).
+            pub fn config(&self) -> &$crate::GuardConfig {
+                &self.config
+            }
+        }
+    };
+}

@@ -1,0 +1,217 @@
+//! [`TenantDb`]: the request's scoped transaction, checked out of the pool at its first statement.
+
+use std::marker::PhantomData;
+use std::sync::{Mutex, PoisonError};
+
+use tenant_guard_core::{ErrorResponse, Principal, RequestId, ToErrorResponse};
+use tenant_guard_postgres::tokio_postgres::types::{ToSql, Type};
+use tenant_guard_postgres::tokio_postgres::{Row, Statement};
+use tenant_guard_postgres::{GuardError, ScopeOptions, TenantPool, TenantTx, ToStatement};
+use tokio::sync::OnceCell;
+
+use crate::handoff::{Mode, ReadWrite, TxSlot};
+
+/// The transaction of one request, begun on first use.
+#[derive(Debug)]
+pub(crate) struct LazyTx {
+    tx: OnceCell<TenantTx>,
+    pool: TenantPool,
+    principal: Principal,
+    request_id: RequestId,
+    read_only: bool,
+    /// The last check-out failure, for the pipeline to answer with when the handler did not.
+    failed: Mutex<Option<ErrorResponse>>,
+}
+
+impl LazyTx {
+    pub(crate) fn new(
+        pool: TenantPool,
+        principal: Principal,
+        request_id: RequestId,
+        read_only: bool,
+    ) -> Self {
+        Self {
+            tx: OnceCell::new(),
+            pool,
+            principal,
+            request_id,
+            read_only,
+            failed: Mutex::new(None),
+        }
+    }
+
+    async fn get(&self) -> Result<&TenantTx, GuardError> {
+        self.tx
+            .get_or_try_init(|| async {
+                let options = ScopeOptions::default()
+                    .request_id(self.request_id.as_str())
+                    .read_only(self.read_only);
+                let begun = self.pool.begin(&self.principal, options).await;
+                if let Err(error) = &begun {
+                    *self.failed.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(error.to_error_response());
+                }
+                begun
+            })
+            .await
+    }
+
+    /// The transaction if one was begun, and the last check-out failure.
+    pub(crate) fn into_parts(self) -> (Option<TenantTx>, Option<ErrorResponse>) {
+        let failed = self
+            .failed
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        (self.tx.into_inner(), failed)
+    }
+}
+
+/// A database transaction scoped to the caller's org and role: the only way a handler reaches
+/// the database. Adapters' `TenantDb` extractors dereference to it; elsewhere get it from
+/// [`RequestContext::db`](crate::RequestContext::db).
+///
+/// The connection is checked out of the pool at the first statement, which is sent in one
+/// pipeline with `BEGIN` and the scoping (role, verified claims, org and request id set
+/// transaction-locally, so Row Level Security applies to every statement). Taking a `TenantDb`
+/// and then waiting for the request body therefore holds no connection. A check-out that fails
+/// (pool exhausted: [`GuardError::PoolTimeout`], 503 with `Retry-After`) fails that statement.
+///
+/// There is no `commit`: when the handler has answered, the pipeline commits if the response is
+/// a success (2xx or 3xx; for gRPC also `grpc-status` 0) and rolls back otherwise; a failed
+/// commit replaces the response with the guard's error, and so does a failed check-out when the
+/// handler answered with an error of its own. If the request is cancelled or the handler panics,
+/// the transaction is dropped and the guard's drop hygiene cleans the connection.
+///
+/// `TenantDb<ReadOnly>` opens the transaction `READ ONLY`.
+pub struct TenantDb<M: Mode = ReadWrite> {
+    lazy: Option<LazyTx>,
+    slot: TxSlot<LazyTx>,
+    mode: PhantomData<M>,
+}
+
+impl<M: Mode> std::fmt::Debug for TenantDb<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantDb")
+            .field("read_only", &M::READ_ONLY)
+            .field("begun", &self.lazy().tx.initialized())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Mode> TenantDb<M> {
+    pub(crate) fn new(lazy: LazyTx, slot: TxSlot<LazyTx>) -> Self {
+        Self {
+            lazy: Some(lazy),
+            slot,
+            mode: PhantomData,
+        }
+    }
+
+    fn lazy(&self) -> &LazyTx {
+        // `lazy` is only `None` inside `drop`.
+        self.lazy
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("TenantDb used after drop"))
+    }
+
+    /// The transaction, checking its connection out of the pool first if no statement ran yet:
+    /// for the methods of [`TenantTx`] not repeated here (its `span`, say).
+    ///
+    /// # Errors
+    /// The check-out's: [`GuardError::PoolTimeout`], [`GuardError::RoleNotAllowed`], …
+    pub async fn tx(&self) -> Result<&TenantTx, GuardError> {
+        self.lazy().get().await
+    }
+
+    /// The principal the transaction is scoped to.
+    pub fn principal(&self) -> &Principal {
+        &self.lazy().principal
+    }
+
+    /// Whether the transaction is opened `READ ONLY`.
+    pub fn is_read_only(&self) -> bool {
+        M::READ_ONLY
+    }
+
+    /// Runs a statement and returns its rows; see [`TenantTx::query`].
+    pub async fn query<S>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, GuardError>
+    where
+        S: ?Sized + ToStatement,
+    {
+        self.tx().await?.query(statement, params).await
+    }
+
+    /// Runs a statement that returns exactly one row; see [`TenantTx::query_one`].
+    pub async fn query_one<S>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, GuardError>
+    where
+        S: ?Sized + ToStatement,
+    {
+        self.tx().await?.query_one(statement, params).await
+    }
+
+    /// Runs a statement that returns at most one row; see [`TenantTx::query_opt`].
+    pub async fn query_opt<S>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, GuardError>
+    where
+        S: ?Sized + ToStatement,
+    {
+        self.tx().await?.query_opt(statement, params).await
+    }
+
+    /// Runs a statement and returns the number of rows it affected; see [`TenantTx::execute`].
+    pub async fn execute<S>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, GuardError>
+    where
+        S: ?Sized + ToStatement,
+    {
+        self.tx().await?.execute(statement, params).await
+    }
+
+    /// Runs SQL with explicitly typed parameters; see [`TenantTx::query_typed`].
+    pub async fn query_typed(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, GuardError> {
+        self.tx().await?.query_typed(sql, params).await
+    }
+
+    /// Like [`execute`](Self::execute) with explicitly typed parameters; see
+    /// [`TenantTx::execute_typed`].
+    pub async fn execute_typed(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<u64, GuardError> {
+        self.tx().await?.execute_typed(sql, params).await
+    }
+
+    /// Prepares `sql` on the transaction's connection; see [`TenantTx::prepare`].
+    pub async fn prepare(&self, sql: &str) -> Result<Statement, GuardError> {
+        self.tx().await?.prepare(sql).await
+    }
+}
+
+impl<M: Mode> Drop for TenantDb<M> {
+    fn drop(&mut self) {
+        if let Some(lazy) = self.lazy.take() {
+            // Hand the transaction to the pipeline; if it already finished (the TenantDb escaped
+            // the handler), dropping it here lets the guard roll it back.
+            drop(self.slot.give_back(lazy));
+        }
+    }
+}

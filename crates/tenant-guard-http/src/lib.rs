@@ -1,0 +1,73 @@
+//! tenant-guard's request pipeline, written once for every framework: the axum and actix-web
+//! adapters are thin shells around it, and its tower [`TenantGuardLayer`] guards tonic and bare
+//! hyper services as they are.
+//!
+//! ```no_run
+//! use tenant_guard_core::{Environment, Verifier};
+//! use tenant_guard_http::{RequestTracingLayer, TenantGuardLayer};
+//! use tenant_guard_postgres::TenantPool;
+//! use tower_layer::Layer;
+//!
+//! # fn demo<S>(pool: TenantPool, service: S) -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = Verifier::builder(Environment::from_env())
+//!     .hmac_secret(std::env::var("JWT_SECRET")?)
+//!     .build()?;
+//! // Any `tower::Service<http::Request<B>, Response = http::Response<B2>>`: a tonic server's
+//! // routes, a hyper service. Handlers find a `RequestContext` in the request's extensions.
+//! let guarded = TenantGuardLayer::new(verifier).pool(pool).layer(service);
+//! let traced = RequestTracingLayer::new().layer(guarded);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Where each step lives
+//!
+//! | step | where |
+//! |---|---|
+//! | request id, `request` span, W3C `traceparent`/`tracestate` | [`RequestTrace`], [`record_trace_context`] (span fields: `tenant_guard_core::trace`) |
+//! | authenticate, role check, rate limit, outer-pool rule | [`GuardConfig::admit`] → [`Admission`] |
+//! | the handler's context (principal, request id) | [`RequestContext`] |
+//! | the scoped transaction, checked out at its first statement | [`TenantDb`] ([`ReadOnly`], [`ReadWrite`]) |
+//! | commit/rollback by status, replacement responses, `x-request-id`, `RateLimit-*` | [`Finisher`], [`commits`] |
+//! | error rendering (status, headers, JSON body) | `tenant_guard_core::ErrorResponse`, [`GuardRejection`]; gRPC statuses in [`grpc`] |
+//! | metrics (requests, rejections, orgs, pool, transactions) | recorded by the steps above through `tenant_guard_core::trace`/`metrics` |
+//! | tower / tonic / hyper | [`TenantGuardLayer`], [`RequestTracingLayer`] ([`GuardLayer`], [`TracingLayer`] for a framework's route template) |
+//!
+//! An adapter calls, per request: [`RequestTrace::start`] (or reuses the outer one), then
+//! [`GuardConfig::admit`]; on [`Admission::Refused`] it renders the refusal; otherwise it puts
+//! the [`RequestContext`] into the request and calls the handler, then
+//! [`Finisher::finish`]`(commits(status))` and [`Finisher::stamp`]. Extractors call
+//! [`RequestContext::db`]. Nothing else is the adapter's to decide.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod admit;
+mod config;
+mod context;
+mod db;
+mod finish;
+pub mod grpc;
+mod handoff;
+mod layer;
+mod rejection;
+mod trace;
+
+pub use admit::{Admission, Admitted, PendingAdmission, Refused};
+pub use config::GuardConfig;
+pub use context::RequestContext;
+pub use db::TenantDb;
+pub use finish::{Finish, Finisher, commits};
+pub use handoff::{Mode, ReadOnly, ReadWrite};
+pub use layer::TenantGuard;
+pub use layer::{
+    GuardBody, GuardLayer, GuardService, NoRoute, RequestTracingLayer, ResponseFuture, RouteSource,
+    TenantGuardLayer, TracedFuture, Tracing, TracingLayer,
+};
+pub use rejection::GuardRejection;
+pub use trace::{RequestTrace, TRACEPARENT, TRACESTATE, record_trace_context};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use tenant_guard_core::RateLimitBackend;
+    pub use tenant_guard_postgres::TenantPool;
+}
