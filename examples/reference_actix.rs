@@ -15,8 +15,16 @@ mod common;
 
 use std::process::ExitCode;
 
-use actix_web::error::{InternalError, JsonPayloadError, PathError};
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::HttpMessage as _;
+use actix_web::dev::{Payload, Service as _};
+use actix_web::error::{InternalError, JsonPayloadError, PathError, PayloadError};
+use actix_web::web::Bytes;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Route, guard, web};
+use futures_util::Stream;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tenant_guard::ErrorResponse;
@@ -167,6 +175,15 @@ fn json_error(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
         JsonPayloadError::Deserialize(e) if e.is_data() => {
             (S::UNPROCESSABLE_ENTITY, "invalid_body", e.to_string())
         }
+        JsonPayloadError::Payload(PayloadError::Io(e))
+            if e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            (
+                S::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive in time".into(),
+            )
+        }
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => (
             S::PAYLOAD_TOO_LARGE,
             "payload_too_large",
@@ -180,6 +197,31 @@ fn json_error(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     };
     let response = client_error(status, code, message);
     InternalError::from_response(error, response).into()
+}
+
+/// A request payload that fails once its deadline (`BODY_TIMEOUT_SECONDS`) passes: a body that
+/// arrives slowly, or never, ends in 408 (see [`json_error`]). The handler's `TenantDb` holds no
+/// connection meanwhile (it checks out at the first statement).
+struct TimedPayload {
+    payload: Payload,
+    deadline: Pin<Box<actix_web::rt::time::Sleep>>,
+}
+
+impl Stream for TimedPayload {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Poll::Ready(item) = Pin::new(&mut self.payload).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request body did not arrive in time",
+            ))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// A malformed `{id}`: 404 in the same shape (the resource cannot exist).
@@ -202,11 +244,19 @@ async fn main() -> ExitCode {
         Ok(None) => {}
         Err(error) => return common::fail(&error),
     }
+    let body_timeout = app.config.body_timeout;
     let server = HttpServer::new(move || {
         // The guard wraps each route, not the app: unknown paths stay 404 and wrong methods 405
         // without a token, as in the axum app.
         let guarded = |route: Route| route.wrap(guard.clone());
         App::new()
+            .wrap_fn(move |mut req, service| {
+                let payload = req.take_payload();
+                let deadline = Box::pin(actix_web::rt::time::sleep(body_timeout));
+                req.set_payload(Payload::from(Box::pin(TimedPayload { payload, deadline })
+                    as Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>));
+                service.call(req)
+            })
             .wrap(RequestTracing::new())
             .app_data(
                 web::JsonConfig::default()

@@ -13,11 +13,14 @@
 #[path = "common/mod.rs"]
 mod common;
 
+use std::future::Future as _;
 use std::process::ExitCode;
 
+use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Request};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -90,6 +93,11 @@ fn bad_body(rejection: JsonRejection) -> ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "expected content-type: application/json",
+        ),
+        JsonRejection::BytesRejection(e) if timed_out(&e) => client_error(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the request body did not arrive in time",
         ),
         r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => client_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -182,6 +190,79 @@ async fn delete_project(db: TenantDb, id: Result<Path<Uuid>, PathRejection>) -> 
     }
 }
 
+/// Bounds the time a request body may take (`BODY_TIMEOUT_SECONDS`): the body stream fails with
+/// [`BodyTimedOut`] once the deadline passes, and the JSON extractor's rejection becomes 408. The
+/// handler's `TenantDb` holds no connection meanwhile (it checks out at the first statement).
+async fn bound_body_time(
+    Extension(limit): Extension<BodyTimeout>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let deadline = Box::pin(tokio::time::sleep(limit.0));
+    next.run(request.map(|body| Body::new(TimedBody { body, deadline })))
+        .await
+}
+
+/// The body-read bound, for [`bound_body_time`].
+#[derive(Clone, Copy)]
+struct BodyTimeout(std::time::Duration);
+
+/// The error of a body that did not arrive in time.
+#[derive(Debug)]
+struct BodyTimedOut;
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body did not arrive in time")
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
+/// A request body that fails once its deadline passes.
+struct TimedBody {
+    body: Body,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for TimedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if let std::task::Poll::Ready(frame) = std::pin::Pin::new(&mut self.body).poll_frame(cx) {
+            return std::task::Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        match self.deadline.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Some(Err(BodyTimedOut.into()))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Whether a body error was [`BodyTimedOut`] (somewhere in its source chain).
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<BodyTimedOut>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
 async fn fallback() -> ApiError {
     not_found()
 }
@@ -221,6 +302,8 @@ async fn main() -> ExitCode {
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(middleware::from_fn(bound_body_time))
+        .layer(Extension(BodyTimeout(app.config.body_timeout)))
         // Outermost: a request id and a span for every response, healthz and 404s included.
         .layer(RequestTracingLayer::new());
     app.announce();

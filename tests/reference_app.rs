@@ -41,6 +41,7 @@ const APP_VARS: &[&str] = &[
     "DB_POOL_SIZE",
     "RATE_LIMIT_PER_MINUTE",
     "LOG_FORMAT",
+    "BODY_TIMEOUT_SECONDS",
 ];
 
 /// The example binary `name`, built next to this test executable.
@@ -720,6 +721,75 @@ fn check_rate_limit(example: &str) {
     assert_eq!(other.status, 200, "another org is unaffected: {other:?}");
     assert_eq!(app.get("/healthz", None).status, 200);
     assert!(app.terminate(), "SIGTERM must shut {example} down cleanly");
+}
+
+/// Issue 17, Medium 1: a request whose body never arrives holds no pool connection. With a pool
+/// of two, two POSTs from org A send their headers and then nothing; org B's GET is answered 200
+/// (before the fix it waited for the pool and got 503 `database_busy`). The stalled requests are
+/// then cut off by the app's body-read bound (408).
+fn check_stalled_bodies_hold_no_connection(example: &str) {
+    const POOL: usize = 2;
+    let database = TestPostgres::shared()
+        .expect("test PostgreSQL")
+        .create_database()
+        .expect("test database");
+    let url = database.url().to_owned();
+    let mut app = RunningApp::start_with(
+        example,
+        &[
+            ("APP_ENV", "test"),
+            ("JWT_SECRET", SECRET),
+            ("DATABASE_URL", &url),
+            ("DB_POOL_SIZE", &POOL.to_string()),
+            ("BODY_TIMEOUT_SECONDS", "3"),
+        ],
+        Some(database),
+    );
+    let alice = sign(&claims("alice", ORG_A), SECRET);
+    let bob = sign(&claims("bob", ORG_B), SECRET);
+    let stalled: Vec<TcpStream> = (0..POOL)
+        .map(|_| {
+            let mut stream = TcpStream::connect(app.addr).expect("connect");
+            let head = format!(
+                "POST /projects HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {alice}\r\n\
+                 content-type: application/json\r\ncontent-length: 100\r\n\r\n",
+                app.addr
+            );
+            stream.write_all(head.as_bytes()).expect("send the head");
+            stream
+        })
+        .collect();
+    // Not a timing assertion: gives the app time to route both and run their extractors.
+    std::thread::sleep(Duration::from_millis(500));
+    let listed = app.get("/projects", Some(&bob));
+    assert_eq!(
+        listed.status, 200,
+        "org B while A's bodies stall: {listed:?}"
+    );
+    assert_eq!(listed.json(), serde_json::json!([]));
+    for mut stream in stalled {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        let head = String::from_utf8_lossy(&raw);
+        assert!(
+            head.starts_with("HTTP/1.1 408"),
+            "a stalled body is cut off with 408: {head}"
+        );
+    }
+    assert!(app.terminate(), "SIGTERM must shut {example} down cleanly");
+}
+
+#[test]
+fn axum_reference_app_stalled_bodies_hold_no_connection() {
+    check_stalled_bodies_hold_no_connection("reference_axum");
+}
+
+#[test]
+fn actix_reference_app_stalled_bodies_hold_no_connection() {
+    check_stalled_bodies_hold_no_connection("reference_actix");
 }
 
 #[test]

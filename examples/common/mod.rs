@@ -119,6 +119,10 @@ pub struct Config {
     pub rate_limit_per_minute: Option<u32>,
     /// `LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// `BODY_TIMEOUT_SECONDS` (default 10): how long a request body may take to arrive; slower
+    /// ones get 408. (The guard holds no connection while a body arrives; this bounds the
+    /// socket and the task.)
+    pub body_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -139,6 +143,7 @@ impl std::fmt::Debug for Config {
             .field("db_pool_size", &self.db_pool_size)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("log_format", &self.log_format)
+            .field("body_timeout", &self.body_timeout)
             .finish()
     }
 }
@@ -185,6 +190,18 @@ impl Config {
                 }
             },
         };
+        let body_timeout = match non_empty("BODY_TIMEOUT_SECONDS") {
+            None => Duration::from_secs(10),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Duration::from_secs(n),
+                _ => {
+                    return Err(format!(
+                        "BODY_TIMEOUT_SECONDS must be a positive integer, got {v:?}"
+                    )
+                    .into());
+                }
+            },
+        };
         let log_format = match non_empty("LOG_FORMAT") {
             Some(v) if v.trim().eq_ignore_ascii_case("json") => LogFormat::Json,
             _ => LogFormat::Human,
@@ -202,6 +219,7 @@ impl Config {
             db_pool_size,
             rate_limit_per_minute,
             log_format,
+            body_timeout,
         })
     }
 }
