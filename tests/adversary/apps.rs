@@ -9,13 +9,23 @@
 //! - `POST /notes/{body}/sleep`: inserts a note, then runs `pg_sleep(30)` tagged with the body;
 //! - `POST /notes/{body}/give-up`: inserts a note, then runs `pg_sleep(30)` but gives up waiting
 //!   for it after a moment (a handler-level timeout) and answers 504;
-//! - `POST /notes/{body}/hold`: inserts a note, then waits for the test's [`Gate`] and commits.
+//! - `POST /notes/{body}/hold`: inserts a note, then waits for the test's [`Gate`] and commits;
+//! - `POST /notes/{body}/escape`: inserts a note and moves its transaction into a task that
+//!   outlives the handler (a bug: 500, rolled back);
+//! - `POST /notes/{body}/swallow`: inserts a note, runs a failing statement, ignores its error and
+//!   answers 200 (the commit cannot succeed: the guard's error replaces the answer);
+//! - `POST /notes/{body}/twice`: takes two transactions (a bug: 500);
+//! - `GET /nested/notes`: the list behind a second guard without a pool (it uses the outer one's).
+//!
+//! The tonic app (a real gRPC server on a local port) serves the same operations as methods of
+//! `notes.Notes` (see [`tonic_app::method`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tenant_guard::core::Verifier;
+use tenant_guard::core::{RateLimitBackend, Verifier};
+use tenant_guard::http::GuardConfig;
 use tenant_guard::postgres::{GuardError, TenantPool};
 use tokio::sync::Semaphore;
 
@@ -136,6 +146,7 @@ pub struct AppConfig {
     pub verifier: Verifier,
     pub pool: Option<TenantPool>,
     pub gate: Gate,
+    pub rate_limit: Option<Arc<dyn RateLimitBackend>>,
 }
 
 impl AppConfig {
@@ -144,12 +155,30 @@ impl AppConfig {
             verifier,
             pool: None,
             gate: Gate::closed(),
+            rate_limit: None,
         }
     }
 
     pub fn pool(mut self, pool: TenantPool) -> Self {
         self.pool = Some(pool);
         self
+    }
+
+    pub fn rate_limit(mut self, limiter: impl RateLimitBackend) -> Self {
+        self.rate_limit = Some(Arc::new(limiter));
+        self
+    }
+
+    /// The guard every framework's app is built with (the same configuration type for all).
+    pub fn guard(&self) -> GuardConfig {
+        let mut guard = GuardConfig::new(self.verifier.clone());
+        if let Some(pool) = &self.pool {
+            guard = guard.pool(pool.clone());
+        }
+        if let Some(limiter) = &self.rate_limit {
+            guard = guard.rate_limit(Arc::clone(limiter));
+        }
+        guard
     }
 }
 
@@ -166,6 +195,9 @@ fn notes_json(rows: &[tenant_guard::postgres::tokio_postgres::Row]) -> Value {
             .collect(),
     )
 }
+
+/// A statement that fails (a division by zero), for `/swallow`.
+const FAILING: &str = "SELECT 1 / 0";
 
 fn sleep_sql(body: &str) -> String {
     // The tag lets the test find the statement in pg_stat_activity; bodies are [a-z0-9-].
@@ -256,11 +288,35 @@ pub mod axum_app {
         StatusCode::CREATED.into_response()
     }
 
-    pub fn router(config: &AppConfig) -> Router {
-        let mut layer = TenantGuardLayer::new(config.verifier.clone());
-        if let Some(pool) = &config.pool {
-            layer = layer.pool(pool.clone());
+    async fn escape(db: TenantDb, Path(body): Path<String>) -> Response {
+        if let Err(e) = db.execute(INSERT, &[&body]).await {
+            return fail(&e);
         }
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            drop(db);
+        });
+        StatusCode::CREATED.into_response()
+    }
+
+    async fn swallow(db: TenantDb, Path(body): Path<String>) -> Response {
+        if let Err(e) = db.execute(INSERT, &[&body]).await {
+            return fail(&e);
+        }
+        let _ignored = db.execute(FAILING, &[]).await;
+        StatusCode::OK.into_response()
+    }
+
+    async fn twice(_first: TenantDb, _second: TenantDb) -> Response {
+        StatusCode::OK.into_response()
+    }
+
+    pub fn router(config: &AppConfig) -> Router {
+        let layer = TenantGuardLayer::from_config(config.guard());
+        // A second guard without a pool inside the first: it uses the outer guard's pool.
+        let nested = Router::new()
+            .route("/nested/notes", get(list))
+            .route_layer(TenantGuardLayer::new(config.verifier.clone()));
         Router::new()
             .route("/me", get(me))
             .route("/notes", get(list))
@@ -270,6 +326,10 @@ pub mod axum_app {
             .route("/notes/{body}/sleep", post(sleep))
             .route("/notes/{body}/give-up", post(give_up))
             .route("/notes/{body}/hold", post(hold))
+            .route("/notes/{body}/escape", post(escape))
+            .route("/notes/{body}/swallow", post(swallow))
+            .route("/notes/{body}/twice", post(twice))
+            .merge(nested)
             .route_layer(layer)
             .layer(Extension(config.gate.clone()))
     }
@@ -389,13 +449,35 @@ pub mod actix_app {
         Ok(HttpResponse::Created().finish())
     }
 
+    async fn escape(
+        db: TenantDb,
+        body: web::Path<String>,
+    ) -> Result<HttpResponse, TenantGuardError> {
+        db.execute(INSERT, &[&*body]).await?;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            drop(db);
+        });
+        Ok(HttpResponse::Created().finish())
+    }
+
+    async fn swallow(
+        db: TenantDb,
+        body: web::Path<String>,
+    ) -> Result<HttpResponse, TenantGuardError> {
+        db.execute(INSERT, &[&*body]).await?;
+        let _ignored = db.execute(FAILING, &[]).await;
+        Ok(HttpResponse::Ok().finish())
+    }
+
+    async fn twice(_first: TenantDb, _second: TenantDb) -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+
     /// Sends `req` through a fresh app sharing `config`'s verifier, pool and gate (call inside
     /// an actix system). An error the app did not render itself becomes actix's response for it.
     pub async fn send(config: &AppConfig, req: &Req) -> Answer {
-        let mut guard = TenantGuard::new(config.verifier.clone());
-        if let Some(pool) = &config.pool {
-            guard = guard.pool(pool.clone());
-        }
+        let guard = TenantGuard::from_config(config.guard());
         let app = test::init_service(
             App::new()
                 .app_data(web::Data::new(config.gate.clone()))
@@ -409,7 +491,16 @@ pub mod actix_app {
                         .route("/notes/{body}/panic", web::post().to(panics))
                         .route("/notes/{body}/sleep", web::post().to(sleep))
                         .route("/notes/{body}/give-up", web::post().to(give_up))
-                        .route("/notes/{body}/hold", web::post().to(hold)),
+                        .route("/notes/{body}/hold", web::post().to(hold))
+                        .route("/notes/{body}/escape", web::post().to(escape))
+                        .route("/notes/{body}/swallow", web::post().to(swallow))
+                        .route("/notes/{body}/twice", web::post().to(twice))
+                        .service(
+                            // A second guard without a pool: it uses the outer guard's.
+                            web::resource("/nested/notes")
+                                .wrap(TenantGuard::new(config.verifier.clone()))
+                                .route(web::get().to(list)),
+                        ),
                 ),
         )
         .await;
@@ -440,6 +531,247 @@ pub mod actix_app {
             status,
             headers,
             body,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// tonic
+
+pub mod tonic_app {
+    //! `notes.Notes` on a real tonic server (HTTP/2 over a local TCP port), behind the tower
+    //! layer of `tenant_guard::http` twice (the inner guard has no pool: it uses the outer one's).
+    //! Each method takes a [`Note`] and answers a [`Reply`] whose `json` is what the HTTP apps
+    //! send as their body; errors are gRPC statuses.
+
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tenant_guard::ToErrorResponse;
+    use tenant_guard::http::{
+        ReadOnly, ReadWrite, RequestContext, TenantDb, TenantGuardLayer, grpc,
+    };
+    use tonic::body::Body;
+    use tonic::server::{Grpc, NamedService};
+    use tonic::{Code, Request, Response, Status};
+    use tonic_prost::ProstCodec;
+
+    use super::*;
+
+    /// Every method's request.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Note {
+        #[prost(string, tag = "1")]
+        pub body: String,
+    }
+
+    /// Every method's answer: the JSON the HTTP apps would send (empty for none).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Reply {
+        #[prost(string, tag = "1")]
+        pub json: String,
+    }
+
+    /// The method and message for an HTTP-shaped request of the table, or `None` for routes the
+    /// gRPC app does not have (`/panic`, `/sleep`, `/give-up`, `/hold`).
+    pub fn method(req: &Req) -> Option<(&'static str, String)> {
+        let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+        let found = match (req.method, segments.as_slice()) {
+            ("GET", ["me"]) => ("Me", String::new()),
+            ("GET", ["notes"] | ["nested", "notes"]) => ("List", String::new()),
+            ("POST", ["notes", body]) => ("Create", (*body).to_owned()),
+            ("POST", ["notes", body, "refuse"]) => ("Refuse", (*body).to_owned()),
+            ("POST", ["notes", body, "escape"]) => ("Escape", (*body).to_owned()),
+            ("POST", ["notes", body, "swallow"]) => ("Swallow", (*body).to_owned()),
+            ("POST", ["notes", body, "twice"]) => ("Twice", (*body).to_owned()),
+            _ => return None,
+        };
+        Some(found)
+    }
+
+    fn status(error: &impl ToErrorResponse) -> Status {
+        let response = error.to_error_response();
+        Status::new(
+            Code::from(i32::from(grpc::code(response.status()))),
+            response.message(),
+        )
+    }
+
+    fn db<M: tenant_guard::http::Mode>(request: &Request<Note>) -> Result<TenantDb<M>, Status> {
+        RequestContext::from_extensions(request.extensions())
+            .and_then(RequestContext::db)
+            .map_err(|e| status(&e))
+    }
+
+    async fn call(method: String, request: Request<Note>) -> Result<Response<Reply>, Status> {
+        let reply = |json: String| Ok(Response::new(Reply { json }));
+        let body = request.get_ref().body.clone();
+        match method.as_str() {
+            "Me" => {
+                let context = RequestContext::from_extensions(request.extensions())
+                    .map_err(|e| status(&e))?;
+                let p = context.principal();
+                reply(json!({"user_id": p.user_id(), "org_id": p.org_id(), "role": p.role().as_str()}).to_string())
+            }
+            "List" => {
+                let db = db::<ReadOnly>(&request)?;
+                let rows = db.query(LIST, &[]).await.map_err(|e| status(&e))?;
+                reply(notes_json(&rows).to_string())
+            }
+            "Create" => {
+                let db = db::<ReadWrite>(&request)?;
+                db.execute(INSERT, &[&body]).await.map_err(|e| status(&e))?;
+                reply(String::new())
+            }
+            "Refuse" => {
+                let db = db::<ReadWrite>(&request)?;
+                db.execute(INSERT, &[&body]).await.map_err(|e| status(&e))?;
+                Err(Status::invalid_argument("refused"))
+            }
+            "Escape" => {
+                let db = db::<ReadWrite>(&request)?;
+                db.execute(INSERT, &[&body]).await.map_err(|e| status(&e))?;
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    drop(db);
+                });
+                reply(String::new())
+            }
+            "Swallow" => {
+                let db = db::<ReadWrite>(&request)?;
+                db.execute(INSERT, &[&body]).await.map_err(|e| status(&e))?;
+                let _ignored = db.execute(FAILING, &[]).await;
+                reply(String::new())
+            }
+            "Twice" => {
+                let _first = db::<ReadWrite>(&request)?;
+                let _second = db::<ReadWrite>(&request)?;
+                reply(String::new())
+            }
+            _ => Err(Status::unimplemented("no such method")),
+        }
+    }
+
+    /// The service `notes.Notes` (what `tonic-build` would generate).
+    #[derive(Clone)]
+    struct Notes;
+
+    impl NamedService for Notes {
+        const NAME: &'static str = "notes.Notes";
+    }
+
+    impl tower::Service<http::Request<Body>> for Notes {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+            let method = request
+                .uri()
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            Box::pin(async move {
+                let handler = tower::service_fn(move |r: Request<Note>| call(method.clone(), r));
+                let mut grpc = Grpc::new(ProstCodec::<Reply, Note>::default());
+                Ok(grpc.unary(handler, request).await)
+            })
+        }
+    }
+
+    /// Sends `req` to a fresh tonic server (on a local port, served on this runtime) through a
+    /// tonic client. The answer: `status` is the HTTP status the guard would have used (the
+    /// gRPC code mapped back; 200 for OK), the headers are the response's metadata (trailers
+    /// included), the body the reply's JSON.
+    pub async fn send(config: &AppConfig, req: &Req) -> Answer {
+        let (method, body) = method(req).expect("a route the gRPC app has");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder()
+            .layer(TenantGuardLayer::from_config(config.guard()))
+            .layer(TenantGuardLayer::new(config.verifier.clone()))
+            .add_service(Notes)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            );
+        let server = tokio::spawn(server);
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let mut client = tonic::client::Grpc::new(channel);
+        client.ready().await.expect("ready");
+        let mut request = Request::new(Note { body });
+        for (name, value) in &req.headers {
+            let name = tonic::metadata::MetadataKey::from_bytes(name.as_bytes()).expect("name");
+            let value = tonic::metadata::MetadataValue::try_from(value.as_slice()).expect("value");
+            request.metadata_mut().append(name, value);
+        }
+        let path =
+            http::uri::PathAndQuery::try_from(format!("/notes.Notes/{method}")).expect("path");
+        let result = client
+            .unary::<Note, Reply, _>(request, path, ProstCodec::default())
+            .await;
+        let _ = stop.send(());
+        let _ = server.await;
+        let (code, metadata, body) = match result {
+            Ok(response) => (
+                Code::Ok,
+                response.metadata().clone(),
+                response.into_inner().json,
+            ),
+            Err(status) => (
+                status.code(),
+                status.metadata().clone(),
+                json!({"error": "grpc", "message": status.message()}).to_string(),
+            ),
+        };
+        let mut headers: Vec<_> = metadata
+            .into_headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        // tonic keeps the status out of the metadata: put it back, as the client saw it.
+        headers.push((
+            "grpc-status".to_owned(),
+            (code as i32).to_string().into_bytes(),
+        ));
+        let status = http_status(code);
+        Answer {
+            status,
+            headers,
+            body: body.into_bytes(),
+        }
+    }
+
+    /// The HTTP status the guard maps to `code` (see `tenant_guard::http::grpc::code`).
+    pub fn http_status(code: Code) -> u16 {
+        match code {
+            Code::Ok => 200,
+            Code::Unauthenticated => 401,
+            Code::PermissionDenied => 403,
+            Code::ResourceExhausted => 429,
+            Code::Unavailable => 503,
+            Code::InvalidArgument => 422,
+            Code::NotFound => 404,
+            Code::DeadlineExceeded => 504,
+            Code::Internal => 500,
+            _ => 520,
         }
     }
 }

@@ -715,5 +715,58 @@ pub fn rows(trap: &Trap) -> Vec<Row> {
         MISSING,
         Vec::new(),
     );
+
+    // A body announced and never sent (issue 17, Medium 1): the guard decides from the headers
+    // alone and never waits on the client.
+    t.raw(
+        "a 100-byte body announced and never sent, no token",
+        Req::get("/me").header("content-length", "100"),
+        MISSING,
+        Vec::new(),
+    );
+    t.raw(
+        "a 100-byte body announced and never sent, a valid token",
+        Req::get("/me")
+            .bearer(&valid)
+            .header("content-length", "100"),
+        Expect::Ok,
+        vec![valid.clone()],
+    );
+
+    // W3C trace context (recorded on the span when valid, ignored otherwise): never a refusal,
+    // never a 5xx.
+    for (name, traceparent) in [
+        ("a malformed traceparent", "00-zz-yy-01".to_owned()),
+        (
+            "an all-zero trace id",
+            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+        ),
+        ("a 64 KB traceparent", "0".repeat(64 << 10)),
+    ] {
+        t.raw(
+            format!("{name} with a valid token"),
+            Req::get("/me")
+                .bearer(&valid)
+                .header("traceparent", &traceparent),
+            Expect::Ok,
+            vec![valid.clone()],
+        );
+    }
+    t.raw(
+        "two traceparent headers and a 64 KB tracestate with a valid token",
+        Req::get("/me")
+            .bearer(&valid)
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01",
+            )
+            .header("tracestate", "v=".repeat(32 << 10)),
+        Expect::Ok,
+        vec![valid.clone()],
+    );
     t.rows
 }

@@ -72,6 +72,11 @@ impl TenantGuard {
             config: GuardConfig::new(verifier),
         }
     }
+
+    /// A middleware with `config` (the configuration every adapter shares).
+    pub fn from_config(config: GuardConfig) -> Self {
+        Self { config }
+    }
 }
 
 tenant_guard_http::guard_builder!(TenantGuard);

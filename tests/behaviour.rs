@@ -1,0 +1,547 @@
+//! The guard's behaviour, one table driven through every framework: axum (in process), actix-web
+//! (`actix_web::test`) and tonic (a real gRPC server on a local port, through a tonic client).
+//! It replaces the adapters' mirrored test files (observability, rate limit, tenant_db): each
+//! row is written once and must hold for all three.
+//!
+//! Per step the table names the request and the answer; the harness also checks, for every
+//! framework and every step, the request's one `request` span (its id, its identity fields only
+//! when admitted, its `error_code` when refused, the W3C trace context when sent, the route
+//! template for the HTTP frameworks), that no token reaches the logs, and, per row, which writes
+//! were committed. gRPC answers are compared through the guard's status mapping (401 →
+//! `UNAUTHENTICATED`, 403 → `PERMISSION_DENIED`, 429 → `RESOURCE_EXHAUSTED`, 503 →
+//! `UNAVAILABLE`, …; a success is `OK`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod adversary;
+
+use std::time::Duration;
+
+use adversary::apps::{Answer, AppConfig, Req, actix_app, axum_app, tonic_app};
+use adversary::faults::{Caller, Env};
+use serde_json::Value;
+use tenant_guard::core::RateLimiter;
+use tenant_guard::http::grpc;
+use tenant_guard::postgres::PgRateLimiter;
+use tenant_guard::postgres::tokio_postgres::Config;
+use tenant_guard_testkit::TestPostgres;
+use tenant_guard_testkit::capture::Capture;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framework {
+    Axum,
+    Actix,
+    Tonic,
+}
+
+const ALL: [Framework; 3] = [Framework::Axum, Framework::Actix, Framework::Tonic];
+
+impl Framework {
+    async fn send(self, config: &AppConfig, req: &Req) -> Answer {
+        match self {
+            Self::Axum => axum_app::send(config, req).await,
+            Self::Actix => actix_app::send(config, req).await,
+            Self::Tonic => tonic_app::send(config, req).await,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Axum => "axum",
+            Self::Actix => "actix",
+            Self::Tonic => "tonic",
+        }
+    }
+}
+
+/// Who sends a step.
+#[derive(Debug, Clone, Copy)]
+enum Who {
+    Nobody,
+    A,
+    B,
+}
+
+/// What a step must get.
+#[derive(Debug, Clone)]
+enum Expect {
+    /// This status (a success: `OK` for gRPC).
+    Status(u16),
+    /// The guard's (or the handler's) error answer: status and JSON `error` code; for gRPC the
+    /// mapped code.
+    Error(u16, &'static str),
+    /// 200 with this JSON body (`{org_a}`/`{org_b}` stand for the callers' orgs, `{t}` for the
+    /// row's tag).
+    Json(&'static str),
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    who: Who,
+    method: &'static str,
+    /// `{t}` is replaced by the row's tag (framework and row number), so rows never collide.
+    path: &'static str,
+    headers: Vec<(&'static str, &'static str)>,
+    expect: Expect,
+    /// `RateLimit-Remaining` the answer must carry.
+    remaining: Option<&'static str>,
+    /// `trace_id` the request span must carry.
+    trace_id: Option<&'static str>,
+}
+
+fn step(who: Who, method: &'static str, path: &'static str, expect: Expect) -> Step {
+    Step {
+        who,
+        method,
+        path,
+        headers: Vec::new(),
+        expect,
+        remaining: None,
+        trace_id: None,
+    }
+}
+
+/// How a row's app is configured.
+#[derive(Debug, Clone, Copy)]
+enum Setup {
+    /// A pool of two on the row's database.
+    Pool,
+    /// No pool at all.
+    NoPool,
+    /// A pool and an in-memory limit of `n` per minute per org.
+    Limit(u32),
+    /// A pool and a shared (PostgreSQL) limiter whose database is unreachable.
+    LimiterDown,
+}
+
+struct Row {
+    name: &'static str,
+    setup: Setup,
+    steps: Vec<Step>,
+    /// Suffixes of notes (`{t}-<suffix>`) that must be committed, and that must not be.
+    kept: &'static [&'static str],
+    gone: &'static [&'static str],
+}
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn rows() -> Vec<Row> {
+    use Expect::{Error, Json, Status};
+    use Who::{A, B, Nobody};
+    vec![
+        Row {
+            name: "the verified principal reaches the handler",
+            setup: Setup::NoPool,
+            steps: vec![step(
+                A,
+                "GET",
+                "/me",
+                Json(r#"{"user_id":"{sub_a}","org_id":"{org_a}","role":"authenticated"}"#),
+            )],
+            kept: &[],
+            gone: &[],
+        },
+        Row {
+            name: "no token: 401 before anything else",
+            setup: Setup::Pool,
+            steps: vec![step(Nobody, "GET", "/notes", Error(401, "missing_token"))],
+            kept: &[],
+            gone: &[],
+        },
+        Row {
+            name: "a success commits, a refusal rolls back",
+            setup: Setup::Pool,
+            steps: vec![
+                step(A, "POST", "/notes/{t}-kept", Status(201)),
+                step(A, "POST", "/notes/{t}-refused/refuse", Status(422)),
+            ],
+            kept: &["kept"],
+            gone: &["refused"],
+        },
+        Row {
+            name: "each org sees only its own rows (read-only transaction)",
+            setup: Setup::Pool,
+            steps: vec![
+                step(A, "POST", "/notes/{t}-a", Status(201)),
+                step(B, "POST", "/notes/{t}-b", Status(201)),
+                step(
+                    A,
+                    "GET",
+                    "/notes",
+                    Json(r#"[{"org_id":"{org_a}","body":"{t}-a"}]"#),
+                ),
+                step(
+                    B,
+                    "GET",
+                    "/notes",
+                    Json(r#"[{"org_id":"{org_b}","body":"{t}-b"}]"#),
+                ),
+            ],
+            kept: &["a", "b"],
+            gone: &[],
+        },
+        Row {
+            name: "a nested guard without a pool uses the outer guard's",
+            setup: Setup::Pool,
+            steps: vec![
+                step(A, "POST", "/notes/{t}-n", Status(201)),
+                step(
+                    A,
+                    "GET",
+                    "/nested/notes",
+                    Json(r#"[{"org_id":"{org_a}","body":"{t}-n"}]"#),
+                ),
+            ],
+            kept: &["n"],
+            gone: &[],
+        },
+        Row {
+            name: "a transaction that outlives its handler fails the request and is rolled back",
+            setup: Setup::Pool,
+            steps: vec![step(
+                A,
+                "POST",
+                "/notes/{t}-escaped/escape",
+                Error(500, "internal_error"),
+            )],
+            kept: &[],
+            gone: &["escaped"],
+        },
+        Row {
+            name: "a swallowed statement error cannot be committed",
+            setup: Setup::Pool,
+            steps: vec![step(
+                A,
+                "POST",
+                "/notes/{t}-swallowed/swallow",
+                Error(500, "database_error"),
+            )],
+            kept: &[],
+            gone: &["swallowed"],
+        },
+        Row {
+            name: "two transactions in one handler: a 500, never a second connection",
+            setup: Setup::Pool,
+            steps: vec![step(
+                A,
+                "POST",
+                "/notes/{t}/twice",
+                Error(500, "internal_error"),
+            )],
+            kept: &[],
+            gone: &[],
+        },
+        Row {
+            name: "a transaction behind a guard without a pool: a 500",
+            setup: Setup::NoPool,
+            steps: vec![step(A, "GET", "/notes", Error(500, "internal_error"))],
+            kept: &[],
+            gone: &[],
+        },
+        Row {
+            name: "over the rate limit: 429 with Retry-After; other orgs pass; refusals do not count",
+            setup: Setup::Limit(2),
+            steps: vec![
+                step(Nobody, "GET", "/me", Error(401, "missing_token")),
+                Step {
+                    remaining: Some("1"),
+                    ..step(A, "GET", "/me", Status(200))
+                },
+                Step {
+                    remaining: Some("0"),
+                    ..step(A, "GET", "/notes", Status(200))
+                },
+                Step {
+                    remaining: Some("0"),
+                    ..step(A, "POST", "/notes/{t}-limited", Error(429, "rate_limited"))
+                },
+                Step {
+                    remaining: Some("1"),
+                    ..step(B, "GET", "/me", Status(200))
+                },
+            ],
+            kept: &[],
+            gone: &["limited"],
+        },
+        Row {
+            name: "a shared limiter without its database fails closed (503), before the pool",
+            setup: Setup::LimiterDown,
+            steps: vec![step(
+                A,
+                "POST",
+                "/notes/{t}-unlimited",
+                Error(503, "rate_limit_unavailable"),
+            )],
+            kept: &[],
+            gone: &["unlimited"],
+        },
+        Row {
+            name: "a W3C traceparent is recorded on the request span",
+            setup: Setup::NoPool,
+            steps: vec![
+                Step {
+                    headers: vec![("traceparent", TRACEPARENT), ("tracestate", "vendor=1")],
+                    trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+                    ..step(A, "GET", "/me", Status(200))
+                },
+                Step {
+                    headers: vec![("traceparent", "00-not-a-trace-01")],
+                    ..step(Nobody, "GET", "/me", Error(401, "missing_token"))
+                },
+            ],
+            kept: &[],
+            gone: &[],
+        },
+    ]
+}
+
+/// An address where no database listens.
+fn unreachable() -> Config {
+    let mut config = Config::new();
+    config
+        .host("127.0.0.1")
+        .port(9)
+        .user("nobody")
+        .dbname("none");
+    config
+}
+
+fn config_for(setup: Setup, env: &Env) -> AppConfig {
+    match setup {
+        Setup::Pool => env.app.clone(),
+        Setup::NoPool => AppConfig::new(env.app.verifier.clone()),
+        Setup::Limit(n) => env
+            .app
+            .clone()
+            .rate_limit(RateLimiter::per_minute(n).unwrap()),
+        Setup::LimiterDown => env.app.clone().rate_limit(
+            PgRateLimiter::builder("notes", 3, Duration::from_secs(60))
+                .build(unreachable())
+                .unwrap(),
+        ),
+    }
+}
+
+/// Checks one answer against its step; a description of what is wrong.
+fn check(
+    fw: Framework,
+    step: &Step,
+    answer: &Answer,
+    fill: &dyn Fn(&str) -> String,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let grpc_code = answer
+        .header("grpc-status")
+        .map(|s| s.parse::<u16>().unwrap_or(u16::MAX));
+    let (status, code) = match &step.expect {
+        Expect::Status(s) => (*s, None),
+        Expect::Error(s, c) => (*s, Some(*c)),
+        Expect::Json(_) => (200, None),
+    };
+    if fw == Framework::Tonic {
+        let want = if status < 300 {
+            0
+        } else {
+            grpc::code(http::StatusCode::from_u16(status).unwrap())
+        };
+        // Successes carry grpc-status in the trailers (metadata), refusals in the headers.
+        if grpc_code.unwrap_or(0) != want {
+            wrong.push(format!(
+                "grpc-status {grpc_code:?}, wanted {want}: {answer:?}"
+            ));
+        }
+    } else {
+        if answer.status != status {
+            wrong.push(format!(
+                "status {}, wanted {status}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            ));
+        }
+        if let Some(code) = code {
+            if answer.header("content-type") != Some("application/json") {
+                wrong.push(format!("content-type {:?}", answer.header("content-type")));
+            } else if answer.error_code() != code {
+                wrong.push(format!("code {}, wanted {code}", answer.error_code()));
+            }
+        }
+    }
+    if let Expect::Json(body) = &step.expect {
+        let want: Value = serde_json::from_str(&fill(body)).unwrap();
+        if answer.json() != want {
+            wrong.push(format!("body {}, wanted {want}", answer.json()));
+        }
+    }
+    if status == 401 && answer.header("www-authenticate").is_none() {
+        wrong.push("a 401 without WWW-Authenticate".into());
+    }
+    if matches!(status, 429 | 503) && answer.header("retry-after").is_none() {
+        wrong.push(format!("a {status} without Retry-After"));
+    }
+    if answer.header("x-request-id") != Some("behaviour-req") {
+        wrong.push(format!("x-request-id {:?}", answer.header("x-request-id")));
+    }
+    if let Some(remaining) = step.remaining
+        && answer.header("ratelimit-remaining") != Some(remaining)
+    {
+        wrong.push(format!(
+            "RateLimit-Remaining {:?}, wanted {remaining}",
+            answer.header("ratelimit-remaining")
+        ));
+    }
+    wrong
+}
+
+/// Checks the request's span: one `request` span, its id, identity only when admitted, the
+/// refusal's code, the trace context, the route template (HTTP frameworks), no token anywhere.
+fn check_span(
+    fw: Framework,
+    step: &Step,
+    req: &Req,
+    capture: &Capture,
+    token: Option<&str>,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let spans = capture.spans_named("request");
+    let [span] = spans.as_slice() else {
+        return vec![format!("{} request spans: {spans:#?}", spans.len())];
+    };
+    if span.field("request_id") != Some("behaviour-req") {
+        wrong.push(format!("span request_id {:?}", span.field("request_id")));
+    }
+    let refused_by_guard = matches!(step.expect, Expect::Error(401 | 403 | 429, _))
+        || matches!(step.expect, Expect::Error(503, "rate_limit_unavailable"));
+    if refused_by_guard {
+        if let Expect::Error(_, code) = step.expect
+            && span.field("error_code") != Some(code)
+        {
+            wrong.push(format!(
+                "span error_code {:?}, wanted {code}",
+                span.field("error_code")
+            ));
+        }
+        if !matches!(step.expect, Expect::Error(429 | 503, _)) && span.field("org_id").is_some() {
+            wrong.push("identity on the span of a refused request".into());
+        }
+    } else if span.field("org_id").is_none() || span.field("role") != Some("authenticated") {
+        wrong.push(format!("no identity on the span: {span:#?}"));
+    }
+    if span.field("trace_id") != step.trace_id {
+        wrong.push(format!(
+            "span trace_id {:?}, wanted {:?}",
+            span.field("trace_id"),
+            step.trace_id
+        ));
+    }
+    if fw != Framework::Tonic {
+        let route = req.path.clone();
+        if span.field("route").is_none() {
+            wrong.push(format!("no route on the span of {route}"));
+        }
+        if span
+            .field("route")
+            .is_some_and(|r| r.contains("behaviour") || r.contains(fw.name()))
+        {
+            wrong.push("the raw path, not the template, on the span".into());
+        }
+        if span.field("status").is_none() || span.field("latency_ms").is_none() {
+            wrong.push("no status/latency on the span".into());
+        }
+    }
+    if let Some(token) = token
+        && capture.all_text().contains(token)
+    {
+        wrong.push("the token is in the logs".into());
+    }
+    wrong
+}
+
+#[actix_web::test]
+async fn every_row_behaves_the_same_through_axum_actix_and_tonic() {
+    let server = TestPostgres::shared().expect("test server");
+    let mut failures = Vec::new();
+    let table = rows();
+    for fw in ALL {
+        let env = Env::new(server, 2, |b| b).await;
+        for (n, row) in table.iter().enumerate() {
+            let tag = format!("{}-row{n}", fw.name());
+            let (a, b) = (Caller::new(), Caller::new());
+            let config = config_for(row.setup, &env);
+            let sub = |c: &Caller| {
+                let payload = c.token.split('.').nth(1).unwrap();
+                let claims: Value = serde_json::from_slice(
+                    &base64::Engine::decode(
+                        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                        payload,
+                    )
+                    .unwrap(),
+                )
+                .unwrap();
+                claims["sub"].as_str().unwrap().to_owned()
+            };
+            let (sub_a, org_a, org_b) = (sub(&a), a.org.to_string(), b.org.to_string());
+            let fill = |s: &str| {
+                s.replace("{t}", &tag)
+                    .replace("{org_a}", &org_a)
+                    .replace("{org_b}", &org_b)
+                    .replace("{sub_a}", &sub_a)
+            };
+            for (i, step) in row.steps.iter().enumerate() {
+                let path = fill(step.path);
+                let mut req = match step.method {
+                    "GET" => Req::get(&path),
+                    _ => Req::post(&path),
+                };
+                req = req.header("x-request-id", "behaviour-req");
+                for (name, value) in &step.headers {
+                    req = req.header(name, value);
+                }
+                let token = match step.who {
+                    Who::Nobody => None,
+                    Who::A => Some(a.token.clone()),
+                    Who::B => Some(b.token.clone()),
+                };
+                if let Some(token) = &token {
+                    req = req.bearer(token);
+                }
+                let capture = Capture::new();
+                let answer = {
+                    let _trace = capture.set_default();
+                    fw.send(&config, &req).await
+                };
+                for wrong in check(fw, step, &answer, &fill)
+                    .into_iter()
+                    .chain(check_span(fw, step, &req, &capture, token.as_deref()))
+                {
+                    failures.push(format!("{}: {} (step {i}): {wrong}", fw.name(), row.name));
+                }
+            }
+            // Escaped transactions end when their task drops them.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let notes = env.notes().await;
+            for (suffix, want) in row
+                .kept
+                .iter()
+                .map(|s| (s, true))
+                .chain(row.gone.iter().map(|s| (s, false)))
+            {
+                let body = format!("{tag}-{suffix}");
+                let found = notes.iter().any(|(_, b)| *b == body);
+                if found != want {
+                    failures.push(format!(
+                        "{}: {}: note {body} {}",
+                        fw.name(),
+                        row.name,
+                        if want { "not committed" } else { "committed" }
+                    ));
+                }
+            }
+        }
+        env.assert_pool_clean().await;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
