@@ -1,37 +1,19 @@
-//! [`TenantGuardError`]: the shared [`GuardRejection`] as an actix-web error.
+//! [`TenantGuardError`]: the shared [`GuardRejection`](tenant_guard_http::GuardRejection) as an
+//! actix-web error.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use tenant_guard_core::{ErrorResponse, ToErrorResponse};
-use tenant_guard_http::GuardRejection;
-use tenant_guard_postgres::GuardError;
+use tenant_guard_core::ToErrorResponse;
 
-/// Why an extractor of this crate could not produce its value, or a statement of a
-/// [`TenantDb`](crate::TenantDb) failed (`?` converts a [`GuardError`] into it): the shared
-/// [`GuardRejection`] (see [`kind`](Self::kind)), answered as the pipeline describes it (503 with
-/// `Retry-After` when the pool is exhausted; a generic 500 with an `error` log line for server
-/// bugs: no middleware, no pool, two transaction extractors).
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct TenantGuardError(#[from] GuardRejection);
-
-impl TenantGuardError {
-    /// What went wrong.
-    pub fn kind(&self) -> &GuardRejection {
-        &self.0
-    }
-}
-
-impl From<GuardError> for TenantGuardError {
-    fn from(error: GuardError) -> Self {
-        Self(GuardRejection::Guard(error))
-    }
-}
-
-impl ToErrorResponse for TenantGuardError {
-    fn to_error_response(&self) -> ErrorResponse {
-        self.0.to_error_response()
-    }
+tenant_guard_http::rejection_type! {
+    /// Why an extractor of this crate could not produce its value, or a statement of a
+    /// [`TenantDb`](crate::TenantDb) failed (`?` converts a
+    /// [`GuardError`](tenant_guard_postgres::GuardError) into it): the shared
+    /// [`GuardRejection`](tenant_guard_http::GuardRejection) (see [`kind`](Self::kind)),
+    /// answered as the pipeline describes it (503 with `Retry-After` when the pool is
+    /// exhausted; a generic 500 with an `error` log line for server bugs: no middleware, no
+    /// pool, two transaction extractors).
+    TenantGuardError
 }
 
 impl ResponseError for TenantGuardError {
@@ -42,7 +24,7 @@ impl ResponseError for TenantGuardError {
 
     /// Logs the cause (once per response) and renders the description.
     fn error_response(&self) -> HttpResponse {
-        self.0.log();
+        self.kind().log();
         crate::response::render(&self.to_error_response())
     }
 }

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::error::InternalError;
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage};
 use tenant_guard_core::RequestId;
 use tenant_guard_core::trace::RequestTimer;
@@ -48,40 +48,30 @@ pub(crate) fn finish(timer: Option<RequestTimer>, status: actix_web::http::Statu
     }
 }
 
-/// The request id as an actix header value (always valid: it is visible ASCII).
-fn header_value(id: &RequestId) -> Option<HeaderValue> {
-    HeaderValue::from_bytes(id.header_value().as_bytes()).ok()
+/// Sets `x-request-id` (replacing the handler's; the id is visible ASCII, always valid).
+fn tag(headers: &mut HeaderMap, id: &RequestId) {
+    if let Ok(value) = HeaderValue::from_bytes(id.header_value().as_bytes()) {
+        headers.insert(X_REQUEST_ID, value);
+    }
 }
 
-/// Sets `x-request-id` on a response, replacing any value the handler set.
+/// Sets `x-request-id` on a response.
 pub(crate) fn tag_response<B>(response: &mut ServiceResponse<B>, id: &RequestId) {
-    if let Some(value) = header_value(id) {
-        response.headers_mut().insert(X_REQUEST_ID, value);
-    }
+    tag(response.headers_mut(), id);
 }
 
 /// Sets `x-request-id` on the response an inner service's error turns into.
 pub(crate) fn tag_error(error: Error, id: &RequestId) -> Error {
     let mut response = error.error_response();
-    if let Some(value) = header_value(id) {
-        response.headers_mut().insert(X_REQUEST_ID, value);
-    }
+    tag(response.headers_mut(), id);
     InternalError::from_response(error, response).into()
 }
 
-/// Middleware giving every request an id and a `tracing` span, and every response its
-/// `x-request-id`, without authenticating anything.
-///
-/// The span carries the fields described in [`tenant_guard_core::trace`]: `request_id`, the
-/// matched `route` template (`/projects/{id}`, from actix-web's resource map; absent when no
-/// route matches), `org_id`, `user_id` and `role` once a [`crate::TenantGuard`] verified the
-/// token, `error_code` for a refused request, the W3C trace context (`trace_id`, …) when sent,
-/// and `status` and `latency_ms` when the response is produced (or `cancelled` when the client
-/// goes away first).
-///
-/// Wrap the whole `App` with it so that public routes (health checks) and actix-web's own
-/// responses (unknown routes) carry `x-request-id` too. [`crate::TenantGuard`] reuses the id
-/// chosen here, so one request has one id.
+/// Middleware giving every request an id and a `tracing` span (the fields of
+/// [`tenant_guard_core::trace`], with the route template from actix-web's resource map and the
+/// W3C trace context), and every response its `x-request-id`, without authenticating anything.
+/// Wrap the whole `App` with it so public routes and actix-web's own responses (unknown routes)
+/// carry them too; a [`crate::TenantGuard`] inside reuses the id and span.
 ///
 /// ```
 /// use actix_web::{App, HttpResponse, test, web};

@@ -37,10 +37,13 @@
 //! [`GuardConfig::admit`]; on [`Admission::Refused`] it renders the refusal; otherwise it puts
 //! the [`RequestContext`] into the request and calls the handler, then
 //! [`Finisher::finish`]`(commits(status))` and [`Finisher::stamp`]. Extractors call
-//! [`RequestContext::db`]. Nothing else is the adapter's to decide.
+//! [`RequestContext::db`]. Nothing else is the adapter's to decide; even its types are declared
+//! here ([`guard_builder!`], [`extractor_types!`], [`rejection_type!`]), so adapters only add
+//! their framework's trait impls.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod adapter;
 mod admit;
 mod config;
 mod context;
@@ -68,6 +71,8 @@ pub use trace::{RequestTrace, TRACEPARENT, TRACESTATE, record_trace_context};
 
 #[doc(hidden)]
 pub mod __private {
-    pub use tenant_guard_core::RateLimitBackend;
-    pub use tenant_guard_postgres::TenantPool;
+    pub use tenant_guard_core::{
+        ErrorResponse, Principal, RateLimitBackend, RequestId, ToErrorResponse,
+    };
+    pub use tenant_guard_postgres::{GuardError, TenantPool};
 }

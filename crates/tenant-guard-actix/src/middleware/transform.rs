@@ -12,28 +12,14 @@ use tenant_guard_http::GuardConfig;
 use super::service::TenantGuardMiddleware;
 
 /// Middleware that authenticates each request with the core [`Verifier`] and scopes its database
-/// access: actix-web's face of the shared pipeline (its steps, in order, are described on
-/// [`GuardConfig::admit`]).
-///
-/// Per request, before the inner service runs:
-/// 1. a request id (the caller's sane `x-request-id`, else a fresh one) and a `tracing` span with
-///    `request_id`, `org_id`, `user_id` and `role` (never the token) and the W3C trace context —
-///    the id and span of an outer [`RequestTracing`](crate::RequestTracing) when there is one;
-/// 2. authentication from the `Authorization` header alone, *before* anything touches the pool;
-///    a failure is answered right here (401 with an RFC 6750 challenge, or 403, and a JSON body)
-///    and the handler never runs;
-/// 3. the route's role requirement ([`allow_roles`](Self::allow_roles)): 403 `role_not_allowed`;
-///    then the rate limit ([`rate_limit`](Self::rate_limit)): 429;
-/// 4. the [`Principal`](tenant_guard_core::Principal) and the
-///    [`RequestId`](tenant_guard_core::RequestId) go into the request extensions, for the
-///    [`Authenticated`](crate::Authenticated), [`CurrentRequestId`](crate::CurrentRequestId) and
-///    [`TenantDb`](crate::TenantDb) extractors (or `web::ReqData<Principal>`).
-///
-/// After the handler answered, a [`TenantDb`](crate::TenantDb) it used is committed when the
-/// response is a success (2xx or 3xx) and rolled back otherwise; a failed commit replaces the
-/// response with the guard's error. Every response leaving it carries `x-request-id`.
-///
-/// Routes that need no token (health checks) are simply not wrapped by it.
+/// access: actix-web's face of the shared pipeline. Before the inner service runs: the request id
+/// and span (those of an outer [`RequestTracing`](crate::RequestTracing) when there is one),
+/// then [`GuardConfig::admit`] (token, [`allow_roles`](Self::allow_roles),
+/// [`rate_limit`](Self::rate_limit), all before the pool); a refusal (401 with an RFC 6750
+/// challenge, 403, 429, JSON body) is answered right here. After the handler answered, a
+/// [`TenantDb`](crate::TenantDb) it used is committed on 2xx/3xx and rolled back otherwise.
+/// Every response leaving it carries `x-request-id`. Routes that need no token (health checks)
+/// are simply not wrapped by it.
 ///
 /// ```
 /// use actix_web::{App, HttpResponse, http::StatusCode, test, web};
@@ -49,7 +35,7 @@ use super::service::TenantGuardMiddleware;
 ///     .hmac_secret("a-long-random-secret-from-your-vault")
 ///     .build()
 ///     .unwrap();
-/// let admin = web::scope("/admin").wrap(TenantGuard::new(verifier.clone()).allow_roles(["org_admin"]));
+/// let _admin = web::scope("/admin").wrap(TenantGuard::new(verifier.clone()).allow_roles(["org_admin"]));
 /// let app = test::init_service(
 ///     App::new().wrap(TenantGuard::new(verifier)).route("/me", web::get().to(me)),
 /// )
