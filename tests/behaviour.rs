@@ -545,3 +545,48 @@ async fn every_row_behaves_the_same_through_axum_actix_and_tonic() {
         failures.join("\n")
     );
 }
+
+/// A per-org cap (`max_connections_per_org(1)`) with a pool of two: while org A's request holds a
+/// connection, A's next transaction is refused at once (503 `database_busy` with `Retry-After`)
+/// and org B still gets the other connection; A's held work commits when it finishes.
+#[actix_web::test]
+async fn a_per_org_cap_keeps_one_org_from_taking_the_pool() {
+    let server = TestPostgres::shared().expect("test server");
+    for fw in ALL {
+        let env = Env::new(server, 2, |b| b).await;
+        let mut config = env.app.clone();
+        config.shared_guard = Some(config.guard().max_connections_per_org(1));
+        let (a, b) = (Caller::new(), Caller::new());
+        let tag = format!("{}-cap", fw.name());
+        let held = a.post(&format!("/notes/{tag}-held/hold"));
+        let (held, ()) = tokio::join!(fw.send(&config, &held), async {
+            env.wait_until_holding(1).await;
+            let refused = fw
+                .send(&config, &a.post(&format!("/notes/{tag}-over")))
+                .await;
+            assert_eq!(refused.status, 503, "{fw:?}: {refused:?}");
+            assert!(
+                refused.header("retry-after").is_some(),
+                "{fw:?}: {refused:?}"
+            );
+            if fw != Framework::Tonic {
+                assert_eq!(refused.error_code(), "database_busy");
+            }
+            let other = fw
+                .send(&config, &b.post(&format!("/notes/{tag}-other")))
+                .await;
+            assert!(other.status < 300, "{fw:?}: org B is unaffected: {other:?}");
+            config.gate.open(1);
+        });
+        assert!(held.status < 300, "{fw:?}: {held:?}");
+        let notes: Vec<String> = env.notes().await.into_iter().map(|(_, b)| b).collect();
+        for (body, kept) in [("held", true), ("over", false), ("other", true)] {
+            assert_eq!(
+                notes.contains(&format!("{tag}-{body}")),
+                kept,
+                "{fw:?}: {body}: {notes:?}"
+            );
+        }
+        env.assert_pool_clean().await;
+    }
+}

@@ -147,6 +147,9 @@ pub struct AppConfig {
     pub pool: Option<TenantPool>,
     pub gate: Gate,
     pub rate_limit: Option<Arc<dyn RateLimitBackend>>,
+    /// A guard configuration shared by every request (its per-org cap counts across them);
+    /// built from the fields above when unset.
+    pub shared_guard: Option<GuardConfig>,
 }
 
 impl AppConfig {
@@ -156,6 +159,7 @@ impl AppConfig {
             pool: None,
             gate: Gate::closed(),
             rate_limit: None,
+            shared_guard: None,
         }
     }
 
@@ -171,6 +175,9 @@ impl AppConfig {
 
     /// The guard every framework's app is built with (the same configuration type for all).
     pub fn guard(&self) -> GuardConfig {
+        if let Some(guard) = &self.shared_guard {
+            return guard.clone();
+        }
         let mut guard = GuardConfig::new(self.verifier.clone());
         if let Some(pool) = &self.pool {
             guard = guard.pool(pool.clone());
@@ -586,6 +593,7 @@ pub mod tonic_app {
             ("POST", ["notes", body, "escape"]) => ("Escape", (*body).to_owned()),
             ("POST", ["notes", body, "swallow"]) => ("Swallow", (*body).to_owned()),
             ("POST", ["notes", body, "twice"]) => ("Twice", (*body).to_owned()),
+            ("POST", ["notes", body, "hold"]) => ("Hold", (*body).to_owned()),
             _ => return None,
         };
         Some(found)
@@ -605,7 +613,11 @@ pub mod tonic_app {
             .map_err(|e| status(&e))
     }
 
-    async fn call(method: String, request: Request<Note>) -> Result<Response<Reply>, Status> {
+    async fn call(
+        method: String,
+        gate: Gate,
+        request: Request<Note>,
+    ) -> Result<Response<Reply>, Status> {
         let reply = |json: String| Ok(Response::new(Reply { json }));
         let body = request.get_ref().body.clone();
         match method.as_str() {
@@ -645,6 +657,12 @@ pub mod tonic_app {
                 let _ignored = db.execute(FAILING, &[]).await;
                 reply(String::new())
             }
+            "Hold" => {
+                let db = db::<ReadWrite>(&request)?;
+                db.execute(INSERT, &[&body]).await.map_err(|e| status(&e))?;
+                gate.pass().await;
+                reply(String::new())
+            }
             "Twice" => {
                 let _first = db::<ReadWrite>(&request)?;
                 let _second = db::<ReadWrite>(&request)?;
@@ -656,7 +674,9 @@ pub mod tonic_app {
 
     /// The service `notes.Notes` (what `tonic-build` would generate).
     #[derive(Clone)]
-    struct Notes;
+    struct Notes {
+        gate: Gate,
+    }
 
     impl NamedService for Notes {
         const NAME: &'static str = "notes.Notes";
@@ -679,8 +699,11 @@ pub mod tonic_app {
                 .next()
                 .unwrap_or_default()
                 .to_owned();
+            let gate = self.gate.clone();
             Box::pin(async move {
-                let handler = tower::service_fn(move |r: Request<Note>| call(method.clone(), r));
+                let handler = tower::service_fn(move |r: Request<Note>| {
+                    call(method.clone(), gate.clone(), r)
+                });
                 let mut grpc = Grpc::new(ProstCodec::<Reply, Note>::default());
                 Ok(grpc.unary(handler, request).await)
             })
@@ -701,7 +724,9 @@ pub mod tonic_app {
         let server = tonic::transport::Server::builder()
             .layer(TenantGuardLayer::from_config(config.guard()))
             .layer(TenantGuardLayer::new(config.verifier.clone()))
-            .add_service(Notes)
+            .add_service(Notes {
+                gate: config.gate.clone(),
+            })
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener),
                 async {

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tenant_guard_core::{
@@ -12,6 +13,7 @@ use tenant_guard_core::{
 use tenant_guard_postgres::TenantPool;
 use tracing::Span;
 
+use crate::cap::OrgCap;
 use crate::config::GuardConfig;
 use crate::context::RequestContext;
 use crate::finish::Finisher;
@@ -87,7 +89,7 @@ impl Future for PendingAdmission {
 struct Ticket {
     principal: Principal,
     request_id: RequestId,
-    pool: Option<TenantPool>,
+    pool: Option<(TenantPool, Option<Arc<OrgCap>>)>,
 }
 
 impl Ticket {
@@ -109,7 +111,9 @@ impl GuardConfig {
     /// 2. **role check**: [`allow_roles`](Self::allow_roles); 403 `role_not_allowed`;
     /// 3. the identity is recorded on the request span (once, by the outermost guard);
     /// 4. **rate limit**: [`rate_limit`](Self::rate_limit); 429 (or the shared limiter's 503);
-    /// 5. **pool**: this guard's, else the `outer` guard's (a nested guard without a pool).
+    /// 5. **pool**: this guard's (with its
+    ///    [`max_connections_per_org`](Self::max_connections_per_org)), else the `outer` guard's
+    ///    (a nested guard without a pool).
     ///
     /// `outer` is the context an outer guard already put into the request, if any.
     ///
@@ -155,10 +159,10 @@ impl GuardConfig {
         let ticket = Ticket {
             principal,
             request_id: trace.id().clone(),
-            pool: self
-                .pool
-                .clone()
-                .or_else(|| outer.and_then(|o| o.pool().cloned())),
+            pool: match &self.pool {
+                Some(pool) => Some((pool.clone(), self.org_cap.clone())),
+                None => outer.and_then(RequestContext::pool_and_cap),
+            },
         };
         match check {
             None => Admission::Admitted(ticket.admit(None)),

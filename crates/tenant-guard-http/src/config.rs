@@ -5,6 +5,8 @@ use std::sync::Arc;
 use tenant_guard_core::{AuthError, Principal, RateLimitBackend, Verifier};
 use tenant_guard_postgres::TenantPool;
 
+use crate::cap::OrgCap;
+
 /// What the guard does for the routes it wraps: who verifies tokens, which roles may pass, the
 /// rate limit, and the pool [`TenantDb`](crate::TenantDb) checks its connection out of.
 ///
@@ -30,6 +32,7 @@ pub struct GuardConfig {
     pub(crate) pool: Option<TenantPool>,
     pub(crate) allowed_roles: Option<Arc<[Box<str>]>>,
     pub(crate) rate_limit: Option<Arc<dyn RateLimitBackend>>,
+    pub(crate) org_cap: Option<Arc<OrgCap>>,
 }
 
 impl GuardConfig {
@@ -42,6 +45,7 @@ impl GuardConfig {
             pool: None,
             allowed_roles: None,
             rate_limit: None,
+            org_cap: None,
         }
     }
 
@@ -89,6 +93,26 @@ impl GuardConfig {
     #[must_use]
     pub fn rate_limit(mut self, limiter: impl RateLimitBackend) -> Self {
         self.rate_limit = Some(Arc::new(limiter));
+        self
+    }
+
+    /// At most `limit` pooled connections held at once by the transactions of one org (on this
+    /// guard's pool; a nested guard without a pool uses the outer guard's cap too). A
+    /// transaction of an org at its cap fails at its first statement, at once, with
+    /// [`GuardError::PoolTimeout`](tenant_guard_postgres::GuardError::PoolTimeout) (503
+    /// `database_busy` with `Retry-After`), instead of taking one more connection, so one
+    /// tenant's slow handlers cannot take the whole pool from the others. Without this, any org
+    /// may use the whole pool. A `limit` of 0 is taken as 1.
+    ///
+    /// ```
+    /// # use tenant_guard_core::{Environment, Verifier};
+    /// # let verifier = Verifier::builder(Environment::Production).hmac_secret("a-long-random-secret-from-your-vault").build().unwrap();
+    /// // With a pool of 16: no org holds more than 4 of them.
+    /// let config = tenant_guard_http::GuardConfig::new(verifier).max_connections_per_org(4);
+    /// ```
+    #[must_use]
+    pub fn max_connections_per_org(mut self, limit: usize) -> Self {
+        self.org_cap = Some(Arc::new(OrgCap::new(limit.max(1))));
         self
     }
 
@@ -150,6 +174,15 @@ macro_rules! guard_builder {
                 limiter: impl $crate::__private::RateLimitBackend,
             ) -> Self {
                 self.config = self.config.rate_limit(limiter);
+                self
+            }
+
+            /// At most `limit` pooled connections held at once by one org (503 `database_busy`
+            /// beyond); see
+            /// [`GuardConfig::max_connections_per_org`]($crate::GuardConfig::max_connections_per_org).
+            #[must_use]
+            pub fn max_connections_per_org(mut self, limit: usize) -> Self {
+                self.config = self.config.max_connections_per_org(limit);
                 self
             }
 

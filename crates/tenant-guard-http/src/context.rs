@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tenant_guard_core::{Principal, RequestId};
 use tenant_guard_postgres::TenantPool;
 
+use crate::cap::OrgCap;
 use crate::db::{LazyTx, TenantDb};
 use crate::handoff::{Mode, TxSlot};
 use crate::rejection::GuardRejection;
@@ -34,7 +35,7 @@ pub struct RequestContext {
 struct Inner {
     principal: Principal,
     request_id: RequestId,
-    pool: Option<TenantPool>,
+    pool: Option<(TenantPool, Option<Arc<OrgCap>>)>,
     slot: TxSlot<LazyTx>,
 }
 
@@ -42,7 +43,7 @@ impl RequestContext {
     pub(crate) fn new(
         principal: Principal,
         request_id: RequestId,
-        pool: Option<TenantPool>,
+        pool: Option<(TenantPool, Option<Arc<OrgCap>>)>,
         slot: TxSlot<LazyTx>,
     ) -> Self {
         Self {
@@ -74,8 +75,9 @@ impl RequestContext {
         &self.inner.request_id
     }
 
-    pub(crate) fn pool(&self) -> Option<&TenantPool> {
-        self.inner.pool.as_ref()
+    /// The pool (and its per-org cap) a nested guard without a pool uses.
+    pub(crate) fn pool_and_cap(&self) -> Option<(TenantPool, Option<Arc<OrgCap>>)> {
+        self.inner.pool.clone()
     }
 
     /// The request's scoped transaction. Nothing is checked out of the pool here: the connection
@@ -86,13 +88,14 @@ impl RequestContext {
     /// [`GuardRejection::MissingPool`] without a pool; [`GuardRejection::AlreadyExtracted`] when
     /// the request's transaction was already taken.
     pub fn db<M: Mode>(&self) -> Result<TenantDb<M>, GuardRejection> {
-        let pool = self.pool().ok_or(GuardRejection::MissingPool)?.clone();
+        let (pool, cap) = self.inner.pool.clone().ok_or(GuardRejection::MissingPool)?;
         self.inner
             .slot
             .check_out()
             .map_err(|_| GuardRejection::AlreadyExtracted)?;
         let lazy = LazyTx::new(
             pool,
+            cap,
             self.inner.principal.clone(),
             self.inner.request_id.clone(),
             M::READ_ONLY,

@@ -1,7 +1,7 @@
 //! [`TenantDb`]: the request's scoped transaction, checked out of the pool at its first statement.
 
 use std::marker::PhantomData;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tenant_guard_core::{ErrorResponse, Principal, RequestId, ToErrorResponse};
 use tenant_guard_postgres::tokio_postgres::types::{ToSql, Type};
@@ -9,6 +9,7 @@ use tenant_guard_postgres::tokio_postgres::{Row, Statement};
 use tenant_guard_postgres::{GuardError, ScopeOptions, TenantPool, TenantTx, ToStatement};
 use tokio::sync::OnceCell;
 
+use crate::cap::{OrgCap, OrgPermit};
 use crate::handoff::{Mode, ReadWrite, TxSlot};
 
 /// The transaction of one request, begun on first use.
@@ -16,6 +17,9 @@ use crate::handoff::{Mode, ReadWrite, TxSlot};
 pub(crate) struct LazyTx {
     tx: OnceCell<TenantTx>,
     pool: TenantPool,
+    cap: Option<Arc<OrgCap>>,
+    /// The org's permit for the connection `tx` holds (with a per-org cap).
+    permit: Mutex<Option<OrgPermit>>,
     principal: Principal,
     request_id: RequestId,
     read_only: bool,
@@ -23,9 +27,17 @@ pub(crate) struct LazyTx {
     failed: Mutex<Option<ErrorResponse>>,
 }
 
+/// What a finished request's transaction leaves: the transaction if one was begun (with the
+/// org's permit for its connection, to release once it ended), and the last check-out failure.
+pub(crate) struct Parts {
+    pub(crate) tx: Option<(TenantTx, Option<OrgPermit>)>,
+    pub(crate) failed: Option<ErrorResponse>,
+}
+
 impl LazyTx {
     pub(crate) fn new(
         pool: TenantPool,
+        cap: Option<Arc<OrgCap>>,
         principal: Principal,
         request_id: RequestId,
         read_only: bool,
@@ -33,6 +45,8 @@ impl LazyTx {
         Self {
             tx: OnceCell::new(),
             pool,
+            cap,
+            permit: Mutex::new(None),
             principal,
             request_id,
             read_only,
@@ -43,10 +57,7 @@ impl LazyTx {
     async fn get(&self) -> Result<&TenantTx, GuardError> {
         self.tx
             .get_or_try_init(|| async {
-                let options = ScopeOptions::default()
-                    .request_id(self.request_id.as_str())
-                    .read_only(self.read_only);
-                let begun = self.pool.begin(&self.principal, options).await;
+                let begun = self.begin().await;
                 if let Err(error) = &begun {
                     *self.failed.lock().unwrap_or_else(PoisonError::into_inner) =
                         Some(error.to_error_response());
@@ -56,13 +67,43 @@ impl LazyTx {
             .await
     }
 
-    /// The transaction if one was begun, and the last check-out failure.
-    pub(crate) fn into_parts(self) -> (Option<TenantTx>, Option<ErrorResponse>) {
+    /// Checks a connection out for the org (within its cap, if any) and scopes it.
+    async fn begin(&self) -> Result<TenantTx, GuardError> {
+        let permit = match &self.cap {
+            None => None,
+            Some(cap) => match cap.try_acquire(self.principal.org_id()) {
+                Some(permit) => Some(permit),
+                None => {
+                    tracing::warn!(
+                        org_id = %self.principal.org_id(),
+                        "the org holds its maximum of connections; the transaction is refused"
+                    );
+                    return Err(GuardError::PoolTimeout);
+                }
+            },
+        };
+        let options = ScopeOptions::default()
+            .request_id(self.request_id.as_str())
+            .read_only(self.read_only);
+        let tx = self.pool.begin(&self.principal, options).await?;
+        *self.permit.lock().unwrap_or_else(PoisonError::into_inner) = permit;
+        Ok(tx)
+    }
+
+    /// What the request's transaction leaves behind.
+    pub(crate) fn into_parts(self) -> Parts {
         let failed = self
             .failed
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
-        (self.tx.into_inner(), failed)
+        let permit = self
+            .permit
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        Parts {
+            tx: self.tx.into_inner().map(|tx| (tx, permit)),
+            failed,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use futures_util::FutureExt as _;
 use tenant_guard_core::request_id::X_REQUEST_ID;
 use tenant_guard_core::{ErrorResponse, RateLimitStatus, RequestId, ToErrorResponse};
 
-use crate::db::LazyTx;
+use crate::db::{LazyTx, Parts};
 use crate::handoff::{Closed, TxSlot};
 
 /// Whether a response with `status` commits the request's transaction: 2xx and 3xx do.
@@ -56,7 +56,7 @@ impl Finisher {
     /// - the [`TenantDb`](crate::TenantDb) outlived its handler (moved into a task): 500, since
     ///   its work cannot be committed and the handler's answer would be a lie.
     pub fn finish(&self, commit: bool) -> Finish {
-        let (tx, failed) = match self.slot.close() {
+        let Parts { tx, failed } = match self.slot.close() {
             Closed::Unused => return Finish::ready(None),
             Closed::Outstanding => {
                 tracing::error!(
@@ -69,8 +69,10 @@ impl Finisher {
         };
         match tx {
             None => Finish::ready(failed.filter(|_| !commit)),
-            Some(tx) if commit => Finish(
+            // The org's permit (with a per-org cap) is released once the transaction ended.
+            Some((tx, permit)) if commit => Finish(
                 Some(Box::pin(async move {
+                    let _permit = permit;
                     match tx.commit().await {
                         Ok(()) => None,
                         Err(error) => {
@@ -81,7 +83,7 @@ impl Finisher {
                 })),
                 None,
             ),
-            Some(tx) => {
+            Some((tx, _permit)) => {
                 // Queued without waiting: resolves at once.
                 if let Some(Err(error)) = tx.rollback().now_or_never() {
                     tracing::warn!(%error, "rollback failed; the connection is discarded by the guard");

@@ -45,6 +45,7 @@
 
 mod adapter;
 mod admit;
+mod cap;
 mod config;
 mod context;
 mod db;
