@@ -46,6 +46,7 @@ mod options;
 mod pool;
 pub mod rate_limit;
 mod redact;
+mod reset;
 mod scope;
 pub mod support;
 pub mod tls;
@@ -60,6 +61,7 @@ pub use pool::{
     TenantPoolBuilder,
 };
 pub use rate_limit::{OnDatabaseError, PgRateLimitError, PgRateLimiter, PgRateLimiterBuilder};
+pub use reset::{SESSION_CHECK_SQL, SESSION_RESET_SQL, SessionReset};
 pub use tx::{TenantTx, ToStatement};
 
 /// The one statement that scopes a transaction, for tools that must see the database exactly as a

@@ -17,9 +17,10 @@ use uuid::Uuid;
 use crate::error::GuardError;
 use crate::login::{LoginPolicy, LoginReport};
 use crate::options::ScopeOptions;
+use crate::reset::{SESSION_CHECK_SQL, SessionReset};
 use crate::scope::{SCOPE_SQL, Scope};
 use crate::tls::{DatabaseUrl, TlsOptions, config_error as tls_config_error};
-use crate::tx::TenantTx;
+use crate::tx::{Reset, TenantTx};
 
 /// Default maximum number of pooled connections.
 pub const DEFAULT_MAX_SIZE: usize = 16;
@@ -62,6 +63,7 @@ struct Inner {
     service_role: Role,
     job_role: Role,
     max_size: usize,
+    session_reset: SessionReset,
 }
 
 impl fmt::Debug for TenantPool {
@@ -100,6 +102,7 @@ pub struct TenantPoolBuilder {
     service_role: Role,
     job_role: Role,
     login_policy: LoginPolicy,
+    session_reset: SessionReset,
 }
 
 impl fmt::Debug for TenantPoolBuilder {
@@ -113,6 +116,7 @@ impl fmt::Debug for TenantPoolBuilder {
             .field("statement_timeout", &self.statement_timeout)
             .field("user_roles", &self.user_roles)
             .field("login_policy", &self.login_policy)
+            .field("session_reset", &self.session_reset)
             .finish_non_exhaustive()
     }
 }
@@ -135,6 +139,7 @@ impl TenantPool {
             service_role: role("service_role"),
             job_role: role("authenticated"),
             login_policy: LoginPolicy::default(),
+            session_reset: SessionReset::default(),
         }
     }
 
@@ -244,9 +249,20 @@ impl TenantPool {
             .prepare_cached(SCOPE_SQL)
             .await
             .map_err(GuardError::from_scope)?;
+        let reset = match self.inner.session_reset {
+            // Prepared by the post-create hook too.
+            SessionReset::Check => Reset::Check(
+                conn.prepare_cached(SESSION_CHECK_SQL)
+                    .await
+                    .map_err(GuardError::from_scope)?,
+            ),
+            SessionReset::DiscardAll => Reset::DiscardAll,
+            SessionReset::DangerousNone => Reset::None,
+        };
         Ok(TenantTx::new(
             conn,
             scope_statement,
+            reset,
             scope,
             read_only,
             span,
@@ -399,6 +415,21 @@ impl TenantPoolBuilder {
         self
     }
 
+    /// What the guard does about session-level state a transaction leaves on its connection (a
+    /// `WITH HOLD` cursor, a temporary table, `LISTEN`, `PREPARE`, a session `SET`, a session
+    /// advisory lock): default [`SessionReset::Check`], which never lets it reach another request.
+    /// [`SessionReset::DangerousNone`] turns that off.
+    #[must_use]
+    pub fn session_reset(mut self, reset: SessionReset) -> Self {
+        if reset == SessionReset::DangerousNone {
+            tracing::warn!(
+                "session reset turned off: session state a handler creates reaches the next request"
+            );
+        }
+        self.session_reset = reset;
+        self
+    }
+
     /// Builds the pool, with TLS as the URL's `sslmode`/`sslrootcert` asked (see
     /// [`crate::tls`]; for a [`builder`](TenantPool::builder) from a `Config`, as its
     /// `ssl_mode` asks, without certificate checks). Connections are opened lazily, on first
@@ -446,6 +477,7 @@ impl TenantPoolBuilder {
             },
         );
         let policy = self.login_policy;
+        let check_session = self.session_reset == SessionReset::Check;
         let warned = Arc::new(AtomicBool::new(false));
         let hook = Hook::async_fn(move |client: &mut ClientWrapper, _| {
             let warned = Arc::clone(&warned);
@@ -454,6 +486,12 @@ impl TenantPoolBuilder {
                     .prepare_cached(SCOPE_SQL)
                     .await
                     .map_err(HookError::Backend)?;
+                if check_session {
+                    client
+                        .prepare_cached(SESSION_CHECK_SQL)
+                        .await
+                        .map_err(HookError::Backend)?;
+                }
                 if policy == LoginPolicy::Skip {
                     return Ok(());
                 }
@@ -498,6 +536,7 @@ impl TenantPoolBuilder {
                 service_role: self.service_role,
                 job_role: self.job_role,
                 max_size: self.max_size,
+                session_reset: self.session_reset,
             }),
         })
     }

@@ -22,6 +22,12 @@
 //!   transaction is not committed: the statement may still be running, so the connection is
 //!   discarded (closed; the server rolls back) and a cancel request is sent for the statement;
 //! - the connection broke: discarded.
+//!
+//! Session-level state the transaction may have created (a `WITH HOLD` cursor, a temporary table,
+//! `LISTEN`, `PREPARE`, a session `SET`, a session advisory lock, `currval`) is dealt with as the
+//! pool's [`SessionReset`](crate::SessionReset) says: by default a cached check runs behind the
+//! `COMMIT`/`ROLLBACK`, and a connection that holds any such state is closed instead of returned
+//! (see [`SessionReset::Check`](crate::SessionReset::Check)). A connection is back in the pool only once the check answered.
 
 use std::fmt;
 use std::future::{Future, poll_fn};
@@ -41,6 +47,7 @@ use uuid::Uuid;
 
 use crate::error::GuardError;
 use crate::redact::Redacted;
+use crate::reset;
 use crate::scope::Scope;
 
 /// Nothing sent to the server since checkout.
@@ -144,6 +151,12 @@ async fn resolve<S: ?Sized + ToStatement>(
 pub struct TenantTx {
     conn: Option<Object>,
     scope_statement: Statement,
+    /// What to do about session state on the way back to the pool, with the cached check
+    /// statement of [`SessionReset::Check`](crate::SessionReset::Check).
+    reset: Reset,
+    /// The session check already ran (behind an awaited `COMMIT`): `CHECKED_CLEAN` or
+    /// `CHECKED_DIRTY`; `UNCHECKED` otherwise.
+    checked: AtomicU8,
     scope: Scope,
     read_only: bool,
     phase: AtomicU8,
@@ -192,7 +205,7 @@ impl Drop for InFlight<'_> {
 ///
 /// tokio-postgres queues a request when its future is first polled; the answer is discarded when
 /// the future is dropped. The server runs it before anything sent later on the connection.
-fn send_without_waiting(client: &ClientWrapper, sql: &str) -> bool {
+pub(crate) fn send_without_waiting(client: &ClientWrapper, sql: &str) -> bool {
     let mut future = pin!(client.batch_execute(sql));
     let mut cx = Context::from_waker(Waker::noop());
     !matches!(future.as_mut().poll(&mut cx), Poll::Ready(Err(_)))
@@ -200,7 +213,7 @@ fn send_without_waiting(client: &ClientWrapper, sql: &str) -> bool {
 
 /// Takes the connection out of the pool and closes it; the server rolls back whatever was open.
 /// A cancel request stops a statement that may still be running.
-fn discard(conn: Object) {
+pub(crate) fn discard(conn: Object) {
     let client = Object::take(conn);
     let token = client.cancel_token();
     drop(client);
@@ -219,6 +232,18 @@ fn discard(conn: Object) {
         });
     }
 }
+
+/// The pool's [`SessionReset`](crate::SessionReset), with the check statement when the mode is `Check`.
+#[derive(Clone, Debug)]
+pub(crate) enum Reset {
+    Check(Statement),
+    DiscardAll,
+    None,
+}
+
+const UNCHECKED: u8 = 0;
+const CHECKED_CLEAN: u8 = 1;
+const CHECKED_DIRTY: u8 = 2;
 
 /// How a transaction ended, for the log line.
 #[derive(Clone, Copy)]
@@ -284,6 +309,7 @@ impl TenantTx {
     pub(crate) fn new(
         conn: Object,
         scope_statement: Statement,
+        reset: Reset,
         scope: Scope,
         read_only: bool,
         span: Span,
@@ -292,6 +318,8 @@ impl TenantTx {
         Self {
             conn: Some(conn),
             scope_statement,
+            reset,
+            checked: AtomicU8::new(UNCHECKED),
             scope,
             read_only,
             phase: AtomicU8::new(IDLE),
@@ -556,23 +584,37 @@ impl TenantTx {
             self.phase.store(BROKEN, Ordering::Release);
             return Err(GuardError::ConnectionLost);
         }
+        // The session check (when the pool checks) rides behind the COMMIT, in the same round
+        // trip.
+        let check = async {
+            if let Reset::Check(statement) = &self.reset {
+                let clean = reset::check(client, statement, self.read_only).await;
+                self.checked.store(
+                    if clean { CHECKED_CLEAN } else { CHECKED_DIRTY },
+                    Ordering::Release,
+                );
+            }
+        };
         let result = if cancelled {
             // A statement whose answer was never seen may have failed and aborted the
             // transaction; COMMIT would then quietly roll back. Probe first, in the same pipeline.
             let both = join(
-                client.batch_execute("SELECT"),
-                client.batch_execute("COMMIT"),
+                join(
+                    client.batch_execute("SELECT"),
+                    client.batch_execute("COMMIT"),
+                ),
+                check,
             );
             self.phase.store(ENDING, Ordering::Release);
-            match both.await {
+            match both.await.0 {
                 (Err(probe), _) if probe.as_db_error().is_some() => Err(GuardError::RolledBack),
                 (_, commit) => commit.map_err(GuardError::from_statement),
             }
         } else {
-            let commit = client.batch_execute("COMMIT");
+            let commit = join(client.batch_execute("COMMIT"), check);
             // Set before the first poll, which sends it: no suspension point in between.
             self.phase.store(ENDING, Ordering::Release);
-            commit.await.map_err(GuardError::from_statement)
+            commit.await.0.map_err(GuardError::from_statement)
         };
         match &result {
             Ok(()) => self.end(Outcome::Committed),
@@ -609,16 +651,29 @@ impl TenantTx {
         let phase = self.phase.load(Ordering::Acquire);
         let cancelled = self.cancelled.load(Ordering::Acquire);
         let discarded = match phase {
-            IDLE | ENDING => {
+            IDLE => {
                 drop(conn);
                 false
             }
-            OPEN if !cancelled => {
-                let queued = send_without_waiting(&conn, "ROLLBACK");
-                if !queued {
-                    discard(conn);
+            // COMMIT was sent (awaited, or queued by a read-only commit).
+            ENDING => match self.checked.load(Ordering::Acquire) {
+                CHECKED_CLEAN => {
+                    drop(conn);
+                    false
                 }
-                !queued
+                CHECKED_DIRTY => {
+                    reset::close(conn);
+                    true
+                }
+                _ => self.return_reset(conn),
+            },
+            OPEN if !cancelled => {
+                if send_without_waiting(&conn, "ROLLBACK") {
+                    self.return_reset(conn)
+                } else {
+                    discard(conn);
+                    true
+                }
             }
             _ => {
                 self.span.in_scope(|| {
@@ -648,6 +703,30 @@ impl TenantTx {
                 }
             };
             self.end(outcome);
+        }
+    }
+
+    /// Returns a connection whose `COMMIT`/`ROLLBACK` was sent to the pool through the pool's
+    /// [`SessionReset`](crate::SessionReset). `true` when it was closed instead.
+    fn return_reset(&self, conn: Object) -> bool {
+        match &self.reset {
+            Reset::Check(statement) => {
+                reset::return_when_clean(conn, statement.clone(), self.read_only);
+                false
+            }
+            Reset::DiscardAll => {
+                if reset::discard_all(&conn) {
+                    drop(conn);
+                    false
+                } else {
+                    discard(conn);
+                    true
+                }
+            }
+            Reset::None => {
+                drop(conn);
+                false
+            }
         }
     }
 

@@ -390,10 +390,11 @@ async fn committing_after_a_cancelled_statement_tells_the_truth() {
     snapshot(&env.pool).await.assert_clean();
 }
 
-/// A handler that changes the *session* (plain `SET ROLE`, `set_config(…, false)`) and commits
-/// leaves those values on the connection, as with any pool, but they never reach another
-/// request's statements: every guarded transaction sets role, claims, sub and org itself before
-/// its first statement.
+/// A handler that changes the *session* (plain `SET ROLE`, `set_config(…, false)`) and commits:
+/// the values never reach another request's statements (every guarded transaction sets role,
+/// claims, sub and org itself before its first statement), and the session reset after the
+/// transaction removes them from the connection (`tests/session_state.rs` covers the other kinds
+/// of session state).
 #[tokio::test]
 async fn a_handlers_session_settings_never_reach_the_next_request() {
     let env = env(1).await;
@@ -448,4 +449,8 @@ async fn a_handlers_session_settings_never_reach_the_next_request() {
     assert_eq!(sub, bob.user_id());
     assert_eq!(claims_org, Some(bob.org_id().to_string()));
     assert_eq!(projects, 0, "alice's row is invisible to bob");
+    // Between requests, the connection is the login's again, without the planted values.
+    let snap = snapshot(&env.pool).await;
+    snap.assert_clean();
+    assert_eq!(snap.pid, alice_pid, "reset in place, not closed");
 }
