@@ -12,6 +12,11 @@
 //! - `naive_read`: each step awaited in turn (BEGIN, SET LOCAL ROLE, set_config, query, COMMIT),
 //!   the way the seeds and PostgREST do it;
 //! - `raw_write` / `guarded_write`: one `INSERT` (autocommit vs a guarded transaction).
+//! - `*_no_reset` / `*_discard_all`: `guarded_read_only` and `guarded_write` on pools with
+//!   `SessionReset::DangerousNone` (no session reset, as before issue 17) and
+//!   `SessionReset::DiscardAll` (`DISCARD ALL` and the statement cache dropped after every
+//!   transaction); the plain variants use the default `SessionReset::Check`. A second table gives
+//!   each reset's ratio to no reset.
 //!
 //! Criterion measures the mean per request (sequential requests); a second pass records every
 //! request's latency for the median and p99, and a third runs 8 concurrent clients for throughput.
@@ -32,7 +37,7 @@ use criterion::{Criterion, criterion_group};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime as PoolRuntime};
 use tenant_guard::Principal;
 use tenant_guard::postgres::tokio_postgres::{Config, NoTls};
-use tenant_guard::postgres::{LoginPolicy, ScopeOptions, TenantPool, support};
+use tenant_guard::postgres::{LoginPolicy, ScopeOptions, SessionReset, TenantPool, support};
 use tenant_guard_testkit::{TestDatabase, TestIssuer, TestPostgres};
 use tokio::runtime::Runtime;
 use uuid::Uuid;
@@ -73,6 +78,8 @@ const ORG: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0007);
 struct Fixture {
     rt: Runtime,
     guarded: TenantPool,
+    no_reset: TenantPool,
+    discard_all: TenantPool,
     raw: Pool,
     naive: Pool,
     principal: Principal,
@@ -108,7 +115,7 @@ fn fixture() -> Fixture {
     let principal = issuer
         .principal(ORG, &Uuid::new_v4().to_string(), "authenticated")
         .unwrap();
-    let (guarded, raw, naive) = rt.block_on(async {
+    let (guarded, no_reset, discard_all, raw, naive) = rt.block_on(async {
         let admin = db.connect().await.unwrap();
         admin
             .batch_execute(&format!("CREATE ROLE {LOGIN} LOGIN NOINHERIT"))
@@ -119,17 +126,28 @@ fn fixture() -> Fixture {
             .unwrap();
         let mut login = db.config().clone();
         login.user(LOGIN);
-        let guarded = TenantPool::builder(login.clone())
-            .max_size(POOL_SIZE)
-            .login_policy(LoginPolicy::Refuse)
-            .build()
-            .unwrap();
+        let guarded = |reset| {
+            TenantPool::builder(login.clone())
+                .max_size(POOL_SIZE)
+                .login_policy(LoginPolicy::Refuse)
+                .session_reset(reset)
+                .build()
+                .unwrap()
+        };
         // The raw baseline logs in as the table owner: no RLS, no scoping.
-        (guarded, deadpool(db.config().clone()), deadpool(login))
+        (
+            guarded(SessionReset::Check),
+            guarded(SessionReset::DangerousNone),
+            guarded(SessionReset::DiscardAll),
+            deadpool(db.config().clone()),
+            deadpool(login),
+        )
     });
     let f = Fixture {
         rt,
         guarded,
+        no_reset,
+        discard_all,
         raw,
         naive,
         principal,
@@ -182,15 +200,31 @@ enum Variant {
     NaiveRead,
     RawWrite,
     GuardedWrite,
+    ReadOnlyNoReset,
+    ReadOnlyDiscardAll,
+    WriteNoReset,
+    WriteDiscardAll,
 }
 
-const VARIANTS: [Variant; 6] = [
+const VARIANTS: [Variant; 10] = [
     Variant::RawRead,
     Variant::GuardedReadOnly,
     Variant::GuardedReadWrite,
     Variant::NaiveRead,
     Variant::RawWrite,
     Variant::GuardedWrite,
+    Variant::ReadOnlyNoReset,
+    Variant::ReadOnlyDiscardAll,
+    Variant::WriteNoReset,
+    Variant::WriteDiscardAll,
+];
+
+/// (variant, its no-reset counterpart) for the reset table.
+const RESET_PAIRS: [(Variant, Variant); 4] = [
+    (Variant::GuardedReadOnly, Variant::ReadOnlyNoReset),
+    (Variant::ReadOnlyDiscardAll, Variant::ReadOnlyNoReset),
+    (Variant::GuardedWrite, Variant::WriteNoReset),
+    (Variant::WriteDiscardAll, Variant::WriteNoReset),
 ];
 
 impl Variant {
@@ -202,7 +236,15 @@ impl Variant {
             Self::NaiveRead => "naive_read",
             Self::RawWrite => "raw_write",
             Self::GuardedWrite => "guarded_write",
+            Self::ReadOnlyNoReset => "read_only_no_reset",
+            Self::ReadOnlyDiscardAll => "read_only_discard_all",
+            Self::WriteNoReset => "write_no_reset",
+            Self::WriteDiscardAll => "write_discard_all",
         }
+    }
+
+    fn index(self) -> usize {
+        VARIANTS.iter().position(|v| *v == self).unwrap()
     }
 }
 
@@ -215,11 +257,19 @@ async fn run(f: &Fixture, variant: Variant) {
             let rows = client.query(&statement, &[]).await.unwrap();
             assert_eq!(rows.len(), 10);
         }
-        Variant::GuardedReadOnly | Variant::GuardedReadWrite => {
+        Variant::GuardedReadOnly
+        | Variant::GuardedReadWrite
+        | Variant::ReadOnlyNoReset
+        | Variant::ReadOnlyDiscardAll => {
             let options = ScopeOptions::default()
                 .request_id("bench")
-                .read_only(variant == Variant::GuardedReadOnly);
-            let tx = f.guarded.begin(&f.principal, options).await.unwrap();
+                .read_only(variant != Variant::GuardedReadWrite);
+            let pool = match variant {
+                Variant::ReadOnlyNoReset => &f.no_reset,
+                Variant::ReadOnlyDiscardAll => &f.discard_all,
+                _ => &f.guarded,
+            };
+            let tx = pool.begin(&f.principal, options).await.unwrap();
             let rows = tx.query(QUERY, &[]).await.unwrap();
             assert_eq!(rows.len(), 10);
             tx.commit().await.unwrap();
@@ -257,9 +307,13 @@ async fn run(f: &Fixture, variant: Variant) {
             let statement = client.prepare_cached(RAW_INSERT).await.unwrap();
             assert_eq!(client.execute(&statement, &[&ORG]).await.unwrap(), 1);
         }
-        Variant::GuardedWrite => {
-            let tx = f
-                .guarded
+        Variant::GuardedWrite | Variant::WriteNoReset | Variant::WriteDiscardAll => {
+            let pool = match variant {
+                Variant::WriteNoReset => &f.no_reset,
+                Variant::WriteDiscardAll => &f.discard_all,
+                _ => &f.guarded,
+            };
+            let tx = pool
                 .begin(&f.principal, ScopeOptions::default().request_id("bench"))
                 .await
                 .unwrap();
@@ -362,7 +416,13 @@ fn distribution_and_throughput(f: &Fixture) {
         .collect();
     for (i, variant) in VARIANTS.into_iter().enumerate() {
         // Reads compare with raw_read, writes with raw_write.
-        let base = if matches!(variant, Variant::RawWrite | Variant::GuardedWrite) {
+        let base = if matches!(
+            variant,
+            Variant::RawWrite
+                | Variant::GuardedWrite
+                | Variant::WriteNoReset
+                | Variant::WriteDiscardAll
+        ) {
             4
         } else {
             0
@@ -377,6 +437,21 @@ fn distribution_and_throughput(f: &Fixture) {
             p99.as_secs_f64() / stats[base].1.as_secs_f64(),
             throughput[i],
             throughput[i] / throughput[base],
+        );
+    }
+    println!("\nsession reset (issue 17): each variant against the same requests with no reset");
+    println!(
+        "{:<24} {:>9} {:>9} {:>9}",
+        "variant", "med ×", "p99 ×", "thr ×"
+    );
+    for (variant, base) in RESET_PAIRS {
+        let (i, b) = (variant.index(), base.index());
+        println!(
+            "{:<24} {:>8.2}× {:>8.2}× {:>8.2}×",
+            variant.name(),
+            stats[i].0.as_secs_f64() / stats[b].0.as_secs_f64(),
+            stats[i].1.as_secs_f64() / stats[b].1.as_secs_f64(),
+            throughput[i] / throughput[b],
         );
     }
 }
