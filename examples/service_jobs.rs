@@ -1,10 +1,11 @@
 //! A background-jobs worker: claims jobs across all orgs, runs each one scoped to its own org.
 //!
 //! ```text
-//! cargo run --features full --example service_jobs -- --once
+//! APP_ENV=development cargo run --features full --example service_jobs -- --once
 //! ```
 //!
-//! With `DATABASE_URL` unset it starts a throwaway PostgreSQL, seeds demo jobs for two orgs (one
+//! With `DATABASE_URL` unset and `APP_ENV=development` it starts a throwaway PostgreSQL (outside
+//! development a missing `DATABASE_URL` is a start-up error), seeds demo jobs for two orgs (one
 //! fails twice, then succeeds) and processes them; `--once` (or `JOBS_EXIT_WHEN_IDLE=1`) exits
 //! when the queue is empty, printing one summary line on stdout. `--seed-demo` seeds the demo
 //! jobs into `DATABASE_URL` too. Without `--once` it runs until SIGTERM or Ctrl-C.

@@ -677,6 +677,37 @@ fn check_refuses_to_start_without_a_key(example: &str) {
     }
 }
 
+/// Outside development, no `DATABASE_URL` means no start (issue 17): not a throwaway database that
+/// accepts writes and loses them on exit. The message names the variable; no PostgreSQL is started.
+fn check_refuses_to_start_without_a_database(example: &str) {
+    for app_env in [None, Some("production"), Some("test"), Some("staging")] {
+        let mut command = Command::new(example_binary(example));
+        for var in APP_VARS {
+            command.env_remove(var);
+        }
+        if let Some(value) = app_env {
+            command.env("APP_ENV", value);
+        }
+        let output = command
+            .env("BIND", "127.0.0.1:0")
+            .env("JWT_SECRET", SECRET)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the example");
+        assert!(
+            !output.status.success(),
+            "{app_env:?}: it must refuse to start"
+        );
+        assert!(output.stdout.is_empty(), "{app_env:?}: no listening line");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("DATABASE_URL"), "{app_env:?}: {stderr}");
+        assert!(
+            !stderr.contains("throwaway PostgreSQL database (removed on exit)"),
+            "{app_env:?}: no throwaway database: {stderr}"
+        );
+    }
+}
+
 /// `RATE_LIMIT_PER_MINUTE`: one org over its limit gets 429 with `Retry-After`, the
 /// `RateLimit-*` headers and a JSON body, on every guarded route (one budget per org); another org
 /// and the unguarded health check still get 200.
@@ -820,6 +851,16 @@ fn actix_reference_app_quickstart_works() {
 #[test]
 fn actix_reference_app_refuses_to_start_without_a_key() {
     check_refuses_to_start_without_a_key("reference_actix");
+}
+
+#[test]
+fn axum_reference_app_refuses_to_start_without_a_database() {
+    check_refuses_to_start_without_a_database("reference_axum");
+}
+
+#[test]
+fn actix_reference_app_refuses_to_start_without_a_database() {
+    check_refuses_to_start_without_a_database("reference_actix");
 }
 
 #[test]

@@ -99,7 +99,8 @@ pub enum LogFormat {
 pub struct Config {
     /// `APP_ENV`; unset or unknown means production.
     pub environment: Environment,
-    /// `DATABASE_URL`; `None`: start a throwaway PostgreSQL.
+    /// `DATABASE_URL`; `None`: in development, start a throwaway PostgreSQL; in any other
+    /// environment, refuse to start (see [`open_database`]).
     pub database_url: Option<String>,
     /// `JWT_SECRET`: HS256/384/512 shared secret.
     pub jwt_secret: Option<String>,
@@ -370,8 +371,10 @@ pub struct Database {
     throwaway_server: Option<TestPostgres>,
 }
 
-/// Connects to `DATABASE_URL` (or starts a throwaway PostgreSQL and logs its URL on stderr),
-/// applies the library's support SQL and [`SCHEMA_SQL`], and builds the pool.
+/// Connects to `DATABASE_URL`, applies the library's support SQL and [`SCHEMA_SQL`], and builds
+/// the pool. Without `DATABASE_URL`: in development, starts a throwaway PostgreSQL (deleted on
+/// exit) and logs its URL on stderr; in any other environment, an error naming the variable (a
+/// forgotten variable must not turn a deployment into one that accepts writes and loses them).
 pub async fn open_database(config: &Config) -> Result<Database, StartError> {
     open_database_with_schema(config, SCHEMA_SQL).await
 }
@@ -384,6 +387,15 @@ pub async fn open_database_with_schema(
 ) -> Result<Database, StartError> {
     let (url, throwaway_database, throwaway_server) = match &config.database_url {
         Some(url) => (url.clone(), None, None),
+        None if !config.environment.is_development() => {
+            return Err(format!(
+                "DATABASE_URL is not set (APP_ENV={}): outside APP_ENV=development the app \
+                 refuses to start without a database; the throwaway PostgreSQL of development \
+                 loses every write on exit",
+                config.environment
+            )
+            .into());
+        }
         None => {
             let server = TestPostgres::start()?;
             let database = server.create_database_async().await?;
