@@ -399,6 +399,45 @@ pub fn rows(trap: &Trap) -> Vec<Row> {
         good(&with(claims(), "path", json!("C:\\u0000"))),
         Expect::Ok,
     );
+    // Nor a lone UTF-16 surrogate: every `::jsonb` cast of such claims fails (issue 17).
+    t.bearer(
+        "a claim with a lone high surrogate escape",
+        signed_payload(&claims_with_raw("nickname", r#""\ud800""#)),
+        MALFORMED,
+    );
+    t.bearer(
+        "a claim with a lone low surrogate escape (upper-case hex)",
+        signed_payload(&claims_with_raw("nickname", r#""x\uDC00y""#)),
+        MALFORMED,
+    );
+    t.bearer(
+        "a high surrogate followed by a non-surrogate escape",
+        signed_payload(&claims_with_raw("nickname", r#""\ud800\u0041""#)),
+        MALFORMED,
+    );
+    t.bearer(
+        "a lone surrogate in a nested claim",
+        signed_payload(&claims_with_raw(
+            "user_metadata",
+            r#"{"name":["ok","\udbff"]}"#,
+        )),
+        MALFORMED,
+    );
+    t.bearer(
+        "a lone surrogate in a claim's name",
+        signed_payload(&claims_with_raw("x\\ud800", "1")),
+        MALFORMED,
+    );
+    t.bearer(
+        "a surrogate pair (an emoji) is text",
+        signed_payload(&claims_with_raw("nickname", r#""\ud83d\ude00""#)),
+        Expect::Ok,
+    );
+    t.bearer(
+        "an escaped backslash before ud800 is not a surrogate",
+        signed_payload(&claims_with_raw("path", r#""C:\\ud800""#)),
+        Expect::Ok,
+    );
     t.bearer(
         "sub with other control characters (legal JSON, legal text)",
         good(&with(claims(), "nickname", json!("tab\there\u{1}"))),

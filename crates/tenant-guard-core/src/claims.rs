@@ -17,6 +17,10 @@ const MAX_PATH_SEGMENTS: usize = 8;
 const REGISTERED: [&str; 6] = ["exp", "nbf", "iat", "sub", "aud", "iss"];
 
 /// A dotted claim path such as `app_metadata.org_id`.
+/// Top-level claims the token's holder can write: Supabase copies `user_metadata` from what the
+/// user sets with `updateUser({ data })`.
+const USER_EDITABLE: &[&str] = &["user_metadata"];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClaimPath(Box<[Box<str>]>);
 
@@ -45,6 +49,11 @@ impl ClaimPath {
 
     pub(crate) fn segments(&self) -> &[Box<str>] {
         &self.0
+    }
+
+    /// Whether the path is under a claim its user can write ([`USER_EDITABLE`]).
+    pub(crate) fn is_user_editable(&self) -> bool {
+        USER_EDITABLE.contains(&&*self.0[0])
     }
 
     fn is_prefix_of(&self, other: &Self) -> bool {
@@ -121,7 +130,7 @@ pub(crate) fn check<'a>(
     rules: &ClaimRules,
     now: i64,
 ) -> Result<Checked<'a>, AuthError> {
-    if has_escaped_nul(claims) {
+    if has_unstorable_escape(claims) {
         return Err(AuthError::MalformedToken);
     }
     let found = extract(claims, rules)?;
@@ -169,10 +178,12 @@ pub(crate) fn check<'a>(
     })
 }
 
-/// Whether the JSON text holds an escaped NUL (`\u0000`). PostgreSQL's `text` and `jsonb` cannot
-/// hold one: such claims could never scope a transaction (`request.jwt.claims`, `auth.jwt()`), so
-/// they are refused here rather than failing later in the database as a 500.
-fn has_escaped_nul(json: &str) -> bool {
+/// Whether the JSON text holds an escape PostgreSQL's `text` and `jsonb` cannot store: an escaped
+/// NUL (`\u0000`) or a lone UTF-16 surrogate (`\ud800` not followed by a low surrogate `\udc00`–
+/// `\udfff`, or a low surrogate on its own). Such claims could never scope a transaction: every
+/// `::jsonb` cast of them (`auth.jwt()`, `auth.email()`) fails, a 500 for the token's holder. So
+/// they are refused here, as malformed.
+fn has_unstorable_escape(json: &str) -> bool {
     let bytes = json.as_bytes();
     let mut at = 0;
     while let Some(pos) = bytes
@@ -180,13 +191,40 @@ fn has_escaped_nul(json: &str) -> bool {
         .and_then(|rest| rest.iter().position(|&b| b == b'\\'))
     {
         let escape = at + pos;
-        if bytes.get(escape + 1..escape + 6) == Some(b"u0000".as_slice()) {
-            return true;
-        }
-        // Skip the escaped character, so `\\u0000` (a backslash, then text) is not a NUL.
+        // Skip the escaped character by default, so `\\u0000` (a backslash, then text) is text.
         at = escape + 2;
+        if bytes.get(escape + 1) != Some(&b'u') {
+            continue;
+        }
+        let Some(unit) = hex4(bytes, escape + 2) else {
+            continue; // not JSON: the parser refuses it
+        };
+        at = escape + 6;
+        match unit {
+            0 => return true,
+            0xD800..=0xDBFF => {
+                let low = (bytes.get(at..at + 2) == Some(b"\\u".as_slice()))
+                    .then(|| hex4(bytes, at + 2))
+                    .flatten();
+                match low {
+                    Some(0xDC00..=0xDFFF) => at += 6,
+                    _ => return true,
+                }
+            }
+            0xDC00..=0xDFFF => return true,
+            _ => {}
+        }
     }
     false
+}
+
+/// The four hex digits at `at`, if there are four.
+fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
+    let digits = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
+    if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u16::from_str_radix(digits, 16).ok()
 }
 
 /// Only the canonical hyphenated form, and never the nil UUID.
@@ -713,8 +751,41 @@ mod tests {
             ("\\u", false),
             ("", false),
         ] {
-            assert_eq!(has_escaped_nul(text), nul, "{text}");
+            assert_eq!(has_unstorable_escape(text), nul, "{text}");
         }
+    }
+
+    #[test]
+    fn lone_surrogates_are_refused_and_pairs_are_not() {
+        for (text, bad) in [
+            (r"\ud800", true),
+            (r"\uD800", true),
+            (r"\udbff", true),
+            (r"\udc00", true),
+            (r"\uDFFF", true),
+            (r"\ud800x", true),
+            (r"\ud800\u0041", true),
+            (r"\ud800\ud800\udc00", true),
+            (r"\ud83d\ude00", false),
+            (r"\uD83D\uDE00", false),
+            (r"\ud83d\ude00\udc00", true),
+            (r"\\ud800", false),
+            (r"\u00e9", false),
+            (r"\ud7ff\ue000", false),
+            (r"\ud800\", true),
+        ] {
+            assert_eq!(has_unstorable_escape(text), bad, "{text}");
+        }
+        let rules = rules("org_id", "role");
+        let mut claims = base().to_string();
+        claims.pop();
+        let lone = format!(r#"{claims},"nickname":"\ud800"}}"#);
+        assert_eq!(
+            check(&lone, &rules, NOW).map(drop),
+            Err(AuthError::MalformedToken)
+        );
+        let pair = format!(r#"{claims},"nickname":"\ud83d\ude00"}}"#);
+        assert!(check(&pair, &rules, NOW).is_ok());
     }
 
     #[test]

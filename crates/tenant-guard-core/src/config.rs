@@ -11,10 +11,10 @@
 //! | `JWT_ALGORITHMS` | comma-separated allowlist, e.g. `ES256,RS256` | every algorithm a key can verify |
 //! | `JWT_AUDIENCE` | required `aud`; comma-separated for several | `authenticated` |
 //! | `JWT_ISSUER` | required `iss` | not checked |
-//! | `ORG_CLAIM` | dotted path of the org claim | `org_id` |
+//! | `ORG_CLAIM` | dotted path of the org claim (never under the user-editable `user_metadata`) | `org_id` |
 //! | `ROLE_CLAIM` | dotted path of the role claim | `role` |
 //! | `JWT_ALLOWED_ROLES` | comma-separated roles a token may name | `authenticated` |
-//! | `JWT_LEEWAY_SECONDS` | clock leeway | `30` |
+//! | `JWT_LEEWAY_SECONDS` | clock leeway, at most 300 (a larger one needs `dangerous_allow_large_leeway` in code) | `30` |
 //! | `JWT_MAX_TOKEN_BYTES` | longest accepted token | `8192` |
 //! | `JWT_CACHE_SIZE` | verified-token cache entries (0 = off) | `1000` |
 //! | `JWT_COOKIE_NAME` | also read the token from this cookie (mind CSRF) | unset |

@@ -87,5 +87,5 @@ pub use rate_limit::{
 };
 pub use request_id::RequestId;
 pub use response::{ErrorResponse, ToErrorResponse};
-pub use role::{InvalidRole, Role};
+pub use role::{InvalidRole, RESERVED_ROLE_NAMES, Role};
 pub use verifier::{Verifier, VerifierBuilder};

@@ -24,6 +24,10 @@ pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Default clock leeway for `exp`, `nbf` and `iat`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 
+/// Largest clock leeway [`VerifierBuilder::build`] accepts without
+/// [`VerifierBuilder::dangerous_allow_large_leeway`]: a larger one keeps expired tokens alive.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
+
 /// Default required audience (Supabase's).
 pub const DEFAULT_AUDIENCE: &str = "authenticated";
 
@@ -395,6 +399,8 @@ pub struct VerifierBuilder {
     unverified: bool,
     demo: Option<DemoPrincipal>,
     clock: Option<Clock>,
+    user_editable_claims: bool,
+    large_leeway: bool,
     #[cfg(feature = "jwks-remote")]
     remote: Option<crate::remote::RemoteJwks>,
 }
@@ -432,6 +438,8 @@ impl VerifierBuilder {
             unverified: false,
             demo: None,
             clock: None,
+            user_editable_claims: false,
+            large_leeway: false,
             #[cfg(feature = "jwks-remote")]
             remote: None,
         }
@@ -545,6 +553,10 @@ impl VerifierBuilder {
 
     /// The dotted path of the org claim (default `org_id`), e.g. `app_metadata.org_id`. Its value
     /// must be a hyphenated, non-nil UUID.
+    ///
+    /// A path under `user_metadata` is refused by [`build`](Self::build): on Supabase users edit
+    /// their `user_metadata` themselves, so they could pick any org (see
+    /// [`dangerous_allow_user_editable_claims`](Self::dangerous_allow_user_editable_claims)).
     #[must_use]
     pub fn org_claim(mut self, path: impl Into<String>) -> Self {
         self.org_claim = path.into();
@@ -569,7 +581,8 @@ impl VerifierBuilder {
         self
     }
 
-    /// Clock leeway for `exp`, `nbf` and `iat` (default 30 s).
+    /// Clock leeway for `exp`, `nbf` and `iat` (default 30 s, at most [`MAX_LEEWAY`] unless
+    /// [`dangerous_allow_large_leeway`](Self::dangerous_allow_large_leeway)).
     #[must_use]
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
@@ -619,6 +632,24 @@ impl VerifierBuilder {
     #[must_use]
     pub fn clock(mut self, now: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
         self.clock = Some(Arc::new(now));
+        self
+    }
+
+    /// **Dangerous.** Accepts an org or role claim path under `user_metadata`, which
+    /// [`build`](Self::build) refuses otherwise: on Supabase, users write their own
+    /// `user_metadata` (`supabase.auth.updateUser({ data })`), so whoever holds a token could name
+    /// any org. Only for an issuer where that claim is not user-writable. Logs a warning.
+    #[must_use]
+    pub fn dangerous_allow_user_editable_claims(mut self) -> Self {
+        self.user_editable_claims = true;
+        self
+    }
+
+    /// **Dangerous.** Accepts a [`leeway`](Self::leeway) over [`MAX_LEEWAY`] (a token then stays
+    /// valid that long after it expired). Logs a warning.
+    #[must_use]
+    pub fn dangerous_allow_large_leeway(mut self) -> Self {
+        self.large_leeway = true;
         self
     }
 
@@ -679,6 +710,20 @@ impl VerifierBuilder {
                 "the maximum token length must be positive".into(),
             ));
         }
+        if self.leeway > MAX_LEEWAY {
+            if !self.large_leeway {
+                return Err(AuthError::InvalidConfig(format!(
+                    "the clock leeway (JWT_LEEWAY_SECONDS) is {} s, over the maximum of {} s; \
+                     a larger one needs dangerous_allow_large_leeway",
+                    self.leeway.as_secs(),
+                    MAX_LEEWAY.as_secs()
+                )));
+            }
+            tracing::warn!(
+                leeway_secs = self.leeway.as_secs(),
+                "a clock leeway over the maximum keeps expired tokens valid"
+            );
+        }
         let leeway = i64::try_from(self.leeway.as_secs())
             .map_err(|_| AuthError::InvalidConfig("the leeway is too large".into()))?;
         let rules = ClaimRules {
@@ -690,6 +735,21 @@ impl VerifierBuilder {
             leeway,
         };
         rules.validate_paths()?;
+        for (what, path) in [("org", &rules.org_path), ("role", &rules.role_path)] {
+            if path.is_user_editable() {
+                if !self.user_editable_claims {
+                    return Err(AuthError::InvalidConfig(format!(
+                        "the {what} claim path is under user_metadata, which users can edit \
+                         themselves (Supabase); use app_metadata, or \
+                         dangerous_allow_user_editable_claims"
+                    )));
+                }
+                tracing::warn!(
+                    claim = what,
+                    "the claim is read from user_metadata, which users may be able to edit"
+                );
+            }
+        }
         let allowed = self.algorithms.unwrap_or_else(AlgSet::all);
         if allowed.is_empty() {
             return Err(AuthError::InvalidConfig("no allowed algorithm".into()));
