@@ -41,6 +41,20 @@ struct RawJwk {
 /// Every usable signing key of a JWKS (or a single JWK). Keys for other uses are skipped; a
 /// malformed or inconsistent signing key is an error, and so is a set with no usable key.
 pub(crate) fn parse_jwks(json: &str) -> Result<Vec<VerifyKey>, AuthError> {
+    parse(json, false)
+}
+
+/// Every usable signing key of a JWKS fetched from a URL: a rotated set the issuer controls, read
+/// again on every refresh. One unusable key (malformed, RSA under the minimum size, private
+/// material) is skipped with a warning instead of failing the whole set, which would freeze the
+/// verifier on the previous keys. A symmetric (`kty: oct`) key is always skipped: a published set
+/// is public, and an HMAC secret anyone can read lets anyone sign (RFC 8725, section 3.5). A set
+/// with no usable key is still an error.
+pub(crate) fn parse_remote_jwks(json: &str) -> Result<Vec<VerifyKey>, AuthError> {
+    parse(json, true)
+}
+
+fn parse(json: &str, remote: bool) -> Result<Vec<VerifyKey>, AuthError> {
     let doc: Document = serde_json::from_str(json)
         .map_err(|e| AuthError::InvalidKey(format!("JWKS is not valid JSON: {e}")))?;
     let values = match doc {
@@ -59,10 +73,24 @@ pub(crate) fn parse_jwks(json: &str) -> Result<Vec<VerifyKey>, AuthError> {
     }
     let mut keys = Vec::with_capacity(values.len());
     for (index, value) in values.into_iter().enumerate() {
-        let raw: RawJwk = serde_json::from_value(value)
-            .map_err(|e| AuthError::InvalidKey(format!("JWK #{index} is malformed: {e}")))?;
-        if let Some(key) = parse_jwk(raw, index)? {
-            keys.push(key);
+        let parsed = serde_json::from_value::<RawJwk>(value)
+            .map_err(|e| AuthError::InvalidKey(format!("JWK #{index} is malformed: {e}")))
+            .and_then(|raw| {
+                if remote && raw.kty.as_deref() == Some("oct") {
+                    return Err(AuthError::InvalidKey(format!(
+                        "JWK #{index}: a symmetric (oct) key in a published JWKS is a secret \
+                         anyone can read; never trusted"
+                    )));
+                }
+                parse_jwk(raw, index)
+            });
+        match parsed {
+            Ok(Some(key)) => keys.push(key),
+            Ok(None) => {}
+            Err(error) if remote => {
+                tracing::warn!(%error, "skipping an unusable key of the remote JWKS");
+            }
+            Err(error) => return Err(error),
         }
     }
     if keys.is_empty() {

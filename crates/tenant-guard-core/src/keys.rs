@@ -182,6 +182,16 @@ impl KeySet {
         Ok(set)
     }
 
+    /// A set from the JWKS JSON of a remote URL: unusable keys are skipped (logged) and symmetric
+    /// keys never accepted; see [`crate::remote`].
+    pub(crate) fn from_remote_jwks_json(json: &str) -> Result<Self, AuthError> {
+        let mut set = Self::new();
+        for key in crate::jwk::parse_remote_jwks(json)? {
+            set.push(key);
+        }
+        Ok(set)
+    }
+
     /// A set from a JWKS file; see [`KeySet::add_jwks_json`].
     pub fn from_jwks_file(path: impl AsRef<Path>) -> Result<Self, AuthError> {
         let path = path.as_ref();

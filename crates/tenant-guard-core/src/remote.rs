@@ -2,6 +2,13 @@
 //! as its `Cache-Control: max-age` says (within bounds), refetch early when a token names an
 //! unknown `kid` (at most once per cooldown), and keep the last good set when a refresh fails.
 //!
+//! The URL must be `https://` outside [`Environment::Development`] (plain `http://` only to a
+//! literal loopback address, e.g. a sidecar on `127.0.0.1`); redirects are never followed (a 3xx
+//! answer is a failed fetch). A key of the fetched set that cannot be used (malformed, an RSA key
+//! under the minimum size) is skipped and logged, so one bad key in a rotated set does not freeze
+//! the verifier on stale keys; a symmetric (`kty: oct`) key is never accepted from a remote set
+//! (RFC 8725: a published HMAC secret lets anyone sign).
+//!
 //! Requests never wait for the network: the refresh runs on one background thread per verifier
 //! (it ends when the verifier is dropped), and a token with an unknown `kid` is refused at once
 //! (`unknown_key_id`) while the refetch it triggered runs.
@@ -24,6 +31,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use crate::environment::Environment;
 use crate::error::AuthError;
 use crate::keys::KeySet;
 
@@ -101,6 +109,30 @@ impl RemoteJwks {
         self
     }
 
+    /// Refuses a plain `http://` URL outside development, unless it names a literal loopback
+    /// address (a man in the middle could otherwise serve their own keys). Any other scheme is
+    /// refused everywhere.
+    pub(crate) fn check_scheme(&self, environment: Environment) -> Result<(), AuthError> {
+        let (scheme, rest) = self.url.split_once("://").unwrap_or(("", &self.url));
+        if scheme.eq_ignore_ascii_case("https") {
+            return Ok(());
+        }
+        if !scheme.eq_ignore_ascii_case("http") {
+            return Err(AuthError::InvalidConfig(format!(
+                "the JWKS URL {} must be https://",
+                self.display_url()
+            )));
+        }
+        if environment.is_development() || is_loopback_authority(rest) {
+            return Ok(());
+        }
+        Err(AuthError::InvalidConfig(format!(
+            "the JWKS URL {} is plain http:// (outside development only https://, or http:// to \
+             a loopback address)",
+            self.display_url()
+        )))
+    }
+
     /// The URL for messages and logs, without any `user:password@` part.
     pub(crate) fn display_url(&self) -> String {
         match self.url.split_once("://") {
@@ -122,6 +154,21 @@ impl RemoteJwks {
             .unwrap_or(self.default_ttl)
             .clamp(self.min_ttl, self.max_ttl)
     }
+}
+
+/// Whether the authority of `rest` (what follows `scheme://`) is a literal loopback IP address,
+/// with or without a port (`127.0.0.1:8080`, `[::1]:8080`). Names (`localhost`) are not: they
+/// depend on name resolution.
+fn is_loopback_authority(rest: &str) -> bool {
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split_once(']').map_or(v6, |(h, _)| h)
+    } else {
+        host_port.split_once(':').map_or(host_port, |(h, _)| h)
+    };
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `max-age=N` from a `Cache-Control` value (`no-store`/`no-cache` mean "as soon as allowed").
@@ -149,9 +196,17 @@ pub(crate) fn fetch(config: &RemoteJwks) -> Result<(String, Duration), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(config.timeout))
         .http_status_as_error(true)
+        // Never followed: a redirect could lead from the configured https:// origin anywhere.
+        .max_redirects(0)
         .build()
         .into();
     let mut response = agent.get(&config.url).call().map_err(|e| e.to_string())?;
+    if response.status().is_redirection() {
+        return Err(format!(
+            "the JWKS URL answered with a redirect ({}); redirects are not followed",
+            response.status().as_u16()
+        ));
+    }
     let ttl = config.ttl_for(
         response
             .headers()
@@ -292,5 +347,38 @@ mod tests {
         assert!(debug.contains("https://example.com/jwks.json"), "{debug}");
         let inverted = RemoteJwks::new("x").ttl_bounds(s(100), s(10));
         assert_eq!(inverted.ttl_for(Some("max-age=1")), s(100));
+    }
+
+    #[test]
+    fn plain_http_only_in_development_or_to_a_loopback_address() {
+        let check = |url: &str, env| RemoteJwks::new(url).check_scheme(env);
+        for env in [Environment::Production, Environment::Test] {
+            for url in [
+                "http://example.com/jwks.json",
+                "HTTP://example.com/jwks.json",
+                "http://localhost/jwks.json",
+                "http://127.0.0.1.evil.example/jwks.json",
+                "http://user:pw@example.com/jwks.json",
+                "http://10.0.0.1:8080/jwks.json",
+            ] {
+                let err = check(url, env).unwrap_err();
+                assert!(err.to_string().contains("http://"), "{url}: {err}");
+                assert!(!err.to_string().contains("pw@"), "{err}");
+            }
+            for url in [
+                "https://example.com/jwks.json",
+                "HTTPS://example.com/jwks.json",
+                "http://127.0.0.1:9/jwks.json",
+                "http://127.0.0.2/jwks.json",
+                "http://[::1]:8080/jwks.json",
+            ] {
+                assert!(check(url, env).is_ok(), "{url}");
+            }
+        }
+        assert!(check("http://example.com/jwks.json", Environment::Development).is_ok());
+        for env in [Environment::Production, Environment::Development] {
+            assert!(check("ftp://example.com/jwks.json", env).is_err());
+            assert!(check("file:///etc/jwks.json", env).is_err());
+        }
     }
 }

@@ -328,7 +328,7 @@ impl crate::remote::Refresh for Inner {
         if body == sources.body {
             return Ok(ttl);
         }
-        let fetched = KeySet::from_jwks_json(&body)?;
+        let fetched = KeySet::from_remote_jwks_json(&body)?;
         let mut combined = sources.local.clone();
         combined.extend(fetched.clone());
         self.install(&combined)?;
@@ -765,13 +765,14 @@ impl VerifierBuilder {
         #[cfg(feature = "jwks-remote")]
         let (remote, first_wait) = match self.remote {
             Some(config) => {
+                config.check_scheme(self.environment)?;
                 let (body, ttl) = crate::remote::fetch(&config).map_err(|e| {
                     AuthError::InvalidConfig(format!(
                         "cannot fetch the JWKS from {}: {e}",
                         config.display_url()
                     ))
                 })?;
-                let fetched = KeySet::from_jwks_json(&body)?;
+                let fetched = KeySet::from_remote_jwks_json(&body)?;
                 let local = std::mem::take(&mut self.keys);
                 self.keys = local.clone();
                 self.keys.extend(fetched.clone());

@@ -289,3 +289,121 @@ fn url_from_the_environment() {
             .is_ok()
     );
 }
+
+/// A JWKS body: the fixture keys whose kid is listed, plus `extra` keys as given.
+fn jwks_plus(kids: &[&str], extra: &[serde_json::Value]) -> Reply {
+    let mut set: serde_json::Value = serde_json::from_str(&jwks_with(kids)).unwrap();
+    set["keys"]
+        .as_array_mut()
+        .unwrap()
+        .extend(extra.iter().cloned());
+    Reply {
+        status: 200,
+        cache_control: Some("public, max-age=3600"),
+        body: set.to_string(),
+    }
+}
+
+/// An RSA key far under the minimum size (and a malformed one): unusable.
+fn unusable_keys() -> Vec<serde_json::Value> {
+    vec![
+        serde_json::json!({"kty": "RSA", "kid": "rsa-tiny", "alg": "RS256", "n": "AQAB", "e": "AQAB"}),
+        serde_json::json!({"kty": "EC", "kid": "ec-broken", "crv": "P-256", "x": "!!", "y": 7}),
+    ]
+}
+
+/// Issue 17: one unusable key in a rotated set is skipped (and logged), not a reason to refuse the
+/// whole set: the good keys are used, at build and on every refresh.
+#[test]
+fn an_unusable_key_in_the_set_is_skipped_not_fatal() {
+    let server = Server::start(jwks_plus(&["ec-1"], &unusable_keys()));
+    let v = verifier(RemoteJwks::new(&server.url));
+    assert!(
+        v.verify(&mint(J::ES256, Signer::Ec256, Some("ec-1"), &claims()))
+            .is_ok()
+    );
+    // Rotation to a new key, the bad ones still listed: the new key is picked up.
+    server.set(jwks_plus(&["ed-1"], &unusable_keys()));
+    v.refresh_jwks().unwrap();
+    assert!(
+        v.verify(&mint(J::EdDSA, Signer::Ed, Some("ed-1"), &claims()))
+            .is_ok()
+    );
+    assert_eq!(
+        v.verify(&mint(J::ES256, Signer::Ec256, Some("ec-1"), &claims()))
+            .unwrap_err(),
+        AuthError::UnknownKeyId
+    );
+    // A set with nothing usable is still refused, and the last good keys stay.
+    server.set(jwks_plus(&[], &unusable_keys()));
+    assert!(v.refresh_jwks().is_err());
+    assert!(
+        v.verify(&mint(J::EdDSA, Signer::Ed, Some("ed-1"), &claims()))
+            .is_ok()
+    );
+}
+
+/// Issue 17 (RFC 8725): a symmetric key in a published set is a secret anyone can read; it is
+/// never accepted from a remote set, so a token signed with it fails.
+#[test]
+fn a_symmetric_key_from_a_remote_set_is_never_trusted() {
+    use base64::Engine as _;
+    let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(SECRET);
+    let oct = serde_json::json!({"kty": "oct", "kid": "hs-1", "alg": "HS256", "k": k});
+    let server = Server::start(jwks_plus(&["ec-1"], std::slice::from_ref(&oct)));
+    let v = verifier(RemoteJwks::new(&server.url));
+    let forged = mint(J::HS256, Signer::Hmac, Some("hs-1"), &claims());
+    assert!(v.verify(&forged).is_err());
+    assert!(
+        v.verify(&mint(J::ES256, Signer::Ec256, Some("ec-1"), &claims()))
+            .is_ok()
+    );
+    // Only the symmetric key: no usable key, a build error.
+    server.set(jwks_plus(&[], &[oct]));
+    assert!(
+        Verifier::builder(Environment::Production)
+            .jwks_url(&server.url)
+            .build()
+            .is_err()
+    );
+}
+
+/// Issue 17: redirects are not followed (a 3xx is a failed fetch).
+#[test]
+fn a_redirect_is_a_failed_fetch() {
+    let target = Server::start(ok(&["ec-1"]));
+    for status in [301, 302, 307, 308] {
+        let server = Server::start(Reply {
+            status,
+            cache_control: None,
+            body: String::new(),
+        });
+        let err = Verifier::builder(Environment::Production)
+            .jwks_url(&server.url)
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("redirect"), "{status}: {err}");
+    }
+    assert_eq!(target.hits(), 0);
+}
+
+/// Issue 17: outside development the JWKS URL must be https:// (plain http:// only to a literal
+/// loopback address); refused before anything is fetched.
+#[test]
+fn plain_http_is_refused_outside_development() {
+    for env in [Environment::Production, Environment::Test] {
+        let err = Verifier::builder(env)
+            .jwks_url("http://jwks.example.invalid/.well-known/jwks.json")
+            .build()
+            .unwrap_err();
+        assert!(err.is_config_error());
+        assert!(err.to_string().contains("http://"), "{env}: {err}");
+        assert!(!err.to_string().contains("cannot fetch"), "{env}: {err}");
+    }
+    // In development it is tried (and fails here: nothing resolves).
+    let err = Verifier::builder(Environment::Development)
+        .jwks_url("http://jwks.example.invalid/.well-known/jwks.json")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot fetch"), "{err}");
+}
