@@ -136,9 +136,12 @@ pub async fn audit_with_progress(
         .start()
         .await
         .context("starting the audit's read-only transaction")?;
-    // An empty search_path makes printed policy expressions schema-qualified (`auth.uid()`).
+    // An empty search_path makes printed policy expressions schema-qualified (`auth.uid()`);
+    // standard_conforming_strings on makes their literals standard (a backslash is a character),
+    // whatever the server or the caller's session says.
     tx.batch_execute(&format!(
-        "SET LOCAL search_path = ''; SET LOCAL statement_timeout = {}",
+        "SET LOCAL search_path = ''; SET LOCAL standard_conforming_strings = on; \
+         SET LOCAL statement_timeout = {}",
         config.statement_timeout_ms
     ))
     .await

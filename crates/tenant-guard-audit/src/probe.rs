@@ -641,7 +641,7 @@ mod tests {
         assert!(tenant_value(&column("org_id", "point", 'G')).is_none());
         assert_eq!(
             cast("x'y", &column("org_id", "text", 'S')),
-            "CAST('x''y' AS text)"
+            "CAST(E'x''y' AS text)"
         );
     }
 }

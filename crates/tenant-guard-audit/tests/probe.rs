@@ -578,3 +578,42 @@ async fn nothing_persists_when_the_probe_is_killed() {
         assert_eq!(rows, 0, "a row the killed probe wrote in {table} persisted");
     }
 }
+
+/// A tenant table and a column named by keywords the audit used to leave unquoted (`natural`,
+/// `verbose`), with a CHECK whose allowed value holds a backslash and a quote.
+const KEYWORDS: &str = r#"
+CREATE TABLE public."natural" (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    org_id uuid NOT NULL REFERENCES public.organizations (id) ON DELETE CASCADE,
+    "verbose" text NOT NULL CHECK ("verbose" IN (E'C:\\it''s'))
+);
+CREATE INDEX natural_org_id_idx ON public."natural" (org_id);
+ALTER TABLE public."natural" ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public."natural" FORCE ROW LEVEL SECURITY;
+CREATE POLICY natural_tenant_isolation ON public."natural"
+    FOR ALL TO authenticated
+    USING (org_id = (SELECT pg_catalog.current_setting('tenant_guard.org_id', true)::uuid))
+    WITH CHECK (org_id = (SELECT pg_catalog.current_setting('tenant_guard.org_id', true)::uuid));
+GRANT SELECT, INSERT, UPDATE, DELETE ON public."natural" TO authenticated;
+"#;
+
+/// Issue 17: the SQL the probe writes quotes every keyword PostgreSQL reserves, and its literals
+/// read the same whatever `standard_conforming_strings` says.
+#[tokio::test]
+async fn the_probe_quotes_keywords_and_literals_whatever_the_string_settings() {
+    for conforming in ["on", "off"] {
+        let (_db, mut client) = database(&[CORRECT, KEYWORDS]).await;
+        client
+            .batch_execute(&format!("SET standard_conforming_strings = {conforming}"))
+            .await
+            .unwrap();
+        let report = audit(&mut client, AuditConfig::new().allow("plans").probe(true)).await;
+        let probe = report.summary.probe.expect("probe summary");
+        assert_eq!(
+            (probe.tables, probe.passed, probe.failed, probe.skipped),
+            (5, 5, 0, 0),
+            "standard_conforming_strings = {conforming}: {}",
+            report.to_text(false)
+        );
+    }
+}

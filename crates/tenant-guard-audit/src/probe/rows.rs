@@ -476,7 +476,7 @@ fn required(column: &Column) -> bool {
         && !column.identity_or_generated
 }
 
-/// `CAST('value' AS type)`.
+/// `CAST(E'value' AS type)`.
 pub(super) fn cast(value: &str, column: &Column) -> String {
     format!("CAST({} AS {})", sql::literal(value), column.type_sql)
 }
@@ -552,7 +552,8 @@ fn mentions(def: &str, ident: &str) -> bool {
     word_positions(def, ident).next().is_some()
 }
 
-/// The SQL string literal at the start of `text` (which starts with `'`), unescaped.
+/// The SQL string literal at the start of `text` (which starts with `'`), unescaped. The catalog
+/// is read with `standard_conforming_strings` on, so a backslash is an ordinary character.
 fn read_literal(text: &str) -> Option<String> {
     let mut chars = text.chars().skip(1).peekable();
     let mut out = String::new();
@@ -642,17 +643,21 @@ pub(super) mod tests {
         assert_eq!(check_literal(&t, "status").as_deref(), Some("open"));
         assert_eq!(check_literal(&t, "kind").as_deref(), Some("a'b"));
         assert_eq!(check_literal(&t, "substatus").as_deref(), Some("x"));
+        assert_eq!(
+            check_literal(&table(&[r"CHECK ((path = 'C:\tmp'::text))"]), "path").as_deref(),
+            Some(r"C:\tmp")
+        );
         // `<>` says what is forbidden, not what is allowed.
         assert_eq!(check_literal(&t, "name"), None);
         // `status` is not `substatus`.
         assert_eq!(check_literal(&t, "tatus"), None);
         assert_eq!(
             filler(&column("priority", "int4", 'N'), &t).as_deref(),
-            Some("CAST('1' AS int4)")
+            Some("CAST(E'1' AS int4)")
         );
         assert_eq!(
             filler(&column("status", "text", 'S'), &t).as_deref(),
-            Some("CAST('open' AS text)")
+            Some("CAST(E'open' AS text)")
         );
     }
 
