@@ -688,12 +688,32 @@ fn check_refuses_to_start_without_a_database(example: &str) {
         if let Some(value) = app_env {
             command.env("APP_ENV", value);
         }
-        let output = command
+        let mut child = command
             .env("BIND", "127.0.0.1:0")
             .env("JWT_SECRET", SECRET)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("run the example");
+        // An app that starts instead (the old fail-open behaviour) would never exit by itself.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("wait for the example").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let output = child
+                    .wait_with_output()
+                    .expect("collect the example's output");
+                panic!(
+                    "{app_env:?}: it started without DATABASE_URL: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let output = child
+            .wait_with_output()
+            .expect("collect the example's output");
         assert!(
             !output.status.success(),
             "{app_env:?}: it must refuse to start"

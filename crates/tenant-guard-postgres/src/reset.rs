@@ -137,16 +137,37 @@ pub(crate) fn return_when_clean(conn: Object, statement: Statement, read_only: b
         close(conn);
         return;
     };
+    let mut pending = Pending(Some(conn));
     runtime.spawn(async move {
-        match tokio::time::timeout(CHECK_TIMEOUT, check(&conn, &statement, read_only)).await {
-            Ok(true) => drop(conn),
-            Ok(false) => close(conn),
+        let Some(conn) = pending.0.as_ref() else {
+            return;
+        };
+        match tokio::time::timeout(CHECK_TIMEOUT, check(conn, &statement, read_only)).await {
+            Ok(true) => {
+                // Clean: back to the pool.
+                drop(pending.0.take());
+            }
+            Ok(false) => {}
             Err(_) => {
                 tracing::warn!("the session check did not answer in time: closing the connection");
-                crate::tx::discard(conn);
+                if let Some(conn) = pending.0.take() {
+                    crate::tx::discard(conn);
+                }
             }
         }
     });
+}
+
+/// A connection waiting for its session check: closed when dropped unless the check took it out
+/// (so a task dropped unfinished, say at runtime shutdown, never returns an unchecked session).
+struct Pending(Option<Object>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            close(conn);
+        }
+    }
 }
 
 #[cfg(test)]

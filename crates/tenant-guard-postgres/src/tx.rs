@@ -562,6 +562,8 @@ impl TenantTx {
         match self.phase.load(Ordering::Acquire) {
             IDLE => {
                 self.phase.store(ENDING, Ordering::Release);
+                // Nothing was sent: the session is as clean as it was at checkout.
+                self.checked.store(CHECKED_CLEAN, Ordering::Release);
                 self.end(Outcome::Committed);
                 return Ok(());
             }
