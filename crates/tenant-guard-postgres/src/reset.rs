@@ -111,7 +111,10 @@ pub(crate) async fn check(client: &ClientWrapper, statement: &Statement, read_on
             false
         }
         (Err(error), _) | (_, Err(error)) => {
-            tracing::warn!(%error, "checking the session after a transaction failed: closing the connection");
+            tracing::warn!(
+                %error,
+                "checking the session after a transaction failed: closing the connection"
+            );
             false
         }
     }

@@ -25,9 +25,10 @@
 //!
 //! Session-level state the transaction may have created (a `WITH HOLD` cursor, a temporary table,
 //! `LISTEN`, `PREPARE`, a session `SET`, a session advisory lock, `currval`) is dealt with as the
-//! pool's [`SessionReset`](crate::SessionReset) says: by default a cached check runs behind the
-//! `COMMIT`/`ROLLBACK`, and a connection that holds any such state is closed instead of returned
-//! (see [`SessionReset::Check`](crate::SessionReset::Check)). A connection is back in the pool only once the check answered.
+//! pool's [`SessionReset`](crate::SessionReset) says: by default the session is reset and a
+//! cached check runs behind the `COMMIT`/`ROLLBACK`, and a connection that still holds any such
+//! state is closed instead of returned (see [`SessionReset::Check`](crate::SessionReset::Check)).
+//! A connection is back in the pool only once the check answered.
 
 use std::fmt;
 use std::future::{Future, poll_fn};
@@ -233,7 +234,7 @@ pub(crate) fn discard(conn: Object) {
     }
 }
 
-/// The pool's [`SessionReset`](crate::SessionReset), with the check statement when the mode is `Check`.
+/// The pool's [`SessionReset`](crate::SessionReset), with the check statement in `Check` mode.
 #[derive(Clone, Debug)]
 pub(crate) enum Reset {
     Check(Statement),
