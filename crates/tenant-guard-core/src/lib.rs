@@ -59,11 +59,15 @@ pub mod dangerous;
 pub mod environment;
 pub mod error;
 mod extract;
+pub mod issuer;
 mod jwk;
 pub mod keys;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+#[cfg(feature = "jwks-remote")]
+mod oidc;
 pub mod principal;
+mod profile;
 pub mod rate_limit;
 #[cfg(feature = "jwks-remote")]
 pub mod remote;
@@ -76,9 +80,11 @@ pub mod verifier;
 
 pub use algorithm::Algorithm;
 pub use cache::DEFAULT_CACHE_CAPACITY;
+pub use claims::RoleArray;
 pub use dangerous::DemoPrincipal;
 pub use environment::Environment;
 pub use error::AuthError;
+pub use issuer::IssuerProfile;
 pub use keys::KeySet;
 pub use principal::{Principal, ServiceContext};
 pub use rate_limit::{

@@ -49,6 +49,9 @@ pub struct RemoteJwks {
     pub(crate) default_ttl: Duration,
     pub(crate) cooldown: Duration,
     pub(crate) timeout: Duration,
+    /// Set by [`RemoteJwks::oidc`]: `url` is then the discovery document's until the verifier is
+    /// built, and the JWKS URL (its `jwks_uri`) after.
+    pub(crate) oidc_issuer: Option<String>,
 }
 
 impl std::fmt::Debug for RemoteJwks {
@@ -60,6 +63,7 @@ impl std::fmt::Debug for RemoteJwks {
             .field("default_ttl", &self.default_ttl)
             .field("cooldown", &self.cooldown)
             .field("timeout", &self.timeout)
+            .field("oidc_issuer", &self.oidc_issuer)
             .finish()
     }
 }
@@ -77,7 +81,38 @@ impl RemoteJwks {
             default_ttl: Duration::from_secs(300),
             cooldown: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
+            oidc_issuer: None,
         }
+    }
+
+    /// The JWKS of an OpenID Connect issuer, found through OIDC discovery: when the verifier is
+    /// built, `<issuer>/.well-known/openid-configuration` is fetched (a trailing `/` of the issuer
+    /// is dropped first, as OpenID Connect Discovery 1.0 section 4 says), its `issuer` must equal
+    /// `issuer` exactly, and its `jwks_uri` is then fetched and refreshed like any remote JWKS.
+    /// Tokens must carry exactly this `iss`.
+    ///
+    /// Outside development both URLs must be `https`, and at most 3 redirects are followed (all
+    /// `https`). A failure is a build error naming the URL. Discovery runs once, at build: a
+    /// `jwks_uri` that changes later needs a restart (rare; key rotation within it does not).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tenant_guard_core::{Environment, Verifier, remote::RemoteJwks};
+    ///
+    /// let verifier = Verifier::builder(Environment::Production)
+    ///     .remote_jwks(
+    ///         RemoteJwks::oidc("https://example.eu.auth0.com/")
+    ///             .unknown_kid_cooldown(Duration::from_secs(10)),
+    ///     )
+    ///     .audience("https://api.example.com")
+    ///     .build()?;
+    /// # Ok::<(), tenant_guard_core::AuthError>(())
+    /// ```
+    pub fn oidc(issuer: impl Into<String>) -> Self {
+        let issuer = issuer.into();
+        let mut remote = Self::new(crate::oidc::discovery_url(&issuer));
+        remote.oidc_issuer = Some(issuer);
+        remote
     }
 
     /// Bounds for the refresh interval taken from `Cache-Control: max-age`.

@@ -1,21 +1,27 @@
 //! The verifier: built once at startup, shared by every request.
+//!
+//! Per request it reads the bearer token, picks the [issuer profile](crate::issuer) that may verify
+//! it, checks the signature with that profile's keys and the claims with its rules, and maps them
+//! to a [`Principal`]. Building (the profiles, their keys, remote fetches) lives in
+//! [`crate::issuer`] and `profile`; configuration from the environment in [`crate::config`].
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
 use http::HeaderMap;
 
-use crate::algorithm::{AlgSet, Algorithm, KeyKind};
+use crate::algorithm::Algorithm;
 use crate::cache::{DEFAULT_CACHE_CAPACITY, TokenCache};
-use crate::claims::{self, ClaimPath, ClaimRules};
+use crate::claims::{self, RoleArray};
 use crate::dangerous::DemoPrincipal;
 use crate::environment::Environment;
 use crate::error::AuthError;
-use crate::keys::{KeySet, MIN_HMAC_SECRET_LEN};
+pub use crate::issuer::DEFAULT_AUDIENCE;
+use crate::issuer::{BuildContext, IssuerProfile, MISSING_KEY};
+use crate::keys::KeySet;
 use crate::principal::Principal;
-use crate::role::Role;
+use crate::profile::{Profile, Routes};
 use crate::token;
 
 /// Default maximum token length in bytes, checked before any decoding.
@@ -27,12 +33,6 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 /// Largest clock leeway [`VerifierBuilder::build`] accepts without
 /// [`VerifierBuilder::dangerous_allow_large_leeway`]: a larger one keeps expired tokens alive.
 pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
-
-/// Default required audience (Supabase's).
-pub const DEFAULT_AUDIENCE: &str = "authenticated";
-
-/// What [`AuthError::MissingKey`] asks for when no key is configured.
-const MISSING_KEY: &str = "JWT_SECRET or JWT_JWKS_FILE";
 
 type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
@@ -56,24 +56,14 @@ pub struct Verifier(Arc<Inner>);
 
 struct Inner {
     environment: Environment,
-    rules: ClaimRules,
-    allowed: AlgSet,
+    /// At least one; the first is the builder's own profile when it was configured.
+    profiles: Box<[Profile]>,
+    routes: Routes,
     max_token_len: usize,
-    cache_capacity: usize,
-    cache_hmac: bool,
     cookie: Option<Box<str>>,
     unverified: bool,
     demo: Option<Principal>,
     clock: Option<Clock>,
-    state: ArcSwap<KeyState>,
-    #[cfg(feature = "jwks-remote")]
-    remote: Option<crate::remote::Remote>,
-}
-
-/// The swappable part: the keys, and the cache of tokens they verified.
-struct KeyState {
-    keys: KeySet,
-    cache: Option<TokenCache>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -81,13 +71,7 @@ impl std::fmt::Debug for Verifier {
         let inner = &*self.0;
         f.debug_struct("Verifier")
             .field("environment", &inner.environment)
-            .field("audiences", &inner.rules.audiences)
-            .field("issuer", &inner.rules.issuer)
-            .field("org_claim", &inner.rules.org_path.to_string())
-            .field("role_claim", &inner.rules.role_path.to_string())
-            .field("allowed_roles", &inner.rules.allowed_roles)
-            .field("algorithms", &inner.allowed)
-            .field("keys", &inner.state.load().keys)
+            .field("profiles", &inner.profiles)
             .finish_non_exhaustive()
     }
 }
@@ -126,6 +110,15 @@ impl Verifier {
         self.0.environment
     }
 
+    /// The issuers of the profiles, in configuration order (a single profile without a
+    /// configured issuer is left out: it does not check `iss`).
+    pub fn issuers(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .profiles
+            .iter()
+            .filter_map(|p| p.rules.issuer.as_deref())
+    }
+
     /// Authenticates a request from its headers: exactly one `Authorization: Bearer <token>`
     /// (scheme case-insensitive), or the opted-in cookie when there is no `Authorization` header.
     ///
@@ -162,11 +155,7 @@ impl Verifier {
     /// unverified development mode): a candidate outside the token68 alphabet is then reported as
     /// `bad_chars`, whatever step refused it.
     fn verify_candidate(&self, token: &[u8], bad_chars: AuthError) -> Result<Principal, AuthError> {
-        let result = self.verify_token(token);
-        #[cfg(feature = "jwks-remote")]
-        if let (Err(AuthError::UnknownKeyId), Some(remote)) = (&result, &self.0.remote) {
-            remote.nudge();
-        }
+        let result = self.0.verify_token(token);
         match result {
             Ok(p) if !self.0.unverified || crate::extract::is_token68(token) => Ok(p),
             Ok(_) => Err(bad_chars),
@@ -176,47 +165,132 @@ impl Verifier {
         }
     }
 
-    fn verify_token(&self, token: &[u8]) -> Result<Principal, AuthError> {
+    /// Replaces the key set of the first issuer profile (e.g. after a rotation). Requests in
+    /// flight finish with the keys they started with; the verified-token cache starts empty with
+    /// the new keys. A remote set of that profile stays beside the new keys.
+    ///
+    /// The new set is checked like one given to the builder (key types, allowed algorithms,
+    /// HMAC secret length outside development); on error the old keys stay.
+    pub fn set_keys(&self, keys: KeySet) -> Result<(), AuthError> {
         let inner = &*self.0;
-        if token.len() > inner.max_token_len {
+        if keys.is_empty() && !inner.unverified && inner.demo.is_none() {
+            return Err(AuthError::MissingKey(MISSING_KEY));
+        }
+        inner.profiles[0].keys.set_local(keys)
+    }
+
+    /// Fetches every remote JWKS now (blocking) and installs each that changed. Requests keep
+    /// using the current keys meanwhile; on failure they stay (the first error is returned after
+    /// every set was tried).
+    #[cfg(feature = "jwks-remote")]
+    pub fn refresh_jwks(&self) -> Result<(), AuthError> {
+        use crate::remote::Refresh as _;
+        let mut first_error = None;
+        for profile in self.0.profiles.iter() {
+            if profile.keys.remote.is_some()
+                && let Err(e) = profile.keys.refresh_remote()
+            {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The current keys of the first issuer profile (restricted to its allowed algorithms).
+    pub fn key_set(&self) -> KeySet {
+        self.0.profiles[0].keys.state.load().keys.clone()
+    }
+
+    /// Number of tokens in the verified-token caches of every profile (0 when they are off).
+    pub fn cached_tokens(&self) -> usize {
+        self.0
+            .profiles
+            .iter()
+            .map(|p| {
+                p.keys
+                    .state
+                    .load()
+                    .cache
+                    .as_ref()
+                    .map_or(0, TokenCache::len)
+            })
+            .sum()
+    }
+}
+
+impl Inner {
+    fn verify_token(&self, token: &[u8]) -> Result<Principal, AuthError> {
+        if token.len() > self.max_token_len {
             return Err(AuthError::TokenTooLarge);
         }
-        let state = inner.state.load();
-        let now = inner.now();
+        let now = self.now();
+        match &self.routes {
+            Routes::Single => self.verify_with(&self.profiles[0], token, None, now),
+            Routes::ByIssuer(map) => {
+                // Routing reads `iss` from the payload before the signature is checked: only to
+                // pick whose keys check it; nothing else of the unverified payload is used.
+                let text = std::str::from_utf8(token).map_err(|_| AuthError::MalformedToken)?;
+                let parts =
+                    token::split(text).map_err(|e| token::unsecured_error(text).unwrap_or(e))?;
+                let claims_json = token::decode_payload(parts.payload)?;
+                let index = claims::peek_issuer(&claims_json)?
+                    .and_then(|iss| map.get(&*iss).copied())
+                    .ok_or(AuthError::WrongIssuer)?;
+                self.verify_with(&self.profiles[index], token, Some(claims_json), now)
+            }
+        }
+    }
+
+    /// Verifies `token` with the keys and rules of `profile`. `decoded`: its payload, when
+    /// routing already decoded it.
+    fn verify_with(
+        &self,
+        profile: &Profile,
+        bytes: &[u8],
+        decoded: Option<Box<str>>,
+        now: i64,
+    ) -> Result<Principal, AuthError> {
+        let state = profile.keys.state.load();
+        let leeway = profile.rules.leeway;
         // A hit means these exact bytes passed every check with the current keys.
         if let Some(cache) = &state.cache
-            && let Some((principal, times)) = cache.get(token)
+            && let Some((principal, times)) = cache.get(bytes)
         {
-            return match times.check(now, inner.rules.leeway) {
+            return match times.check(now, leeway) {
                 Ok(()) => Ok(principal),
                 Err(e) => {
-                    cache.remove(token);
+                    cache.remove(bytes);
                     Err(e)
                 }
             };
         }
-        let bytes = token;
         let token = std::str::from_utf8(bytes).map_err(|_| AuthError::MalformedToken)?;
         let parts = token::split(token).map_err(|e| token::unsecured_error(token).unwrap_or(e))?;
         let mut header_buf = [0u8; token::HEADER_BUF];
         let header = token::parse_header(parts.header, &mut header_buf)?;
-        if !inner.allowed.contains(header.alg) {
+        if !profile.allowed.contains(header.alg) {
             return Err(AuthError::DisallowedAlgorithm);
         }
-        if inner.unverified {
+        if self.unverified {
             tracing::warn!(
                 "accepting a token WITHOUT checking its signature (dangerous_accept_unverified_tokens)"
             );
-        } else {
-            state.keys.verify_signature(
-                header.alg,
-                header.kid.as_deref(),
-                parts.message.as_bytes(),
-                parts.signature,
-            )?;
+        } else if let Err(e) = state.keys.verify_signature(
+            header.alg,
+            header.kid.as_deref(),
+            parts.message.as_bytes(),
+            parts.signature,
+        ) {
+            if e == AuthError::UnknownKeyId {
+                profile.keys.nudge();
+            }
+            return Err(e);
         }
-        let claims_json = token::decode_payload(parts.payload)?;
-        let checked = claims::check(&claims_json, &inner.rules, now)?;
+        let claims_json = match decoded {
+            Some(json) => json,
+            None => token::decode_payload(parts.payload)?,
+        };
+        let checked = claims::check(&claims_json, &profile.rules, now)?;
         let sub: Box<str> = checked.sub.into();
         let times = checked.times;
         let principal = Principal::from_verified(
@@ -226,76 +300,13 @@ impl Verifier {
             claims_json,
             u64::try_from(times.exp).unwrap_or(0),
         );
-        if !inner.unverified
-            && (header.alg.is_asymmetric() || inner.cache_hmac)
+        if !self.unverified
+            && (header.alg.is_asymmetric() || profile.keys.caches_hmac())
             && let Some(cache) = &state.cache
         {
             cache.insert(bytes, principal.clone(), times);
         }
         Ok(principal)
-    }
-
-    /// Replaces the key set (e.g. after a rotation). Requests in flight finish with the keys they
-    /// started with; the verified-token cache starts empty with the new keys.
-    ///
-    /// The new set is checked like one given to the builder (key types, allowed algorithms,
-    /// HMAC secret length outside development); on error the old keys stay.
-    pub fn set_keys(&self, keys: KeySet) -> Result<(), AuthError> {
-        let inner = &*self.0;
-        if keys.is_empty() && !inner.unverified && inner.demo.is_none() {
-            return Err(AuthError::MissingKey(MISSING_KEY));
-        }
-        #[cfg(feature = "jwks-remote")]
-        if let Some(remote) = &inner.remote {
-            let mut sources = remote
-                .sources
-                .lock()
-                .map_err(|_| AuthError::InvalidConfig("key sources lock poisoned".into()))?;
-            let mut combined = keys.clone();
-            combined.extend(sources.remote.clone());
-            inner.install(&combined)?;
-            sources.local = keys;
-            return Ok(());
-        }
-        inner.install(&keys)
-    }
-
-    /// Fetches the remote JWKS now (blocking) and installs it when it changed. Requests keep
-    /// using the current keys meanwhile; on failure they stay.
-    #[cfg(feature = "jwks-remote")]
-    pub fn refresh_jwks(&self) -> Result<(), AuthError> {
-        use crate::remote::Refresh as _;
-        self.0.refresh_remote().map(|_| ())
-    }
-
-    /// The current keys (restricted to the allowed algorithms).
-    pub fn key_set(&self) -> KeySet {
-        self.0.state.load().keys.clone()
-    }
-
-    /// Number of tokens in the verified-token cache (0 when it is off).
-    pub fn cached_tokens(&self) -> usize {
-        self.0
-            .state
-            .load()
-            .cache
-            .as_ref()
-            .map_or(0, TokenCache::len)
-    }
-}
-
-impl Inner {
-    /// Checks `keys` and makes them current, with an empty cache.
-    fn install(&self, keys: &KeySet) -> Result<(), AuthError> {
-        let state = prepare_keys(
-            self.environment,
-            keys,
-            self.allowed,
-            self.cache_capacity,
-            self.cache_hmac,
-        )?;
-        self.state.store(Arc::new(state));
-        Ok(())
     }
 
     fn now(&self) -> i64 {
@@ -309,88 +320,16 @@ impl Inner {
     }
 }
 
-#[cfg(feature = "jwks-remote")]
-impl crate::remote::Refresh for Inner {
-    fn refresh_remote(&self) -> Result<Duration, AuthError> {
-        let Some(remote) = &self.remote else {
-            return Err(AuthError::InvalidConfig("no remote JWKS configured".into()));
-        };
-        let (body, ttl) = crate::remote::fetch(&remote.config).map_err(|e| {
-            AuthError::InvalidConfig(format!(
-                "cannot fetch the JWKS from {}: {e}",
-                remote.config.display_url()
-            ))
-        })?;
-        let mut sources = remote
-            .sources
-            .lock()
-            .map_err(|_| AuthError::InvalidConfig("key sources lock poisoned".into()))?;
-        if body == sources.body {
-            return Ok(ttl);
-        }
-        let fetched = KeySet::from_remote_jwks_json(&body)?;
-        let mut combined = sources.local.clone();
-        combined.extend(fetched.clone());
-        self.install(&combined)?;
-        tracing::info!(keys = fetched.len(), "installed a new remote JWKS");
-        sources.remote = fetched;
-        sources.body = body;
-        Ok(ttl)
-    }
-}
-
-fn prepare_keys(
-    environment: Environment,
-    keys: &KeySet,
-    allowed: AlgSet,
-    cache_capacity: usize,
-    cache_hmac: bool,
-) -> Result<KeyState, AuthError> {
-    for key in keys.keys() {
-        if key.kind == KeyKind::Hmac && key.secret_len < MIN_HMAC_SECRET_LEN {
-            if environment.is_development() {
-                tracing::warn!(
-                    "the HMAC secret is shorter than {MIN_HMAC_SECRET_LEN} bytes (refused outside development)"
-                );
-            } else {
-                return Err(AuthError::InvalidKey(format!(
-                    "the HMAC secret must be at least {MIN_HMAC_SECRET_LEN} bytes"
-                )));
-            }
-        }
-    }
-    let restricted = keys.restricted_to(allowed);
-    if restricted.is_empty() && !keys.is_empty() {
-        return Err(AuthError::InvalidConfig(format!(
-            "no configured key can verify any allowed algorithm ({:?})",
-            allowed
-        )));
-    }
-    let cache = if restricted.has_asymmetric_keys() || cache_hmac {
-        TokenCache::new(cache_capacity)
-    } else {
-        None
-    };
-    Ok(KeyState {
-        keys: restricted,
-        cache,
-    })
-}
-
 /// Builds a [`Verifier`]; see [`Verifier::builder`].
 ///
-/// Every method takes and returns the builder; problems (an unreadable key, a bad claim path, an
-/// insecure option outside development) surface as one error from [`VerifierBuilder::build`].
+/// The token settings (keys, audiences, issuer, claim mapping, roles) configure the builder's
+/// own [issuer profile](IssuerProfile); [`VerifierBuilder::add_issuer`] adds more. Every method
+/// takes and returns the builder; problems (an unreadable key, a bad claim path, an insecure
+/// option outside development) surface as one error from [`VerifierBuilder::build`].
 pub struct VerifierBuilder {
     environment: Environment,
-    keys: KeySet,
-    error: Option<AuthError>,
-    algorithms: Option<AlgSet>,
-    audiences: Vec<String>,
-    issuer: Option<String>,
-    org_claim: String,
-    role_claim: String,
-    allowed_roles: Vec<String>,
+    primary: IssuerProfile,
+    extra: Vec<IssuerProfile>,
     leeway: Duration,
     max_token_len: usize,
     cache_capacity: usize,
@@ -401,35 +340,39 @@ pub struct VerifierBuilder {
     clock: Option<Clock>,
     user_editable_claims: bool,
     large_leeway: bool,
-    #[cfg(feature = "jwks-remote")]
-    remote: Option<crate::remote::RemoteJwks>,
 }
 
 impl std::fmt::Debug for VerifierBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerifierBuilder")
             .field("environment", &self.environment)
-            .field("keys", &self.keys)
-            .field("audiences", &self.audiences)
-            .field("issuer", &self.issuer)
-            .field("org_claim", &self.org_claim)
-            .field("role_claim", &self.role_claim)
+            .field("profile", &self.primary)
+            .field("more_issuers", &self.extra)
             .finish_non_exhaustive()
     }
+}
+
+/// Builder methods that set the builder's own issuer profile, each as its [`IssuerProfile`]
+/// namesake.
+macro_rules! profile_setters {
+    ($( $(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),*); )*) => {
+        $(
+            $(#[$attr])*
+            #[must_use]
+            pub fn $name(mut self, $($arg: $ty),*) -> Self {
+                self.primary = self.primary.$name($($arg),*);
+                self
+            }
+        )*
+    };
 }
 
 impl VerifierBuilder {
     fn new(environment: Environment) -> Self {
         Self {
             environment,
-            keys: KeySet::new(),
-            error: None,
-            algorithms: None,
-            audiences: vec![DEFAULT_AUDIENCE.to_owned()],
-            issuer: None,
-            org_claim: "org_id".to_owned(),
-            role_claim: "role".to_owned(),
-            allowed_roles: vec!["authenticated".to_owned()],
+            primary: IssuerProfile::default(),
+            extra: Vec::new(),
             leeway: DEFAULT_LEEWAY,
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
@@ -440,97 +383,81 @@ impl VerifierBuilder {
             clock: None,
             user_editable_claims: false,
             large_leeway: false,
-            #[cfg(feature = "jwks-remote")]
-            remote: None,
         }
     }
 
-    fn keep(mut self, result: Result<(), AuthError>) -> Self {
-        if let Err(e) = result {
-            self.error.get_or_insert(e);
-        }
-        self
+    profile_setters! {
+        /// Accepts HS256/384/512 tokens signed with this shared secret (its raw bytes). Outside
+        /// development it must be at least 32 bytes long.
+        fn hmac_secret(secret: impl AsRef<[u8]>);
+        /// Like [`VerifierBuilder::hmac_secret`] with the secret given in base64 (either alphabet).
+        fn hmac_secret_base64(secret: &str);
+        /// Adds a PEM public key (RSA, P-256, P-384 or Ed25519); see [`KeySet::add_pem`].
+        fn public_key_pem(pem: impl AsRef<[u8]>);
+        /// Adds a PEM public key that tokens select with `kid`.
+        fn public_key_pem_with_kid(kid: &str, pem: impl AsRef<[u8]>);
+        /// Adds the signing keys of a JWK set (or a single JWK); see [`KeySet::add_jwks_json`].
+        fn jwks_json(json: &str);
+        /// Adds the signing keys of a JWKS file (read now).
+        fn jwks_file(path: impl AsRef<Path>);
+        /// Adds every key of `keys`.
+        fn key_set(keys: KeySet);
+        /// Fetches the JWK set at `url` (at build time, then in the background); see
+        /// [`crate::remote`]. Feature `jwks-remote`.
+        #[cfg(feature = "jwks-remote")]
+        fn jwks_url(url: impl Into<String>);
+        /// Like [`VerifierBuilder::jwks_url`] with explicit refresh settings, or OIDC discovery
+        /// ([`crate::remote::RemoteJwks::oidc`]). Feature `jwks-remote`.
+        #[cfg(feature = "jwks-remote")]
+        fn remote_jwks(remote: crate::remote::RemoteJwks);
+        /// Restricts the accepted algorithms (default: every algorithm a configured key can
+        /// verify). Keys left with no allowed algorithm are dropped; if none is left, building
+        /// fails.
+        fn algorithms(algorithms: impl IntoIterator<Item = Algorithm>);
+        /// The required `aud` (default `authenticated`). The claim is always required.
+        fn audience(audience: impl Into<String>);
+        /// The required `iss` (default: not checked while this is the only issuer).
+        fn issuer(issuer: impl Into<String>);
+        /// The path of the org claim (default `org_id`): dotted (`app_metadata.org_id`), with
+        /// `["quoted"]` keys for names holding dots (`["https://example.com/org_id"]`), or a
+        /// JSON Pointer (`/https:~1~1example.com~1org_id`). Its value must be a hyphenated,
+        /// non-nil UUID.
+        ///
+        /// A path under `user_metadata` is refused by [`build`](Self::build): on Supabase users
+        /// edit their `user_metadata` themselves, so they could pick any org (see
+        /// [`dangerous_allow_user_editable_claims`](Self::dangerous_allow_user_editable_claims)).
+        fn org_claim(path: impl Into<String>);
+        /// The path of the role claim (default `role`), spelled like
+        /// [`VerifierBuilder::org_claim`].
+        fn role_claim(path: impl Into<String>);
+        /// How a role claim holding an array is read (default [`RoleArray::Refuse`]).
+        fn role_array(mode: RoleArray);
+        /// The role of a token that names none; see [`IssuerProfile::default_role`].
+        fn default_role(role: impl Into<String>);
+        /// Maps the IdP role name `from` to the allowed Postgres role `to`; see
+        /// [`IssuerProfile::map_role`].
+        fn map_role(from: impl Into<String>, to: impl Into<String>);
     }
 
-    /// Accepts HS256/384/512 tokens signed with this shared secret (its raw bytes). Outside
-    /// development it must be at least 32 bytes long.
-    #[must_use]
-    pub fn hmac_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
-        let result = self.keys.add_hmac_secret(secret.as_ref(), None);
-        self.keep(result)
-    }
-
-    /// Like [`VerifierBuilder::hmac_secret`] with the secret given in base64 (either alphabet).
-    #[must_use]
-    pub fn hmac_secret_base64(mut self, secret: &str) -> Self {
-        let result = self.keys.add_hmac_secret_base64(secret, None);
-        self.keep(result)
-    }
-
-    /// Adds a PEM public key (RSA, P-256, P-384 or Ed25519); see [`KeySet::add_pem`].
-    #[must_use]
-    pub fn public_key_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
-        let result = self.keys.add_pem(pem.as_ref(), None);
-        self.keep(result)
-    }
-
-    /// Adds a PEM public key that tokens select with `kid`.
-    #[must_use]
-    pub fn public_key_pem_with_kid(mut self, kid: &str, pem: impl AsRef<[u8]>) -> Self {
-        let result = self.keys.add_pem(pem.as_ref(), Some(kid));
-        self.keep(result)
-    }
-
-    /// Adds the signing keys of a JWK set (or a single JWK); see [`KeySet::add_jwks_json`].
-    #[must_use]
-    pub fn jwks_json(mut self, json: &str) -> Self {
-        let result = self.keys.add_jwks_json(json);
-        self.keep(result)
-    }
-
-    /// Adds the signing keys of a JWKS file (read now).
-    #[must_use]
-    pub fn jwks_file(mut self, path: impl AsRef<Path>) -> Self {
-        let result = KeySet::from_jwks_file(path).map(|set| self.keys.extend(set));
-        self.keep(result)
-    }
-
-    /// Adds every key of `keys`.
-    #[must_use]
-    pub fn key_set(mut self, keys: KeySet) -> Self {
-        self.keys.extend(keys);
-        self
-    }
-
-    /// Fetches the JWK set at `url` (at build time, then in the background); see
-    /// [`crate::remote`]. Feature `jwks-remote`.
+    /// Trusts the OpenID Connect issuer `issuer`: tokens must carry exactly this `iss`, and the
+    /// keys come from the `jwks_uri` its discovery document names (fetched at build; a failure
+    /// is a build error naming the URL), refreshed like any remote JWKS. Same as
+    /// `.remote_jwks(RemoteJwks::oidc(issuer))`. Feature `jwks-remote`.
+    ///
+    /// ```no_run
+    /// use tenant_guard_core::{Environment, Verifier};
+    ///
+    /// let verifier = Verifier::builder(Environment::Production)
+    ///     .oidc_issuer("https://keycloak.example.com/realms/acme")
+    ///     .audience("account")
+    ///     .role_claim("realm_access.roles")
+    ///     .build()?;
+    /// # Ok::<(), tenant_guard_core::AuthError>(())
+    /// ```
     #[cfg(feature = "jwks-remote")]
     #[must_use]
-    pub fn jwks_url(self, url: impl Into<String>) -> Self {
-        self.remote_jwks(crate::remote::RemoteJwks::new(url))
-    }
-
-    /// Like [`VerifierBuilder::jwks_url`] with explicit refresh settings. Feature `jwks-remote`.
-    #[cfg(feature = "jwks-remote")]
-    #[must_use]
-    pub fn remote_jwks(mut self, remote: crate::remote::RemoteJwks) -> Self {
-        self.remote = Some(remote);
-        self
-    }
-
-    /// Restricts the accepted algorithms (default: every algorithm a configured key can verify).
-    /// Keys left with no allowed algorithm are dropped; if none is left, building fails.
-    #[must_use]
-    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
-        self.algorithms = Some(algorithms.into_iter().collect());
-        self
-    }
-
-    /// The required `aud` (default `authenticated`). The claim is always required.
-    #[must_use]
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audiences = vec![audience.into()];
-        self
+    pub fn oidc_issuer(self, issuer: impl Into<String>) -> Self {
+        self.remote_jwks(crate::remote::RemoteJwks::oidc(issuer))
     }
 
     /// Several accepted audiences: a token must name at least one of them.
@@ -540,33 +467,7 @@ impl VerifierBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.audiences = audiences.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// The required `iss` (default: not checked).
-    #[must_use]
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
-        self
-    }
-
-    /// The dotted path of the org claim (default `org_id`), e.g. `app_metadata.org_id`. Its value
-    /// must be a hyphenated, non-nil UUID.
-    ///
-    /// A path under `user_metadata` is refused by [`build`](Self::build): on Supabase users edit
-    /// their `user_metadata` themselves, so they could pick any org (see
-    /// [`dangerous_allow_user_editable_claims`](Self::dangerous_allow_user_editable_claims)).
-    #[must_use]
-    pub fn org_claim(mut self, path: impl Into<String>) -> Self {
-        self.org_claim = path.into();
-        self
-    }
-
-    /// The dotted path of the role claim (default `role`).
-    #[must_use]
-    pub fn role_claim(mut self, path: impl Into<String>) -> Self {
-        self.role_claim = path.into();
+        self.primary = self.primary.audiences(audiences);
         self
     }
 
@@ -577,12 +478,20 @@ impl VerifierBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.allowed_roles = roles.into_iter().map(Into::into).collect();
+        self.primary = self.primary.allowed_roles(roles);
         self
     }
 
-    /// Clock leeway for `exp`, `nbf` and `iat` (default 30 s, at most [`MAX_LEEWAY`] unless
-    /// [`dangerous_allow_large_leeway`](Self::dangerous_allow_large_leeway)).
+    /// Trusts one more issuer, with its own keys and rules; see [`crate::issuer`]. With several
+    /// issuers every profile (the builder's own included, when it has keys) must name a distinct
+    /// issuer, and tokens are routed by their `iss`.
+    #[must_use]
+    pub fn add_issuer(mut self, profile: IssuerProfile) -> Self {
+        self.extra.push(profile);
+        self
+    }
+
+    /// Clock leeway for `exp`, `nbf` and `iat` (default 30 s).
     #[must_use]
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
@@ -635,24 +544,6 @@ impl VerifierBuilder {
         self
     }
 
-    /// **Dangerous.** Accepts an org or role claim path under `user_metadata`, which
-    /// [`build`](Self::build) refuses otherwise: on Supabase, users write their own
-    /// `user_metadata` (`supabase.auth.updateUser({ data })`), so whoever holds a token could name
-    /// any org. Only for an issuer where that claim is not user-writable. Logs a warning.
-    #[must_use]
-    pub fn dangerous_allow_user_editable_claims(mut self) -> Self {
-        self.user_editable_claims = true;
-        self
-    }
-
-    /// **Dangerous.** Accepts a [`leeway`](Self::leeway) over [`MAX_LEEWAY`] (a token then stays
-    /// valid that long after it expired). Logs a warning.
-    #[must_use]
-    pub fn dangerous_allow_large_leeway(mut self) -> Self {
-        self.large_leeway = true;
-        self
-    }
-
     /// **Development only.** Accepts tokens without checking their signature (claims are still
     /// checked; `none` is still refused). Each use logs a warning; in any other environment
     /// [`VerifierBuilder::build`] fails with [`AuthError::InsecureConfig`]. See [`crate::dangerous`].
@@ -671,11 +562,26 @@ impl VerifierBuilder {
         self
     }
 
+    /// **Dangerous.** Accepts an org or role claim path under `user_metadata` (in every issuer
+    /// profile), which [`build`](Self::build) refuses otherwise: on Supabase, users write their
+    /// own `user_metadata` (`supabase.auth.updateUser({ data })`), so whoever holds a token could
+    /// name any org. Only for an issuer where that claim is not user-writable. Logs a warning.
+    #[must_use]
+    pub fn dangerous_allow_user_editable_claims(mut self) -> Self {
+        self.user_editable_claims = true;
+        self
+    }
+
+    /// **Dangerous.** Accepts a [`leeway`](Self::leeway) over [`MAX_LEEWAY`] (a token then stays
+    /// valid that long after it expired). Logs a warning.
+    #[must_use]
+    pub fn dangerous_allow_large_leeway(mut self) -> Self {
+        self.large_leeway = true;
+        self
+    }
+
     /// Checks the configuration and builds the verifier.
-    pub fn build(#[allow(unused_mut)] mut self) -> Result<Verifier, AuthError> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
+    pub fn build(self) -> Result<Verifier, AuthError> {
         let dev = self.environment.is_development();
         if self.unverified && !dev {
             return Err(AuthError::InsecureConfig(
@@ -685,24 +591,6 @@ impl VerifierBuilder {
         if self.demo.is_some() && !dev {
             return Err(AuthError::InsecureConfig(
                 "dangerous_demo_principal is only allowed in development",
-            ));
-        }
-        let allowed_roles = self
-            .allowed_roles
-            .iter()
-            .map(|r| Role::new(r).map_err(|e| AuthError::InvalidConfig(format!("role {r:?}: {e}"))))
-            .collect::<Result<Box<[_]>, _>>()?;
-        if allowed_roles.is_empty() {
-            return Err(AuthError::InvalidConfig("no allowed role".into()));
-        }
-        if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
-            return Err(AuthError::InvalidConfig(
-                "the audience must be a non-empty string".into(),
-            ));
-        }
-        if self.issuer.as_deref() == Some("") {
-            return Err(AuthError::InvalidConfig(
-                "the issuer must be a non-empty string".into(),
             ));
         }
         if self.max_token_len == 0 {
@@ -726,96 +614,31 @@ impl VerifierBuilder {
         }
         let leeway = i64::try_from(self.leeway.as_secs())
             .map_err(|_| AuthError::InvalidConfig("the leeway is too large".into()))?;
-        let rules = ClaimRules {
-            audiences: self.audiences.into_iter().map(Into::into).collect(),
-            issuer: self.issuer.map(Into::into),
-            org_path: ClaimPath::parse(&self.org_claim, "org claim")?,
-            role_path: ClaimPath::parse(&self.role_claim, "role claim")?,
-            allowed_roles,
+        let mut configs = Vec::with_capacity(1 + self.extra.len());
+        if self.extra.is_empty() || self.primary.is_configured() {
+            configs.push(self.primary);
+        }
+        configs.extend(self.extra);
+        let ctx = BuildContext {
+            environment: self.environment,
             leeway,
+            cache_capacity: self.cache_capacity,
+            cache_hmac: self.cache_hmac,
+            keyless_ok: dev && (self.unverified || self.demo.is_some()),
+            user_editable_claims: self.user_editable_claims,
+            several: configs.len() > 1,
         };
-        rules.validate_paths()?;
-        for (what, path) in [("org", &rules.org_path), ("role", &rules.role_path)] {
-            if path.is_user_editable() {
-                if !self.user_editable_claims {
-                    return Err(AuthError::InvalidConfig(format!(
-                        "the {what} claim path is under user_metadata, which users can edit \
-                         themselves (Supabase); use app_metadata, or \
-                         dangerous_allow_user_editable_claims"
-                    )));
-                }
-                tracing::warn!(
-                    claim = what,
-                    "the claim is read from user_metadata, which users may be able to edit"
-                );
-            }
+        // Rules first (cheap, no network), then keys and remote fetches.
+        for config in &configs {
+            config.rules(leeway, &ctx)?;
         }
-        let allowed = self.algorithms.unwrap_or_else(AlgSet::all);
-        if allowed.is_empty() {
-            return Err(AuthError::InvalidConfig("no allowed algorithm".into()));
-        }
-        #[cfg(feature = "jwks-remote")]
-        let has_remote = self.remote.is_some();
-        #[cfg(not(feature = "jwks-remote"))]
-        let has_remote = false;
-        if self.keys.is_empty() && !has_remote && !(dev && (self.unverified || self.demo.is_some()))
-        {
-            return Err(AuthError::MissingKey(MISSING_KEY));
-        }
-        #[cfg(feature = "jwks-remote")]
-        let (remote, first_wait) = match self.remote {
-            Some(config) => {
-                config.check_scheme(self.environment)?;
-                let (body, ttl) = crate::remote::fetch(&config).map_err(|e| {
-                    AuthError::InvalidConfig(format!(
-                        "cannot fetch the JWKS from {}: {e}",
-                        config.display_url()
-                    ))
-                })?;
-                let fetched = KeySet::from_remote_jwks_json(&body)?;
-                let local = std::mem::take(&mut self.keys);
-                self.keys = local.clone();
-                self.keys.extend(fetched.clone());
-                let sources = crate::remote::Sources {
-                    local,
-                    remote: fetched,
-                    body,
-                };
-                let (remote, wake) = crate::remote::Remote::new(config, sources);
-                (Some((remote, wake)), ttl)
-            }
-            None => (None, Duration::ZERO),
-        };
-        let state = prepare_keys(
-            self.environment,
-            &self.keys,
-            allowed,
-            self.cache_capacity,
-            self.cache_hmac,
-        )?;
+        let profiles = configs
+            .into_iter()
+            .map(|config| config.build(&ctx))
+            .collect::<Result<Box<[_]>, _>>()?;
+        let routes = Routes::new(&profiles)?;
         let demo = match &self.demo {
-            Some(demo) => {
-                let role = match &demo.role {
-                    Some(name) => rules
-                        .allowed_roles
-                        .iter()
-                        .find(|r| r.as_str() == name)
-                        .cloned()
-                        .ok_or_else(|| {
-                            AuthError::InvalidConfig(format!(
-                                "the demo principal's role {name:?} is not an allowed role"
-                            ))
-                        })?,
-                    None => rules.allowed_roles[0].clone(),
-                };
-                let audience = rules.audiences.first().map_or(DEFAULT_AUDIENCE, |a| &**a);
-                tracing::warn!(
-                    user_id = %demo.user_id,
-                    org_id = %demo.org_id,
-                    "development demo principal enabled: requests without a token are treated as this user"
-                );
-                Some(demo.to_principal(role, &rules.org_path, &rules.role_path, audience))
-            }
+            Some(demo) => Some(demo_principal(demo, &profiles[0])?),
             None => None,
         };
         if self.unverified {
@@ -824,35 +647,43 @@ impl VerifierBuilder {
         if let Some(cookie) = &self.cookie {
             tracing::info!(cookie = %cookie, "tokens are also read from a cookie (mind CSRF)");
         }
-        #[cfg(feature = "jwks-remote")]
-        let (remote, wake) = match remote {
-            Some((remote, wake)) => {
-                let retry = remote.config.cooldown.min(remote.config.min_ttl);
-                (Some(remote), Some((wake, retry)))
-            }
-            None => (None, None),
-        };
-        let inner = Arc::new(Inner {
+        Ok(Verifier(Arc::new(Inner {
             environment: self.environment,
-            rules,
-            allowed,
+            profiles,
+            routes,
             max_token_len: self.max_token_len,
-            cache_capacity: self.cache_capacity,
-            cache_hmac: self.cache_hmac,
             cookie: self.cookie.map(Into::into),
             unverified: self.unverified,
             demo,
             clock: self.clock,
-            state: ArcSwap::from_pointee(state),
-            #[cfg(feature = "jwks-remote")]
-            remote,
-        });
-        #[cfg(feature = "jwks-remote")]
-        if let Some((wake, retry)) = wake {
-            crate::remote::spawn(Arc::downgrade(&inner), wake, first_wait, retry)?;
-        }
-        Ok(Verifier(inner))
+        })))
     }
+}
+
+/// The development demo principal, shaped by the first profile's rules.
+fn demo_principal(demo: &DemoPrincipal, profile: &Profile) -> Result<Principal, AuthError> {
+    let rules = &profile.rules;
+    let role = match &demo.role {
+        Some(name) => rules
+            .role
+            .allowed
+            .iter()
+            .find(|r| r.as_str() == name)
+            .cloned()
+            .ok_or_else(|| {
+                AuthError::InvalidConfig(format!(
+                    "the demo principal's role {name:?} is not an allowed role"
+                ))
+            })?,
+        None => rules.role.allowed[0].clone(),
+    };
+    let audience = rules.audiences.first().map_or(DEFAULT_AUDIENCE, |a| &**a);
+    tracing::warn!(
+        user_id = %demo.user_id,
+        org_id = %demo.org_id,
+        "development demo principal enabled: requests without a token are treated as this user"
+    );
+    Ok(demo.to_principal(role, &rules.org_path, &rules.role_path, audience))
 }
 
 #[cfg(test)]

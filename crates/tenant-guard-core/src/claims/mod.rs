@@ -1,71 +1,25 @@
 //! Claims: one pass over the verified payload that picks out the registered claims and the
-//! configured org and role paths (PostgREST-style dotted paths), then the checks on them.
+//! configured org and role paths, then the checks on them.
+//!
+//! - `path`: how a claim path is spelled (dotted, `["quoted"]` keys, JSON Pointer);
+//! - `visit`: the serde visitors of the one pass (borrowing from the payload);
+//! - `role`: from the role claim as found (a name, an array, nothing) to the Postgres role.
+
+mod path;
+mod role;
+mod visit;
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use uuid::Uuid;
 
 use crate::error::AuthError;
 use crate::role::Role;
 
-/// Longest claim path, in segments.
-const MAX_PATH_SEGMENTS: usize = 8;
-
-/// Claims that are read as registered claims and so cannot start an org or role path.
-const REGISTERED: [&str; 6] = ["exp", "nbf", "iat", "sub", "aud", "iss"];
-
-/// A dotted claim path such as `app_metadata.org_id`.
-/// Top-level claims the token's holder can write: Supabase copies `user_metadata` from what the
-/// user sets with `updateUser({ data })`.
-const USER_EDITABLE: &[&str] = &["user_metadata"];
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ClaimPath(Box<[Box<str>]>);
-
-impl ClaimPath {
-    /// Parses `path`: 1 to 8 non-empty segments separated by dots.
-    pub(crate) fn parse(path: &str, what: &str) -> Result<Self, AuthError> {
-        let segments: Vec<Box<str>> = path.split('.').map(Into::into).collect();
-        if path.is_empty() || segments.iter().any(|s| s.is_empty()) {
-            return Err(AuthError::InvalidConfig(format!(
-                "{what} path {path:?} must be dot-separated non-empty names"
-            )));
-        }
-        if segments.len() > MAX_PATH_SEGMENTS {
-            return Err(AuthError::InvalidConfig(format!(
-                "{what} path {path:?} has more than {MAX_PATH_SEGMENTS} segments"
-            )));
-        }
-        if REGISTERED.contains(&&*segments[0]) {
-            return Err(AuthError::InvalidConfig(format!(
-                "{what} path {path:?} cannot start with the registered claim {:?}",
-                segments[0]
-            )));
-        }
-        Ok(Self(segments.into()))
-    }
-
-    pub(crate) fn segments(&self) -> &[Box<str>] {
-        &self.0
-    }
-
-    /// Whether the path is under a claim its user can write ([`USER_EDITABLE`]).
-    pub(crate) fn is_user_editable(&self) -> bool {
-        USER_EDITABLE.contains(&&*self.0[0])
-    }
-
-    fn is_prefix_of(&self, other: &Self) -> bool {
-        other.0.starts_with(&self.0)
-    }
-}
-
-impl fmt::Display for ClaimPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join("."))
-    }
-}
+pub(crate) use path::ClaimPath;
+pub use role::RoleArray;
+pub(crate) use role::{RoleFound, RoleRule};
+use visit::{Aud, Slot, Value, extract};
 
 /// What the claims must satisfy (besides the signature).
 #[derive(Debug, Clone)]
@@ -74,7 +28,7 @@ pub(crate) struct ClaimRules {
     pub(crate) issuer: Option<Box<str>>,
     pub(crate) org_path: ClaimPath,
     pub(crate) role_path: ClaimPath,
-    pub(crate) allowed_roles: Box<[Role]>,
+    pub(crate) role: RoleRule,
     pub(crate) leeway: i64,
 }
 
@@ -91,6 +45,18 @@ impl ClaimRules {
         }
         Ok(())
     }
+
+    /// Whether the role claim may be an array (read as a list rather than refused).
+    pub(crate) fn role_lists(&self) -> bool {
+        self.role.array != RoleArray::Refuse
+    }
+}
+
+/// The top-level `iss` of an unverified payload, to pick the issuer profile whose keys then
+/// verify it: `None` when absent or not a string. Malformed JSON and a repeated `iss` are
+/// malformed tokens (the checks after the signature would refuse them too).
+pub(crate) fn peek_issuer(claims: &str) -> Result<Option<Cow<'_, str>>, AuthError> {
+    visit::issuer(claims)
 }
 
 /// The time claims, kept with cached results so they are re-checked on every use.
@@ -157,15 +123,7 @@ pub(crate) fn check<'a>(
         Slot::Str(sub) if !sub.is_empty() => sub,
         _ => return Err(AuthError::InvalidClaim("sub")),
     };
-    let role = match &found.role {
-        Slot::Str(name) => rules
-            .allowed_roles
-            .iter()
-            .find(|r| r.as_str() == name)
-            .cloned()
-            .ok_or(AuthError::RoleNotAllowed)?,
-        _ => return Err(AuthError::RoleNotAllowed),
-    };
+    let role = rules.role.resolve(&found.role)?;
     let org = match &found.org {
         Slot::Str(text) => parse_org(text).ok_or(AuthError::InvalidOrg)?,
         _ => return Err(AuthError::InvalidOrg),
@@ -235,451 +193,6 @@ fn parse_org(text: &str) -> Option<Uuid> {
     Uuid::try_parse(text).ok().filter(|u| !u.is_nil())
 }
 
-/// A string claim as found.
-#[derive(Debug, Default, PartialEq, Eq)]
-enum Slot<'a> {
-    #[default]
-    Absent,
-    Str(Cow<'a, str>),
-    /// Present but not a string.
-    Other,
-}
-
-/// A NumericDate claim as found.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Value {
-    #[default]
-    Absent,
-    Num(i64),
-    /// Present but not a number (CVE-2026-25537: such a claim must fail, never be skipped).
-    Other,
-}
-
-impl Value {
-    fn optional(self, name: &'static str) -> Result<Option<i64>, AuthError> {
-        match self {
-            Self::Absent => Ok(None),
-            Self::Num(n) => Ok(Some(n)),
-            Self::Other => Err(AuthError::InvalidClaim(name)),
-        }
-    }
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Aud {
-    #[default]
-    Absent,
-    Match,
-    NoMatch,
-}
-
-#[derive(Debug, Default)]
-struct Found<'a> {
-    exp: Value,
-    nbf: Value,
-    iat: Value,
-    aud: Aud,
-    sub: Slot<'a>,
-    iss: Slot<'a>,
-    org: Slot<'a>,
-    role: Slot<'a>,
-}
-
-fn extract<'a>(claims: &'a str, rules: &ClaimRules) -> Result<Found<'a>, AuthError> {
-    let mut de = serde_json::Deserializer::from_str(claims);
-    let found = ClaimsSeed { rules }.deserialize(&mut de).map_err(|e| {
-        tracing::debug!(reason = %e, "claims are not a well-formed JSON object");
-        AuthError::MalformedToken
-    })?;
-    de.end().map_err(|_| AuthError::MalformedToken)?;
-    Ok(found)
-}
-
-/// Bit positions for duplicate detection at the top level.
-const SEEN_EXP: u8 = 1;
-const SEEN_NBF: u8 = 2;
-const SEEN_IAT: u8 = 4;
-const SEEN_AUD: u8 = 8;
-const SEEN_SUB: u8 = 16;
-const SEEN_ISS: u8 = 32;
-
-struct ClaimsSeed<'r> {
-    rules: &'r ClaimRules,
-}
-
-impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
-    type Value = Found<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ClaimsSeed<'_> {
-    type Value = Found<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object of claims")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = Found::default();
-        let mut seen = 0u8;
-        let mut once = |bit: u8, name: &str| {
-            if seen & bit != 0 {
-                return Err(de::Error::custom(format_args!("duplicate claim {name}")));
-            }
-            seen |= bit;
-            Ok(())
-        };
-        let targets = [
-            Target {
-                path: self.rules.org_path.segments(),
-                index: 0,
-            },
-            Target {
-                path: self.rules.role_path.segments(),
-                index: 1,
-            },
-        ];
-        let mut paths = [Slot::Absent, Slot::Absent];
-        let mut path_seen = 0u8;
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            match &*key.0 {
-                "exp" => {
-                    once(SEEN_EXP, "exp")?;
-                    found.exp = map.next_value::<NumericDate>()?.0;
-                }
-                "nbf" => {
-                    once(SEEN_NBF, "nbf")?;
-                    found.nbf = map.next_value::<NumericDate>()?.0;
-                }
-                "iat" => {
-                    once(SEEN_IAT, "iat")?;
-                    found.iat = map.next_value::<NumericDate>()?.0;
-                }
-                "aud" => {
-                    once(SEEN_AUD, "aud")?;
-                    found.aud = map.next_value_seed(AudSeed {
-                        audiences: &self.rules.audiences,
-                    })?;
-                }
-                "sub" => {
-                    once(SEEN_SUB, "sub")?;
-                    found.sub = map.next_value::<StrSlot<'de>>()?.0;
-                }
-                "iss" => {
-                    once(SEEN_ISS, "iss")?;
-                    found.iss = map.next_value::<StrSlot<'de>>()?.0;
-                }
-                name => {
-                    let step = Step::new(&targets, 0, name);
-                    if step.is_empty() {
-                        map.next_value::<IgnoredAny>()?;
-                    } else {
-                        // A member on a claim path appears once at most.
-                        if path_seen & step.0 != 0 {
-                            return Err(de::Error::custom("duplicate claim on a claim path"));
-                        }
-                        path_seen |= step.0;
-                        map.next_value_seed(PathSeed {
-                            targets: &targets,
-                            step,
-                            depth: 0,
-                            out: &mut paths,
-                        })?;
-                    }
-                }
-            }
-        }
-        let [org, role] = paths;
-        found.org = org;
-        found.role = role;
-        Ok(found)
-    }
-}
-
-/// A configured path and the output slot it fills.
-struct Target<'p> {
-    path: &'p [Box<str>],
-    index: usize,
-}
-
-/// Which targets continue through one object member (a bit per target).
-#[derive(Clone, Copy)]
-struct Step(u8);
-
-impl Step {
-    fn new(targets: &[Target<'_>], depth: usize, name: &str) -> Self {
-        let mut bits = 0;
-        for (i, t) in targets.iter().enumerate() {
-            if t.path.get(depth).is_some_and(|seg| **seg == *name) {
-                bits |= 1 << i;
-            }
-        }
-        Self(bits)
-    }
-
-    fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    fn has(self, i: usize) -> bool {
-        self.0 & (1 << i) != 0
-    }
-}
-
-/// Walks one member's value along the targets that go through it.
-struct PathSeed<'s, 'p, 'de> {
-    targets: &'s [Target<'p>],
-    step: Step,
-    depth: usize,
-    out: &'s mut [Slot<'de>; 2],
-}
-
-impl<'de> DeserializeSeed<'de> for PathSeed<'_, '_, 'de> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        // The paths never nest (checked at build), so the member is a leaf for all its targets
-        // or for none of them.
-        let leaf = self
-            .targets
-            .iter()
-            .enumerate()
-            .find(|(i, t)| self.step.has(*i) && t.path.len() == self.depth + 1);
-        match leaf {
-            Some((_, target)) => {
-                self.out[target.index] = <StrSlot<'de> as de::Deserialize>::deserialize(d)?.0;
-                Ok(())
-            }
-            None => d.deserialize_any(self),
-        }
-    }
-}
-
-impl<'de> Visitor<'de> for PathSeed<'_, '_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let depth = self.depth + 1;
-        let mut seen = 0u8;
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            let mut step = Step::new(self.targets, depth, &key.0);
-            step.0 &= self.step.0;
-            if step.is_empty() {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            }
-            if seen & step.0 != 0 {
-                return Err(de::Error::custom("duplicate claim on a claim path"));
-            }
-            seen |= step.0;
-            map.next_value_seed(PathSeed {
-                targets: self.targets,
-                step,
-                depth,
-                out: &mut *self.out,
-            })?;
-        }
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-}
-
-/// An object key, unescaped (so `"s\u0075b"` is `sub`, as Postgres will read it).
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match <StrSlot<'de> as de::Deserialize>::deserialize(d)?.0 {
-            Slot::Str(s) => Ok(Key(s)),
-            _ => Err(de::Error::custom("object key is not a string")),
-        }
-    }
-}
-
-/// Any JSON value, kept when it is a string.
-struct StrSlot<'de>(Slot<'de>);
-
-impl<'de> de::Deserialize<'de> for StrSlot<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrSlotVisitor).map(StrSlot)
-    }
-}
-
-struct StrSlotVisitor;
-
-impl<'de> Visitor<'de> for StrSlotVisitor {
-    type Value = Slot<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Slot::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Slot::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Slot::Str(Cow::Owned(v)))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Slot::Other)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Slot::Other)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Slot::Other)
-    }
-}
-
-/// A NumericDate: any JSON number (fractions truncated toward the past), else [`Value::Other`].
-struct NumericDate(Value);
-
-impl<'de> de::Deserialize<'de> for NumericDate {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NumericDateVisitor).map(NumericDate)
-    }
-}
-
-struct NumericDateVisitor;
-
-impl<'de> Visitor<'de> for NumericDateVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a NumericDate")
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Num(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Num(i64::try_from(v).unwrap_or(i64::MAX)))
-    }
-    #[allow(clippy::cast_possible_truncation)]
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        // `as` saturates; JSON has no NaN or infinity.
-        Ok(Value::Num(v.floor() as i64))
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
-        Ok(Value::Other)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
-        Ok(Value::Other)
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Other)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
-        StrSlotVisitor.visit_map(map).map(|_| Value::Other)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
-        StrSlotVisitor.visit_seq(seq).map(|_| Value::Other)
-    }
-}
-
-/// `aud`: a string or an array of strings; matches when one of them is an accepted audience.
-struct AudSeed<'r> {
-    audiences: &'r [Box<str>],
-}
-
-impl<'de> DeserializeSeed<'de> for AudSeed<'_> {
-    type Value = Aud;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Aud, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for AudSeed<'_> {
-    type Value = Aud;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string or an array of strings")
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Aud, E> {
-        Ok(if self.audiences.iter().any(|a| **a == *v) {
-            Aud::Match
-        } else {
-            Aud::NoMatch
-        })
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Aud, A::Error> {
-        let mut result = Aud::NoMatch;
-        let mut all_strings = true;
-        while let Some(StrSlot(item)) = seq.next_element()? {
-            match item {
-                Slot::Str(s) if self.audiences.iter().any(|a| **a == *s) => result = Aud::Match,
-                Slot::Str(_) => {}
-                _ => all_strings = false,
-            }
-        }
-        Ok(if all_strings { result } else { Aud::NoMatch })
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Aud, E> {
-        Ok(Aud::NoMatch)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Aud, E> {
-        Ok(Aud::NoMatch)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Aud, E> {
-        Ok(Aud::NoMatch)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Aud, E> {
-        Ok(Aud::NoMatch)
-    }
-    fn visit_unit<E>(self) -> Result<Aud, E> {
-        Ok(Aud::NoMatch)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Aud, A::Error> {
-        StrSlotVisitor.visit_map(map).map(|_| Aud::NoMatch)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -693,7 +206,7 @@ mod tests {
             issuer: Some("https://issuer.example".into()),
             org_path: ClaimPath::parse(org, "org").unwrap(),
             role_path: ClaimPath::parse(role, "role").unwrap(),
-            allowed_roles: vec![Role::new("authenticated").unwrap()].into(),
+            role: RoleRule::new(&["authenticated".into()], RoleArray::Refuse, None, &[]).unwrap(),
             leeway: 30,
         }
     }
