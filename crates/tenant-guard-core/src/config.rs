@@ -19,6 +19,36 @@
 //! | `JWT_CACHE_SIZE` | verified-token cache entries (0 = off) | `1000` |
 //! | `JWT_COOKIE_NAME` | also read the token from this cookie (mind CSRF) | unset |
 //! | `JWT_JWKS_URL` | remote JWKS, refreshed in the background (feature `jwks-remote`) | unset |
+//! | `JWT_OIDC_ISSUER` | OpenID Connect issuer: `iss` must equal it, keys from its discovery document's `jwks_uri` (feature `jwks-remote`) | unset |
+//! | `JWT_ROLE_ARRAY` | how an array role claim is read: `refuse`, `first` (first allowed) or `exactly_one` | `refuse` |
+//! | `JWT_DEFAULT_ROLE` | the role of a token that names none (must be allowed) | unset: such tokens are refused |
+//! | `JWT_ROLE_MAP` | IdP role → Postgres role, e.g. `admin=org_admin,member=authenticated` | unset |
+//! | `JWT_ISSUERS` | more issuers, as a JSON array of profiles (see below) | unset |
+//!
+//! Claim paths (`ORG_CLAIM`, `ROLE_CLAIM`) are dotted (`realm_access.roles`), with `["quoted"]`
+//! keys for names holding dots (`["https://example.com/roles"]`), or a JSON Pointer
+//! (`/https:~1~1example.com~1roles`).
+//!
+//! # Several issuers: `JWT_ISSUERS`
+//!
+//! The variables above configure the first issuer profile (it is left out when it has no key and
+//! no issuer); `JWT_ISSUERS` adds one profile per array element. Every profile then needs a
+//! distinct `issuer`, and tokens are routed by their `iss`. Members (only `issuer` is required;
+//! unknown members are errors):
+//!
+//! ```json
+//! [{"issuer": "https://example.eu.auth0.com/", "oidc": true,
+//!   "audience": ["https://api.example.com"],
+//!   "org_claim": ["https://example.com/org_id"], "role_claim": ["https://example.com/roles"],
+//!   "role_array": "first", "default_role": "authenticated",
+//!   "role_map": {"admin": "org_admin"}, "allowed_roles": ["authenticated", "org_admin"]},
+//!  {"issuer": "partner-hs256", "secret_env": "PARTNER_JWT_SECRET", "algorithms": ["HS256"]}]
+//! ```
+//!
+//! Keys: `oidc` (discovery from `issuer`), `jwks_url`, `jwks_file`, `public_key_file`, or
+//! `secret_env` (the *name* of the variable holding an HMAC secret, so no secret sits in the JSON;
+//! `secret_is_base64` as for `JWT_SECRET`). Paths are a string (the syntax above) or an array of
+//! keys. `audience` is a string or an array.
 //!
 //! Empty values count as unset. With no key at all the build fails with
 //! [`AuthError::MissingKey`] naming `JWT_SECRET or JWT_JWKS_FILE`, in every environment: the
@@ -35,6 +65,8 @@ use crate::environment::{DEFAULT_ENV_VAR, Environment};
 use crate::error::AuthError;
 use crate::keys::KeySet;
 use crate::verifier::{Verifier, VerifierBuilder};
+
+mod issuers;
 
 /// HMAC secret.
 pub const JWT_SECRET: &str = "JWT_SECRET";
@@ -68,6 +100,16 @@ pub const JWT_CACHE_SIZE: &str = "JWT_CACHE_SIZE";
 pub const JWT_COOKIE_NAME: &str = "JWT_COOKIE_NAME";
 /// URL of a remote JWKS (feature `jwks-remote`).
 pub const JWT_JWKS_URL: &str = "JWT_JWKS_URL";
+/// OpenID Connect issuer, for discovery (feature `jwks-remote`).
+pub const JWT_OIDC_ISSUER: &str = "JWT_OIDC_ISSUER";
+/// How an array role claim is read (`refuse`, `first`, `exactly_one`).
+pub const JWT_ROLE_ARRAY: &str = "JWT_ROLE_ARRAY";
+/// The role of a token that names none.
+pub const JWT_DEFAULT_ROLE: &str = "JWT_DEFAULT_ROLE";
+/// IdP role names mapped to Postgres roles (`from=to,…`).
+pub const JWT_ROLE_MAP: &str = "JWT_ROLE_MAP";
+/// More issuer profiles, as a JSON array.
+pub const JWT_ISSUERS: &str = "JWT_ISSUERS";
 
 impl VerifierBuilder {
     /// A builder configured from the process environment (see [the table](crate::config)), to
@@ -150,12 +192,66 @@ impl VerifierBuilder {
                 builder = builder.jwks_url(url.trim());
             }
             #[cfg(not(feature = "jwks-remote"))]
-            return Err(AuthError::InvalidConfig(format!(
-                "{JWT_JWKS_URL} is set ({url}) but tenant-guard-core was built without the `jwks-remote` feature"
-            )));
+            return Err(no_remote_feature(JWT_JWKS_URL, &url));
+        }
+        if let Some(issuer) = get(JWT_OIDC_ISSUER) {
+            let issuer = issuer.trim();
+            if let Some(other) = get(JWT_ISSUER).filter(|o| o.trim() != issuer) {
+                return Err(AuthError::InvalidConfig(format!(
+                    "{JWT_ISSUER} ({other}) and {JWT_OIDC_ISSUER} ({issuer}) differ"
+                )));
+            }
+            if get(JWT_JWKS_URL).is_some() {
+                return Err(AuthError::InvalidConfig(format!(
+                    "set either {JWT_JWKS_URL} or {JWT_OIDC_ISSUER}, not both"
+                )));
+            }
+            #[cfg(feature = "jwks-remote")]
+            {
+                builder = builder.oidc_issuer(issuer);
+            }
+            #[cfg(not(feature = "jwks-remote"))]
+            return Err(no_remote_feature(JWT_OIDC_ISSUER, issuer));
+        }
+        if let Some(mode) = get(JWT_ROLE_ARRAY) {
+            builder = builder.role_array(mode.parse().map_err(|e| name_it(JWT_ROLE_ARRAY, e))?);
+        }
+        if let Some(role) = get(JWT_DEFAULT_ROLE) {
+            builder = builder.default_role(role.trim());
+        }
+        if let Some(map) = get(JWT_ROLE_MAP) {
+            for (from, to) in parse_role_map(&map)? {
+                builder = builder.map_role(from, to);
+            }
+        }
+        if let Some(json) = get(JWT_ISSUERS) {
+            for profile in issuers::parse(&json, &get)? {
+                builder = builder.add_issuer(profile);
+            }
         }
         Ok(builder)
     }
+}
+
+#[cfg(not(feature = "jwks-remote"))]
+fn no_remote_feature(var: &str, value: &str) -> AuthError {
+    AuthError::InvalidConfig(format!(
+        "{var} is set ({value}) but tenant-guard-core was built without the `jwks-remote` feature"
+    ))
+}
+
+/// `from=to,from=to`: IdP role names (any text without `=` or `,`) to Postgres roles.
+fn parse_role_map(list: &str) -> Result<Vec<(&str, &str)>, AuthError> {
+    split_list(list)
+        .map(|pair| match pair.split_once('=') {
+            Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => {
+                Ok((from.trim(), to.trim()))
+            }
+            _ => Err(AuthError::InvalidConfig(format!(
+                "{JWT_ROLE_MAP}: {pair:?} is not idp_role=postgres_role"
+            ))),
+        })
+        .collect()
 }
 
 fn name_it(var: &str, e: AuthError) -> AuthError {
@@ -224,5 +320,14 @@ mod tests {
         assert_eq!(parse_number("N", None), Ok(None));
         assert!(parse_number("N", Some("-1".into())).is_err());
         assert_eq!(split_list(" a, ,b ,").collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            parse_role_map("admin=org_admin, Task.Write = authenticated"),
+            Ok(vec![
+                ("admin", "org_admin"),
+                ("Task.Write", "authenticated")
+            ])
+        );
+        assert!(parse_role_map("admin").is_err());
+        assert!(parse_role_map("=x").is_err());
     }
 }

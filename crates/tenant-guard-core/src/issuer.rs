@@ -134,6 +134,15 @@ impl IssuerProfile {
         self
     }
 
+    /// Whether a key, a remote JWKS or OIDC discovery is configured.
+    pub(crate) fn has_key_source(&self) -> bool {
+        #[cfg(feature = "jwks-remote")]
+        let remote = self.remote.is_some();
+        #[cfg(not(feature = "jwks-remote"))]
+        let remote = false;
+        !self.keys.is_empty() || remote
+    }
+
     /// Whether anything was configured (the builder's own profile is dropped when it is empty
     /// and other profiles exist).
     pub(crate) fn is_configured(&self) -> bool {

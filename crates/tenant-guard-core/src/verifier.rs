@@ -482,6 +482,12 @@ impl VerifierBuilder {
         self
     }
 
+    /// Whether any key source (a key, a JWKS URL, OIDC discovery) is configured so far, in any
+    /// issuer profile. Apps use it to decide on a development fallback before building.
+    pub fn has_key_source(&self) -> bool {
+        self.primary.has_key_source() || self.extra.iter().any(IssuerProfile::has_key_source)
+    }
+
     /// Trusts one more issuer, with its own keys and rules; see [`crate::issuer`]. With several
     /// issuers every profile (the builder's own included, when it has keys) must name a distinct
     /// issuer, and tokens are routed by their `iss`.
