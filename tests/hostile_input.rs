@@ -10,7 +10,7 @@
 mod adversary;
 
 use adversary::apps::{Answer, AppConfig, actix_app, axum_app};
-use adversary::table::{Expect, Row, Trap, rows};
+use adversary::table::{Expect, Row, Trap, issuer_rows, rows};
 use adversary::tokens::{self, NOW, ORG, SUB};
 use tenant_guard::core::{Environment, Verifier};
 
@@ -169,5 +169,35 @@ fn oversized_tokens_are_refused_before_decoding() {
     assert_eq!(
         default.verify(&"a".repeat(limit)).unwrap_err().code(),
         "malformed_token"
+    );
+}
+
+/// Issuer confusion through both adapters: two issuers behind one verifier, tokens routed by
+/// `iss`; every row gets its one answer from axum and actix alike.
+#[actix_web::test]
+async fn issuer_confusion_gets_its_answer_from_both_adapters() {
+    let trap = Trap::new();
+    let table = issuer_rows(&trap);
+    let config = AppConfig::new(tokens::two_issuer_verifier());
+    let mut failures = Vec::new();
+    for row in &table {
+        let axum = axum_app::send(&config, &row.req).await;
+        let actix = actix_app::send(&config, &row.req).await;
+        for (framework, answer) in [("axum", &axum), ("actix", &actix)] {
+            if let Err(e) = check(row, framework, answer) {
+                failures.push(e);
+            }
+        }
+        if (axum.status, &axum.body) != (actix.status, &actix.body) {
+            failures.push(format!("{}: axum and actix differ", row.name));
+        }
+    }
+    assert!(!trap.was_contacted(), "a jku URL from a token was fetched");
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        table.len(),
+        failures.join("\n")
     );
 }

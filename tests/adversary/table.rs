@@ -809,3 +809,219 @@ pub fn rows(trap: &Trap) -> Vec<Row> {
     );
     t.rows
 }
+
+const ISSUER: Expect = Expect::Refused(401, "invalid_issuer");
+
+/// Issuer confusion, for [`two_issuer_verifier`]: tokens are routed by `iss` to one issuer's
+/// keys and rules, so no key of one issuer ever verifies a token claiming the other, and an
+/// unknown, missing or disguised `iss` is refused before any key is tried.
+pub fn issuer_rows(trap: &Trap) -> Vec<Row> {
+    let mut t = Table { rows: Vec::new() };
+    let a = claims_a();
+    let b = claims_b();
+    let hs = |claims: &Value, secret: &str| {
+        hs256_text(
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            &claims.to_string(),
+            secret.as_bytes(),
+        )
+    };
+    let ed =
+        |claims: &Value| partner_ed(r#"{"alg":"EdDSA","kid":"partner-1"}"#, &claims.to_string());
+
+    t.bearer("issuer A, A's secret", hs(&a, SECRET), Expect::Ok);
+    t.bearer("issuer B, B's Ed25519 key", ed(&b), Expect::Ok);
+    t.bearer("issuer B, B's secret", hs(&b, PARTNER_SECRET), Expect::Ok);
+
+    // One issuer's key, the other's name.
+    t.bearer("A's secret on a token claiming B", hs(&b, SECRET), BAD_SIG);
+    t.bearer(
+        "B's secret on a token claiming A",
+        hs(&a, PARTNER_SECRET),
+        BAD_SIG,
+    );
+    t.bearer(
+        "A's RSA key (kid rsa-1) on a token claiming B",
+        rs256(
+            r#"{"alg":"RS256","kid":"rsa-1"}"#,
+            &b,
+            "rsa1_private_pkcs1.pem",
+        ),
+        KID,
+    );
+    t.bearer(
+        "A's RSA key without kid on a token claiming B",
+        rs256(r#"{"alg":"RS256"}"#, &b, "rsa1_private_pkcs1.pem"),
+        ALG,
+    );
+    t.bearer(
+        "B's Ed25519 key (kid partner-1) on a token claiming A",
+        ed(&a),
+        KID,
+    );
+    t.bearer(
+        "B's Ed25519 key without kid on a token claiming A",
+        partner_ed(r#"{"alg":"EdDSA"}"#, &a.to_string()),
+        ALG,
+    );
+    t.bearer(
+        "B's key named by A's kid on a token claiming A",
+        partner_ed(r#"{"alg":"EdDSA","kid":"rsa-1"}"#, &a.to_string()),
+        ALG,
+    );
+    t.bearer(
+        "B's key, token claiming B, jku pointing at an attacker's JWKS",
+        partner_ed(
+            &json!({"alg":"EdDSA","kid":"attacker","jku": trap.url}).to_string(),
+            &b.to_string(),
+        ),
+        KID,
+    );
+
+    // Disguised, unknown or missing issuers: refused before any key is tried.
+    for (name, iss) in [
+        ("unknown issuer", json!("https://evil.example/")),
+        (
+            "issuer B without its trailing slash",
+            json!("https://partner.example.com"),
+        ),
+        (
+            "issuer B in upper case",
+            json!("HTTPS://PARTNER.EXAMPLE.COM/"),
+        ),
+        (
+            "issuer B with a trailing space",
+            json!("https://partner.example.com/ "),
+        ),
+        (
+            "issuer B with a NUL appended",
+            json!("https://partner.example.com/\u{0}"),
+        ),
+        ("issuer as an array of both", json!([ISSUER_A, ISSUER_B])),
+        ("issuer as an object", json!({"iss": ISSUER_B})),
+        ("issuer null", json!(null)),
+        ("issuer a number", json!(1)),
+        ("issuer empty", json!("")),
+        ("issuer 4 000 characters", json!("x".repeat(4_000))),
+    ] {
+        t.bearer(
+            format!("{name}, A's secret"),
+            hs(&with(a.clone(), "iss", iss.clone()), SECRET),
+            ISSUER,
+        );
+        t.bearer(
+            format!("{name}, B's key"),
+            ed(&with(b.clone(), "iss", iss)),
+            ISSUER,
+        );
+    }
+    t.bearer(
+        "issuer missing, A's secret",
+        hs(&without(a.clone(), "iss"), SECRET),
+        ISSUER,
+    );
+    t.bearer(
+        "issuer missing, B's key",
+        ed(&without(b.clone(), "iss")),
+        ISSUER,
+    );
+    let dup = |first: &str, then: &str| {
+        let text = without(b.clone(), "iss").to_string();
+        format!("{{\"iss\":\"{first}\",\"iss\":\"{then}\",{}", &text[1..])
+    };
+    t.bearer(
+        "issuer twice (B then A), B's key",
+        partner_ed(
+            r#"{"alg":"EdDSA","kid":"partner-1"}"#,
+            &dup(ISSUER_B, ISSUER_A),
+        ),
+        MALFORMED,
+    );
+    t.bearer(
+        "issuer twice (A then B), A's secret",
+        signed_payload(&dup(ISSUER_A, ISSUER_B)),
+        MALFORMED,
+    );
+    let escaped = b
+        .to_string()
+        .replace("https://partner", "https:\\/\\/p\\u0061rtner");
+    t.bearer(
+        "issuer B spelled with escapes, A's secret",
+        signed_payload(&escaped),
+        BAD_SIG,
+    );
+    t.bearer(
+        "issuer B spelled with escapes, B's key",
+        partner_ed(r#"{"alg":"EdDSA","kid":"partner-1"}"#, &escaped),
+        Expect::Ok,
+    );
+    t.bearer(
+        "issuer only in a nested object",
+        hs(
+            &with(
+                without(a.clone(), "iss"),
+                "app_metadata",
+                json!({"iss": ISSUER_A}),
+            ),
+            SECRET,
+        ),
+        ISSUER,
+    );
+
+    // Each issuer's own rules: A's shape is not B's.
+    t.bearer(
+        "issuer B, A's audience",
+        ed(&with(b.clone(), "aud", json!("authenticated"))),
+        Expect::Refused(401, "invalid_audience"),
+    );
+    t.bearer(
+        "issuer B, A's claim shape (string role, org_id)",
+        ed(&with(
+            with(a.clone(), "iss", json!(ISSUER_B)),
+            "aud",
+            json!("partner-api"),
+        )),
+        ROLE,
+    );
+    t.bearer(
+        "issuer B, only roles that are not allowed",
+        ed(&with(
+            b.clone(),
+            "roles",
+            json!(["postgres", "service_role", "org_admin"]),
+        )),
+        ROLE,
+    );
+    t.bearer(
+        "issuer B, role array with a non-string",
+        ed(&with(
+            b.clone(),
+            "roles",
+            json!(["member", {"role": "postgres"}]),
+        )),
+        ROLE,
+    );
+    t.bearer(
+        "issuer B, org in A's claim",
+        ed(&with(
+            without(b.clone(), "https://partner.example.com/org"),
+            "org_id",
+            json!(ORG),
+        )),
+        BAD_ORG,
+    );
+    t.bearer(
+        "issuer A, B's role array",
+        hs(
+            &with(without(a.clone(), "role"), "roles", json!(["member"])),
+            SECRET,
+        ),
+        ROLE,
+    );
+    t.bearer(
+        "issuer B, expired",
+        ed(&with(b, "exp", json!(NOW - 3600))),
+        EXPIRED,
+    );
+    t.rows
+}

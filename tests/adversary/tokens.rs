@@ -127,3 +127,62 @@ pub fn attacker_jwk() -> Value {
         .cloned()
         .expect("rsa-2 in the fixture")
 }
+
+/// The issuer of [`verifier`]'s tokens in [`two_issuer_verifier`].
+pub const ISSUER_A: &str = "https://abcdefghijklmnop.supabase.co/auth/v1";
+/// A second, partner issuer (an OIDC-style IdP with Ed25519 keys and an array role claim).
+pub const ISSUER_B: &str = "https://partner.example.com/";
+/// The partner's HMAC secret (machine tokens); never the app's.
+pub const PARTNER_SECRET: &str = "partner-hs256-secret-3c9a1f7e5b2d8c4a-do-not-log";
+
+/// Issuer confusion: the keys of [`verifier`] for [`ISSUER_A`], and for [`ISSUER_B`] an Ed25519
+/// key (`kid` `partner-1`) and [`PARTNER_SECRET`], its own audience and role mapping. Tokens are
+/// routed by `iss`.
+pub fn two_issuer_verifier() -> Verifier {
+    use tenant_guard::core::{IssuerProfile, RoleArray};
+    Verifier::builder(Environment::Production)
+        .issuer(ISSUER_A)
+        .hmac_secret(SECRET)
+        .public_key_pem_with_kid("rsa-1", fixture("rsa1_public.pem"))
+        .public_key_pem_with_kid("ec-1", fixture("ec256_public.pem"))
+        .allowed_roles(["authenticated", "org_admin"])
+        .add_issuer(
+            IssuerProfile::new(ISSUER_B)
+                .public_key_pem_with_kid("partner-1", fixture("ed25519_public.pem"))
+                .hmac_secret(PARTNER_SECRET)
+                .audience("partner-api")
+                .org_claim(r#"["https://partner.example.com/org"]"#)
+                .role_claim("roles")
+                .role_array(RoleArray::FirstAllowed)
+                .map_role("member", "authenticated")
+                .allowed_roles(["authenticated"]),
+        )
+        .clock(|| NOW)
+        .build()
+        .expect("two-issuer verifier")
+}
+
+/// [`claims`] as issued by [`ISSUER_A`].
+pub fn claims_a() -> Value {
+    with(claims(), "iss", json!(ISSUER_A))
+}
+
+/// The same user as the partner issues them: its audience, namespaced org, role array.
+pub fn claims_b() -> Value {
+    json!({
+        "iss": ISSUER_B,
+        "sub": SUB,
+        "aud": "partner-api",
+        "exp": NOW + 3600,
+        "iat": NOW - 10,
+        "https://partner.example.com/org": ORG,
+        "roles": ["viewer", "member"],
+        "email": EMAIL,
+    })
+}
+
+/// EdDSA with the partner's private key and any header and payload text.
+pub fn partner_ed(header: &str, payload: &str) -> String {
+    let key = EncodingKey::from_ed_pem(&fixture("ed25519_private.pem")).expect("ed key");
+    sign_text(header, payload, Algorithm::EdDSA, &key)
+}
