@@ -5,7 +5,10 @@
 //!
 //! Groups: `verify/<ALG>` with `floor` (jsonwebtoken), `ours` (cache off: a full verification) and,
 //! for the asymmetric algorithms, `ours_cached` (a verified-token cache hit). HS256 also has
-//! `ours_cached` with the opt-in HMAC cache. Results and method: `BENCHMARKS.md`.
+//! `ours_cached` with the opt-in HMAC cache. `issuers/<ALG>` measures the cost per issuer count: a
+//! verifier with 1, 4 or 16 issuer profiles (each with its own key), the token from the last one
+//! (1 is the single-profile path, no routing; 4 and 16 route by `iss`). Results and method:
+//! `BENCHMARKS.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::hint::black_box;
@@ -15,7 +18,7 @@ use criterion::{Criterion, criterion_group};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::Deserialize;
 use serde_json::json;
-use tenant_guard_core::{Environment, Verifier};
+use tenant_guard_core::{Environment, IssuerProfile, Verifier};
 
 const SECRET: &str = "bench-secret-that-is-at-least-32-bytes-long";
 const ORG: &str = "7d0a3d39-3a4b-4c49-9a41-5bd2f1a1f0aa";
@@ -225,7 +228,59 @@ fn icount(spec: &str) {
     }
 }
 
-criterion_group!(benches, bench);
+const ISSUER: &str = "https://abcdefghijklmnop.supabase.co/auth/v1";
+
+/// A verifier trusting `n` issuers, each with its own HMAC secret and RSA key; the last one is
+/// the bench token's issuer (`ISSUER`), the others `https://idp-<i>.example/`.
+fn multi_issuer(n: usize, cache: bool) -> Verifier {
+    let rsa = fixture("rsa1_public.pem");
+    let mut builder =
+        Verifier::builder(Environment::Production).cache_capacity(if cache { 1000 } else { 0 });
+    for i in 0..n {
+        let issuer = if i + 1 == n {
+            ISSUER.to_owned()
+        } else {
+            format!("https://idp-{i}.example/")
+        };
+        let secret = if i + 1 == n {
+            SECRET.to_owned()
+        } else {
+            format!("{SECRET}-{i}")
+        };
+        builder = builder.add_issuer(
+            IssuerProfile::new(issuer)
+                .hmac_secret(secret)
+                .public_key_pem_with_kid("rsa-1", &rsa),
+        );
+    }
+    builder.build().unwrap()
+}
+
+fn bench_issuers(c: &mut Criterion) {
+    let uncached = verifier(false);
+    let cached = verifier(true);
+    let subjects = subjects(&uncached, &cached);
+    for (alg, cache) in [("HS256", false), ("RS256", true)] {
+        let s = subjects.iter().find(|s| s.name == alg).unwrap();
+        let mut group = c.benchmark_group(format!(
+            "issuers/{alg}{}",
+            if cache { "_cached" } else { "" }
+        ));
+        for n in [1, 4, 16] {
+            let v = multi_issuer(n, cache);
+            assert_eq!(
+                v.authenticate(&s.headers).unwrap().org_id().to_string(),
+                ORG
+            );
+            group.bench_function(n.to_string(), |b| {
+                b.iter(|| v.authenticate(black_box(&s.headers)).unwrap())
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench, bench_issuers);
 
 fn main() {
     if let Ok(spec) = std::env::var("VERIFY_ICOUNT") {
