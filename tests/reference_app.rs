@@ -37,6 +37,12 @@ const APP_VARS: &[&str] = &[
     "ROLE_CLAIM",
     "JWT_ALLOWED_ROLES",
     "JWT_COOKIE_NAME",
+    "JWT_JWKS_URL",
+    "JWT_OIDC_ISSUER",
+    "JWT_ISSUERS",
+    "JWT_ROLE_ARRAY",
+    "JWT_DEFAULT_ROLE",
+    "JWT_ROLE_MAP",
     "BIND",
     "DB_POOL_SIZE",
     "RATE_LIMIT_PER_MINUTE",
@@ -1128,4 +1134,104 @@ fn axum_reference_app_logs_json() {
 #[test]
 fn actix_reference_app_logs_json() {
     check_json_logs("reference_actix");
+}
+
+/// A minimal OIDC issuer on loopback: its discovery document and its JWKS (the core's test key
+/// `ec-1`), served until the test process ends. Returns the issuer URL.
+fn local_oidc_issuer() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let issuer = format!("{base}/realms/acme");
+    let jwks = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/tenant-guard-core/tests/fixtures/jwks.json"
+    ))
+    .expect("jwks fixture");
+    let doc = serde_json::json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/protocol/openid-connect/certs"),
+    })
+    .to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let body = if request.contains("/.well-known/openid-configuration ") {
+                &doc
+            } else {
+                &jwks
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    issuer
+}
+
+/// Started against an OIDC issuer from the environment alone (`JWT_OIDC_ISSUER`; development,
+/// since the local issuer speaks http): its tokens work, another issuer's do not, and no demo
+/// secret is made up.
+fn check_oidc_issuer_from_env(example: &str) {
+    let issuer = local_oidc_issuer();
+    let database = TestPostgres::shared()
+        .expect("test PostgreSQL")
+        .create_database()
+        .expect("test database");
+    let url = database.url().to_owned();
+    let mut app = RunningApp::start_with(
+        example,
+        &[
+            ("APP_ENV", "development"),
+            ("DATABASE_URL", &url),
+            ("JWT_OIDC_ISSUER", &issuer),
+        ],
+        Some(database),
+    );
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/crates/tenant-guard-core/tests/fixtures/ec256_private.pem"
+        ))
+        .expect("ec key"),
+    )
+    .expect("ec key");
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("ec-1".into());
+    let mut good = claims("alice", ORG_A);
+    good["iss"] = serde_json::json!(issuer);
+    let token = jsonwebtoken::encode(&header, &good, &key).expect("sign");
+    let me = app.get("/me", Some(&token));
+    assert_eq!(me.status, 200, "{me:?}");
+    assert_eq!(me.json()["org_id"], ORG_A);
+    let mut other = good.clone();
+    other["iss"] = serde_json::json!("https://other.example/");
+    let token = jsonwebtoken::encode(&header, &other, &key).expect("sign");
+    let code = app
+        .get("/me", Some(&token))
+        .assert_error(401, "another issuer");
+    assert_eq!(code, "invalid_issuer");
+    assert!(
+        !app.stderr().contains("export TOKEN_ALICE="),
+        "no demo tokens beside a real issuer"
+    );
+    assert!(app.terminate(), "SIGTERM must shut {example} down cleanly");
+}
+
+#[test]
+fn axum_reference_app_starts_against_an_oidc_issuer_from_env() {
+    check_oidc_issuer_from_env("reference_axum");
+}
+
+#[test]
+fn actix_reference_app_starts_against_an_oidc_issuer_from_env() {
+    check_oidc_issuer_from_env("reference_actix");
 }

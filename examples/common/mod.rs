@@ -265,16 +265,17 @@ impl std::fmt::Debug for DemoTokens {
 }
 
 /// Builds the verifier from the environment (`APP_ENV`, `JWT_SECRET`, `JWT_JWKS_FILE`,
-/// `JWT_AUDIENCE`, `JWT_ISSUER`, `ORG_CLAIM`, … as read by `VerifierBuilder::from_env`).
+/// `JWT_OIDC_ISSUER`, `JWT_ISSUERS`, `JWT_AUDIENCE`, `JWT_ISSUER`, `ORG_CLAIM`, … as read by
+/// `VerifierBuilder::from_env`).
 ///
-/// With neither `JWT_SECRET` nor `JWT_JWKS_FILE`: in development a random HS256 secret is
+/// With no key source at all: in development a random HS256 secret is
 /// generated and demo tokens are returned (print them with [`print_demo_tokens`]); in any other
 /// environment this fails with a message naming the missing variables. With both, both kinds of
 /// token are accepted.
 pub fn verifier(config: &Config) -> Result<(Verifier, Option<DemoTokens>), StartError> {
     let builder = VerifierBuilder::from_env()?;
-    let have_keys = config.jwt_secret.is_some() || config.jwks_file.is_some();
-    if !have_keys && config.environment.is_development() {
+    // Any key source counts: JWT_SECRET, JWT_JWKS_FILE, JWT_JWKS_URL, JWT_OIDC_ISSUER, JWT_ISSUERS…
+    if !builder.has_key_source() && config.environment.is_development() {
         let secret = random_secret();
         let verifier = builder.hmac_secret(&secret).build()?;
         let tokens = demo_tokens(config, &secret)?;
