@@ -51,8 +51,9 @@
 //! keys. `audience` is a string or an array.
 //!
 //! Empty values count as unset. With no key at all the build fails with
-//! [`AuthError::MissingKey`] naming `JWT_SECRET or JWT_JWKS_FILE`, in every environment: the
-//! development-only options ([`crate::dangerous`]) are code, never environment variables.
+//! [`AuthError::MissingKey`] naming `JWT_SECRET, JWT_JWKS_FILE, JWT_JWKS_URL or JWT_OIDC_ISSUER`,
+//! in every environment: the development-only options ([`crate::dangerous`]) are code, never
+//! environment variables.
 //!
 //! [`Verifier::from_env`]: crate::Verifier::from_env
 //! [`Verifier::from_lookup`]: crate::Verifier::from_lookup
