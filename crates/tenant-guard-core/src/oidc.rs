@@ -6,13 +6,10 @@ use serde::Deserialize;
 
 use crate::environment::Environment;
 use crate::error::AuthError;
-use crate::remote::RemoteJwks;
+use crate::remote::{MAX_REDIRECTS, RemoteJwks};
 
 /// Largest discovery document read (real ones are a few KiB).
 const MAX_DISCOVERY_BODY: u64 = 256 * 1024;
-
-/// Most redirects followed while fetching the discovery document.
-const MAX_REDIRECTS: u32 = 3;
 
 /// `<issuer>/.well-known/openid-configuration`, without a doubled slash.
 pub(crate) fn discovery_url(issuer: &str) -> String {

@@ -38,6 +38,9 @@ use crate::keys::KeySet;
 /// Largest JWKS body read.
 const MAX_BODY: u64 = 1024 * 1024;
 
+/// Most redirects followed while fetching an OIDC discovery document (the JWKS itself: none).
+pub(crate) const MAX_REDIRECTS: u32 = 3;
+
 /// Where and how often to fetch a remote JWK set.
 ///
 /// Its `Debug` shows the URL without credentials (`user:password@`), like error messages do.
