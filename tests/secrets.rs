@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use adversary::apps::{AppConfig, actix_app, axum_app};
 use adversary::faults::{self, Framework};
-use adversary::table::{Trap, rows};
+use adversary::table::{Trap, issuer_rows, rows};
 use adversary::tokens::{self, ATTACKER_SECRET, EMAIL, FULL_NAME, PHONE, SECRET};
 use tenant_guard::core::{AuthError, Environment, KeySet, RateLimiter, ServiceContext, Verifier};
 use tenant_guard::postgres::TenantPool;
@@ -115,6 +115,18 @@ fn debug_outputs() -> Vec<(&'static str, String)> {
     let issuer_secret = String::from_utf8_lossy(issuer.secret()).into_owned();
     let mut out = vec![
         ("Verifier", format!("{verifier:?}")),
+        (
+            "Verifier (two issuers)",
+            format!("{:?}", tokens::two_issuer_verifier()),
+        ),
+        (
+            "IssuerProfile",
+            format!(
+                "{:?}",
+                tenant_guard::core::IssuerProfile::new("https://partner.example.com/")
+                    .hmac_secret(tokens::PARTNER_SECRET)
+            ),
+        ),
         ("VerifierBuilder", format!("{builder:?}")),
         ("KeySet", format!("{keys:?}")),
         ("Principal", format!("{principal:?}")),
@@ -153,12 +165,23 @@ fn no_secret_in_any_log_line_or_debug_output() {
 
     let trap = Trap::new();
     let table = rows(&trap);
-    let mut row_secrets: Vec<String> = table.iter().flat_map(|r| r.secrets.clone()).collect();
+    let issuer_table = issuer_rows(&trap);
+    let mut row_secrets: Vec<String> = table
+        .iter()
+        .chain(&issuer_table)
+        .flat_map(|r| r.secrets.clone())
+        .collect();
+    row_secrets.push(tokens::PARTNER_SECRET.to_owned());
     actix_web::rt::System::new().block_on(async {
         let config = AppConfig::new(tokens::verifier());
         for row in &table {
             axum_app::send(&config, &row.req).await;
             actix_app::send(&config, &row.req).await;
+        }
+        let two_issuers = AppConfig::new(tokens::two_issuer_verifier());
+        for row in &issuer_table {
+            axum_app::send(&two_issuers, &row.req).await;
+            actix_app::send(&two_issuers, &row.req).await;
         }
         for fw in Framework::BOTH {
             faults::commit_and_rollback(fw).await;
