@@ -48,7 +48,8 @@
 //! Keys: `oidc` (discovery from `issuer`), `jwks_url`, `jwks_file`, `public_key_file`, or
 //! `secret_env` (the *name* of the variable holding an HMAC secret, so no secret sits in the JSON;
 //! `secret_is_base64` as for `JWT_SECRET`). Paths are a string (the syntax above) or an array of
-//! keys. `audience` is a string or an array.
+//! keys. `audience` is a string or an array. `"org_from_request": true`: tokens may carry no org
+//! claim (see [`IssuerProfile::org_from_request`](crate::IssuerProfile::org_from_request)).
 //!
 //! Empty values count as unset. With no key at all the build fails with
 //! [`AuthError::MissingKey`] naming `JWT_SECRET, JWT_JWKS_FILE, JWT_JWKS_URL or JWT_OIDC_ISSUER`,

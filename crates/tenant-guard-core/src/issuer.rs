@@ -64,6 +64,7 @@ pub struct IssuerProfile {
     pub(crate) role_array: RoleArray,
     pub(crate) default_role: Option<String>,
     pub(crate) role_map: Vec<(String, String)>,
+    pub(crate) org_from_request: bool,
     #[cfg(feature = "jwks-remote")]
     pub(crate) remote: Option<crate::remote::RemoteJwks>,
 }
@@ -79,7 +80,8 @@ impl std::fmt::Debug for IssuerProfile {
             .field("allowed_roles", &self.allowed_roles)
             .field("role_array", &self.role_array)
             .field("default_role", &self.default_role)
-            .field("role_map", &self.role_map);
+            .field("role_map", &self.role_map)
+            .field("org_from_request", &self.org_from_request);
         #[cfg(feature = "jwks-remote")]
         d.field("remote", &self.remote);
         d.finish_non_exhaustive()
@@ -100,6 +102,7 @@ impl Default for IssuerProfile {
             role_array: RoleArray::Refuse,
             default_role: None,
             role_map: Vec::new(),
+            org_from_request: false,
             #[cfg(feature = "jwks-remote")]
             remote: None,
         }
@@ -292,6 +295,18 @@ impl IssuerProfile {
         self
     }
 
+    /// Tokens of this issuer may carry **no** org claim (default `false`): the org is then chosen
+    /// per request, by a pipeline that checks membership before scoping. Such tokens verify only
+    /// through [`crate::Verifier::authenticate_identity`], as [`crate::Identity::NeedsOrg`];
+    /// [`crate::Verifier::authenticate`] still refuses them (`invalid_org`), so code that scopes
+    /// by [`crate::Principal::org_id`] never sees one. An org claim that is present must still be
+    /// a valid UUID.
+    #[must_use]
+    pub fn org_from_request(mut self, allowed: bool) -> Self {
+        self.org_from_request = allowed;
+        self
+    }
+
     /// The Postgres roles a token may end up with (default `["authenticated"]`).
     #[must_use]
     pub fn allowed_roles<I, S>(mut self, roles: I) -> Self
@@ -327,6 +342,7 @@ impl IssuerProfile {
                 &self.role_map,
             )?,
             leeway,
+            org_required: !self.org_from_request,
         };
         rules.validate_paths()?;
         for (what, path) in [("org", &rules.org_path), ("role", &rules.role_path)] {

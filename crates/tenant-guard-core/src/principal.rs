@@ -46,6 +46,23 @@ impl Principal {
         }))
     }
 
+    /// The same user, claims and expiry in `org_id` as `role` (for [`crate::PendingOrg`]).
+    pub(crate) fn with_org_and_role(&self, org_id: Uuid, role: Role) -> Self {
+        Self(Arc::new(Inner {
+            user_id: self.0.user_id.clone(),
+            org_id,
+            role,
+            claims_json: self.0.claims_json.clone(),
+            expires_at: self.0.expires_at,
+        }))
+    }
+
+    /// Whether this principal still needs its org (verified from an issuer whose org is chosen
+    /// per request): never true for a principal handed out by [`crate::Verifier::authenticate`].
+    pub(crate) fn needs_org(&self) -> bool {
+        self.0.org_id.is_nil()
+    }
+
     /// The user id: the token's `sub`.
     pub fn user_id(&self) -> &str {
         &self.0.user_id

@@ -17,6 +17,7 @@ use crate::claims::{self, RoleArray};
 use crate::dangerous::DemoPrincipal;
 use crate::environment::Environment;
 use crate::error::AuthError;
+use crate::identity::{Identity, PendingOrg};
 pub use crate::issuer::DEFAULT_AUDIENCE;
 use crate::issuer::{BuildContext, IssuerProfile, MISSING_KEY};
 use crate::keys::KeySet;
@@ -123,8 +124,29 @@ impl Verifier {
     /// (scheme case-insensitive), or the opted-in cookie when there is no `Authorization` header.
     ///
     /// Nothing else is read: no query string, no `x-user-id`-style header. Rejections are logged
-    /// at debug level with their code, never with the token.
+    /// at debug level with their code, never with the token. A token without an org (from an
+    /// issuer with [`IssuerProfile::org_from_request`]) is `invalid_org` here: see
+    /// [`Verifier::authenticate_identity`].
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+        match self.authenticate_any(headers) {
+            Ok(p) if p.needs_org() => Err(AuthError::InvalidOrg),
+            other => other,
+        }
+    }
+
+    /// Like [`Verifier::authenticate`], but a token without an org from an issuer whose org is
+    /// chosen per request is [`Identity::NeedsOrg`] instead of `invalid_org`: the caller picks
+    /// the org from the request and checks membership before it scopes anything.
+    pub fn authenticate_identity(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
+        self.authenticate_any(headers).map(identity)
+    }
+
+    /// Like [`Verifier::verify`], with [`Verifier::authenticate_identity`]'s answer.
+    pub fn verify_identity(&self, token: &str) -> Result<Identity, AuthError> {
+        self.verify_any(token).map(identity)
+    }
+
+    fn authenticate_any(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
         let inner = &*self.0;
         let result = match crate::extract::token_from_headers(headers, inner.cookie.as_deref()) {
             Ok(token) => self.verify_candidate(token, AuthError::MalformedHeader),
@@ -142,8 +164,16 @@ impl Verifier {
         result
     }
 
-    /// Verifies a bare token (the part after `Bearer `).
+    /// Verifies a bare token (the part after `Bearer `). Like [`Verifier::authenticate`], a
+    /// token without an org is `invalid_org` here.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        match self.verify_any(token) {
+            Ok(p) if p.needs_org() => Err(AuthError::InvalidOrg),
+            other => other,
+        }
+    }
+
+    fn verify_any(&self, token: &str) -> Result<Principal, AuthError> {
         let result = self.verify_candidate(token.as_bytes(), AuthError::MalformedToken);
         if let Err(e) = &result {
             tracing::debug!(error = e.code(), "bearer token rejected");
@@ -663,6 +693,15 @@ impl VerifierBuilder {
             demo,
             clock: self.clock,
         })))
+    }
+}
+
+/// A verified principal as an [`Identity`].
+fn identity(principal: Principal) -> Identity {
+    if principal.needs_org() {
+        Identity::NeedsOrg(PendingOrg(principal))
+    } else {
+        Identity::Org(principal)
     }
 }
 

@@ -355,3 +355,58 @@ fn role_mapping_from_the_environment() {
     let v_no_role = v.verify(&hs(&without(claims(), "role"), SECRET)).unwrap();
     assert_eq!(v_no_role.role().as_str(), "authenticated");
 }
+
+#[test]
+fn an_org_chosen_per_request_is_never_an_org_in_authenticate() {
+    use tenant_guard_core::{Identity, Role};
+    let v = Verifier::builder(Environment::Production)
+        .issuer(A)
+        .hmac_secret(SECRET)
+        .add_issuer(
+            IssuerProfile::new(B)
+                .public_key_pem_with_kid("k", fixture("rsa2_public.pem"))
+                .audience("api-b")
+                .org_from_request(true),
+        )
+        .clock(|| NOW)
+        .build()
+        .unwrap();
+    let no_org =
+        json!({"iss": B, "sub": "u-9", "aud": "api-b", "exp": NOW + 600, "role": "authenticated"});
+    let token = mint(J::RS256, Signer::Rsa2, Some("k"), &no_org);
+    // Twice: the second answer comes from the verified-token cache.
+    for _ in 0..2 {
+        assert_eq!(v.verify(&token).unwrap_err(), AuthError::InvalidOrg);
+        assert_eq!(
+            v.authenticate(&bearer(&token)).unwrap_err(),
+            AuthError::InvalidOrg
+        );
+        let Identity::NeedsOrg(pending) = v.authenticate_identity(&bearer(&token)).unwrap() else {
+            panic!("an org-less token is NeedsOrg");
+        };
+        assert_eq!(pending.user_id(), "u-9");
+        assert!(!format!("{pending:?}").contains("api-b"));
+        let org = uuid::Uuid::from_u128(42);
+        let p = pending.into_member(org, Role::new("org_admin").unwrap());
+        assert_eq!((p.org_id(), p.role().as_str()), (org, "org_admin"));
+    }
+    // An org claim that is there must still be valid, and then it is the org.
+    let bad = with(no_org.clone(), "org_id", json!("not-a-uuid"));
+    let token = mint(J::RS256, Signer::Rsa2, Some("k"), &bad);
+    assert_eq!(
+        v.verify_identity(&token).unwrap_err(),
+        AuthError::InvalidOrg
+    );
+    let good = with(no_org, "org_id", json!(ORG));
+    let token = mint(J::RS256, Signer::Rsa2, Some("k"), &good);
+    assert!(
+        matches!(v.verify_identity(&token), Ok(Identity::Org(p)) if p.org_id().to_string() == ORG)
+    );
+    assert!(v.verify(&token).is_ok());
+    // Issuers without the option: no org is invalid_org on every path.
+    let token = hs(&without(claims_a(), "org_id"), SECRET);
+    assert_eq!(
+        v.verify_identity(&token).unwrap_err(),
+        AuthError::InvalidOrg
+    );
+}

@@ -30,6 +30,8 @@ pub(crate) struct ClaimRules {
     pub(crate) role_path: ClaimPath,
     pub(crate) role: RoleRule,
     pub(crate) leeway: i64,
+    /// `false` when the org may be chosen per request instead (no org claim is then allowed).
+    pub(crate) org_required: bool,
 }
 
 impl ClaimRules {
@@ -126,6 +128,9 @@ pub(crate) fn check<'a>(
     let role = rules.role.resolve(&found.role)?;
     let org = match &found.org {
         Slot::Str(text) => parse_org(text).ok_or(AuthError::InvalidOrg)?,
+        // No org claim at all, where the org is chosen per request: the nil UUID, which no token
+        // can name (`parse_org` refuses it), marks a principal that still needs its org.
+        Slot::Absent if !rules.org_required => Uuid::nil(),
         _ => return Err(AuthError::InvalidOrg),
     };
     Ok(Checked {
@@ -207,6 +212,7 @@ mod tests {
             org_path: ClaimPath::parse(org, "org").unwrap(),
             role_path: ClaimPath::parse(role, "role").unwrap(),
             role: RoleRule::new(&["authenticated".into()], RoleArray::Refuse, None, &[]).unwrap(),
+            org_required: true,
             leeway: 30,
         }
     }

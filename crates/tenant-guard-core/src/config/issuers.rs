@@ -32,6 +32,8 @@ struct Entry {
     default_role: Option<String>,
     #[serde(default)]
     role_map: BTreeMap<String, String>,
+    #[serde(default)]
+    org_from_request: bool,
 }
 
 #[derive(Deserialize)]
@@ -165,6 +167,7 @@ impl Entry {
         if let Some(role) = self.default_role {
             profile = profile.default_role(role);
         }
+        profile = profile.org_from_request(self.org_from_request);
         for (from, to) in self.role_map {
             profile = profile.map_role(from, to);
         }

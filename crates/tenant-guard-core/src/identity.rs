@@ -1,0 +1,96 @@
+//! A verified identity whose org may still have to be chosen: the hand-off to a request pipeline
+//! that picks the active org per request (a header, a path segment) and checks membership before
+//! it scopes anything.
+//!
+//! Only issuer profiles configured with [`crate::IssuerProfile::org_from_request`] produce
+//! [`Identity::NeedsOrg`]; everything else is [`Identity::Org`], exactly what
+//! [`crate::Verifier::authenticate`] returns.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+use crate::principal::Principal;
+use crate::role::Role;
+
+/// What [`crate::Verifier::authenticate_identity`] found in a verified token.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Identity {
+    /// The token names its org: a principal ready to scope.
+    Org(Principal),
+    /// A verified user whose token names no org: the org must come from the request and be
+    /// checked (membership) before [`PendingOrg::into_member`] makes a principal of it.
+    NeedsOrg(PendingOrg),
+}
+
+/// A verified user without an org yet. It cannot scope anything: it has no `org_id`.
+///
+/// ```
+/// use tenant_guard_core::{Environment, Identity, IssuerProfile, Role, Verifier};
+///
+/// let verifier = Verifier::builder(Environment::Production)
+///     .add_issuer(
+///         IssuerProfile::new("https://idp.example/")
+///             .hmac_secret("a-long-random-secret-from-your-vault")
+///             .org_from_request(true),
+///     )
+///     .build()?;
+/// # let headers = http::HeaderMap::new();
+/// match verifier.authenticate_identity(&headers) {
+///     Ok(Identity::Org(principal)) => { /* scope to principal.org_id() */ }
+///     Ok(Identity::NeedsOrg(pending)) => {
+///         // The org from `x-org-id`, then a membership lookup for (pending.user_id(), org)...
+///         # let (org, role) = (uuid::Uuid::from_u128(7), Role::new("authenticated").unwrap());
+///         let principal = pending.into_member(org, role);
+///     }
+///     Ok(_) => {}
+///     Err(e) => { /* 401/403 as usual */ }
+/// }
+/// # Ok::<(), tenant_guard_core::AuthError>(())
+/// ```
+#[derive(Clone)]
+pub struct PendingOrg(pub(crate) Principal);
+
+impl PendingOrg {
+    /// The user id: the token's `sub`.
+    pub fn user_id(&self) -> &str {
+        self.0.user_id()
+    }
+
+    /// The role the token's role rules gave (a default role, when configured and the token named
+    /// none); a membership lookup may replace it in [`PendingOrg::into_member`].
+    pub fn token_role(&self) -> &Role {
+        self.0.role()
+    }
+
+    /// The full verified claims as a JSON object.
+    pub fn claims_json(&self) -> &str {
+        self.0.claims_json()
+    }
+
+    /// The token's `exp`, in seconds since the Unix epoch.
+    pub fn expires_at(&self) -> u64 {
+        self.0.expires_at()
+    }
+
+    /// The principal of this user acting in `org_id` as `role`.
+    ///
+    /// **Call it only after checking that the user is a member of `org_id`** (the org came from
+    /// the request, which is not identity) and that `role` is what that membership grants. The
+    /// claims stay the token's (they name no org).
+    pub fn into_member(self, org_id: Uuid, role: Role) -> Principal {
+        self.0.with_org_and_role(org_id, role)
+    }
+}
+
+impl fmt::Debug for PendingOrg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingOrg")
+            .field("user_id", &self.user_id())
+            .field("token_role", self.token_role())
+            .field("expires_at", &self.expires_at())
+            .field("claims", &"<redacted>")
+            .finish()
+    }
+}
