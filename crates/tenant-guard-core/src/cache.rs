@@ -60,16 +60,27 @@ impl TokenCache {
 
     /// The cached principal and time claims of exactly this token.
     pub(crate) fn get(&self, token: &[u8]) -> Option<(Principal, Times)> {
+        self.get_tagged(token).map(|(p, t, _)| (p, t))
+    }
+
+    /// Like [`TokenCache::get`], with the tag the entry was stored with.
+    pub(crate) fn get_tagged(&self, token: &[u8]) -> Option<(Principal, Times, u64)> {
         let (hash, shard) = self.locate(token);
         let mut shard = shard.lock().ok()?;
         shard.get(hash, token)
     }
 
     /// Remembers a token that passed every check.
+    #[cfg(test)]
     pub(crate) fn insert(&self, token: &[u8], principal: Principal, times: Times) {
+        self.insert_tagged(token, principal, times, 0);
+    }
+
+    /// Like [`TokenCache::insert`], with a tag for the caller (which keys verified the token).
+    pub(crate) fn insert_tagged(&self, token: &[u8], principal: Principal, times: Times, tag: u64) {
         let (hash, shard) = self.locate(token);
         if let Ok(mut shard) = shard.lock() {
-            shard.insert(hash, token, principal, times);
+            shard.insert(hash, token, principal, times, tag);
         }
     }
 
@@ -112,6 +123,7 @@ struct Entry {
     token: Box<[u8]>,
     principal: Principal,
     times: Times,
+    tag: u64,
 }
 
 struct Slot {
@@ -150,7 +162,7 @@ impl Shard {
         }
     }
 
-    fn get(&mut self, hash: u64, token: &[u8]) -> Option<(Principal, Times)> {
+    fn get(&mut self, hash: u64, token: &[u8]) -> Option<(Principal, Times, u64)> {
         let index = *self.map.get(&hash)?;
         let slot = &mut self.slots[index as usize];
         let entry = slot.entry.as_ref()?;
@@ -158,14 +170,15 @@ impl Shard {
             return None;
         }
         slot.visited = true;
-        Some((entry.principal.clone(), entry.times))
+        Some((entry.principal.clone(), entry.times, entry.tag))
     }
 
-    fn insert(&mut self, hash: u64, token: &[u8], principal: Principal, times: Times) {
+    fn insert(&mut self, hash: u64, token: &[u8], principal: Principal, times: Times, tag: u64) {
         let entry = Entry {
             token: token.into(),
             principal,
             times,
+            tag,
         };
         if let Some(&index) = self.map.get(&hash) {
             // Same hash: the same token verified twice concurrently, or (astronomically rarely)
@@ -311,16 +324,16 @@ mod tests {
     fn bounded_and_sieve_keeps_visited_entries() {
         let mut shard = Shard::new(3);
         for n in 0..3 {
-            shard.insert(n as u64, &token(n), principal(n as u128), T);
+            shard.insert(n as u64, &token(n), principal(n as u128), T, 0);
         }
         assert!(shard.get(0, &token(0)).is_some()); // oldest, but visited
-        shard.insert(3, &token(3), principal(3), T); // evicts 1: oldest unvisited
+        shard.insert(3, &token(3), principal(3), T, 0); // evicts 1: oldest unvisited
         assert!(shard.get(1, &token(1)).is_none());
         assert!(shard.get(0, &token(0)).is_some());
         assert!(shard.get(2, &token(2)).is_some());
         assert_eq!(shard.map.len(), 3);
         // The hand stopped after 1; 2 is visited again, so the hand clears it and takes 3.
-        shard.insert(4, &token(4), principal(4), T);
+        shard.insert(4, &token(4), principal(4), T, 0);
         assert_eq!(shard.map.len(), 3);
         assert!(shard.get(3, &token(3)).is_none());
         for n in [0, 2, 4] {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -42,6 +43,8 @@ pub(crate) struct ProfileKeys {
     allowed: AlgSet,
     cache_capacity: usize,
     cache_hmac: bool,
+    /// The generation of the last installed key state.
+    generations: AtomicU64,
     pub(crate) state: ArcSwap<KeyState>,
     #[cfg(feature = "jwks-remote")]
     pub(crate) remote: Option<crate::remote::Remote>,
@@ -50,7 +53,12 @@ pub(crate) struct ProfileKeys {
 /// The swappable part: the keys, and the cache of tokens they verified.
 pub(crate) struct KeyState {
     pub(crate) keys: KeySet,
+    /// This profile's own cache (a single profile); with several, the verifier's shared cache is
+    /// used instead and this is `None`.
     pub(crate) cache: Option<TokenCache>,
+    /// Which installation of keys this is: tokens in a shared cache verified by an older one
+    /// are stale.
+    pub(crate) generation: u64,
 }
 
 impl ProfileKeys {
@@ -59,18 +67,22 @@ impl ProfileKeys {
         allowed: AlgSet,
         keys: &KeySet,
     ) -> Result<Self, AuthError> {
+        // With several profiles the verifier keeps one shared cache (looked up before routing).
+        let cache_capacity = if ctx.several { 0 } else { ctx.cache_capacity };
         let state = prepare_keys(
             ctx.environment,
             keys,
             allowed,
-            ctx.cache_capacity,
+            cache_capacity,
             ctx.cache_hmac,
+            0,
         )?;
         Ok(Self {
             environment: ctx.environment,
             allowed,
-            cache_capacity: ctx.cache_capacity,
+            cache_capacity,
             cache_hmac: ctx.cache_hmac,
+            generations: AtomicU64::new(0),
             state: ArcSwap::from_pointee(state),
             #[cfg(feature = "jwks-remote")]
             remote: None,
@@ -79,12 +91,14 @@ impl ProfileKeys {
 
     /// Checks `keys` and makes them current, with an empty cache.
     pub(crate) fn install(&self, keys: &KeySet) -> Result<(), AuthError> {
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         let state = prepare_keys(
             self.environment,
             keys,
             self.allowed,
             self.cache_capacity,
             self.cache_hmac,
+            generation,
         )?;
         self.state.store(Arc::new(state));
         Ok(())
@@ -158,6 +172,7 @@ fn prepare_keys(
     allowed: AlgSet,
     cache_capacity: usize,
     cache_hmac: bool,
+    generation: u64,
 ) -> Result<KeyState, AuthError> {
     for key in keys.keys() {
         if key.kind == KeyKind::Hmac && key.secret_len < MIN_HMAC_SECRET_LEN {
@@ -186,6 +201,7 @@ fn prepare_keys(
     Ok(KeyState {
         keys: restricted,
         cache,
+        generation,
     })
 }
 

@@ -13,6 +13,7 @@ use http::HeaderMap;
 
 use crate::algorithm::Algorithm;
 use crate::cache::{DEFAULT_CACHE_CAPACITY, TokenCache};
+use crate::claims::Times;
 use crate::claims::{self, RoleArray};
 use crate::dangerous::DemoPrincipal;
 use crate::environment::Environment;
@@ -22,7 +23,7 @@ pub use crate::issuer::DEFAULT_AUDIENCE;
 use crate::issuer::{BuildContext, IssuerProfile, MISSING_KEY};
 use crate::keys::KeySet;
 use crate::principal::Principal;
-use crate::profile::{Profile, Routes};
+use crate::profile::{KeyState, Profile, Routes};
 use crate::token;
 
 /// Default maximum token length in bytes, checked before any decoding.
@@ -60,6 +61,9 @@ struct Inner {
     /// At least one; the first is the builder's own profile when it was configured.
     profiles: Box<[Profile]>,
     routes: Routes,
+    /// With several profiles: one cache for all, looked up before routing (entries tagged with
+    /// the profile and its key generation).
+    shared_cache: Option<TokenCache>,
     max_token_len: usize,
     cookie: Option<Box<str>>,
     unverified: bool,
@@ -231,7 +235,8 @@ impl Verifier {
         self.0.profiles[0].keys.state.load().keys.clone()
     }
 
-    /// Number of tokens in the verified-token caches of every profile (0 when they are off).
+    /// Number of tokens in the verified-token cache(s) (0 when off). With several issuers, the
+    /// shared cache may still count entries of replaced keys until they are looked up or evicted.
     pub fn cached_tokens(&self) -> usize {
         self.0
             .profiles
@@ -244,7 +249,8 @@ impl Verifier {
                     .as_ref()
                     .map_or(0, TokenCache::len)
             })
-            .sum()
+            .sum::<usize>()
+            + self.0.shared_cache.as_ref().map_or(0, TokenCache::len)
     }
 }
 
@@ -255,8 +261,32 @@ impl Inner {
         }
         let now = self.now();
         match &self.routes {
-            Routes::Single => self.verify_with(&self.profiles[0], token, None, now),
+            Routes::Single => {
+                let profile = &self.profiles[0];
+                let state = profile.keys.state.load();
+                // A hit means these exact bytes passed every check with the current keys.
+                if let Some(cache) = &state.cache
+                    && let Some((principal, times)) = cache.get(token)
+                {
+                    return cache_hit(cache, token, principal, times, now, profile.rules.leeway);
+                }
+                let cache = state.cache.as_ref().map(|c| (c, 0));
+                self.verify_with(profile, &state, token, None, cache, now)
+            }
             Routes::ByIssuer(map) => {
+                // A hit means these exact bytes passed every check of the profile named in the
+                // tag, with keys of the generation named there: valid while those are current.
+                if let Some(cache) = &self.shared_cache
+                    && let Some((principal, times, tag)) = cache.get_tagged(token)
+                {
+                    let (index, generation) = untag(tag);
+                    match self.profiles.get(index) {
+                        Some(p) if p.keys.state.load().generation == generation => {
+                            return cache_hit(cache, token, principal, times, now, p.rules.leeway);
+                        }
+                        _ => cache.remove(token),
+                    }
+                }
                 // Routing reads `iss` from the payload before the signature is checked: only to
                 // pick whose keys check it; nothing else of the unverified payload is used.
                 let text = std::str::from_utf8(token).map_err(|_| AuthError::MalformedToken)?;
@@ -266,34 +296,28 @@ impl Inner {
                 let index = claims::peek_issuer(&claims_json)?
                     .and_then(|iss| map.get(&*iss).copied())
                     .ok_or(AuthError::WrongIssuer)?;
-                self.verify_with(&self.profiles[index], token, Some(claims_json), now)
+                let profile = &self.profiles[index];
+                let state = profile.keys.state.load();
+                let cache = self
+                    .shared_cache
+                    .as_ref()
+                    .map(|c| (c, tag(index, state.generation)));
+                self.verify_with(profile, &state, token, Some(claims_json), cache, now)
             }
         }
     }
 
-    /// Verifies `token` with the keys and rules of `profile`. `decoded`: its payload, when
-    /// routing already decoded it.
+    /// Verifies `token` with the keys (`state`) and rules of `profile`. `decoded`: its payload,
+    /// when routing already decoded it; `cache`: where to remember it, and with which tag.
     fn verify_with(
         &self,
         profile: &Profile,
+        state: &KeyState,
         bytes: &[u8],
         decoded: Option<Box<str>>,
+        cache: Option<(&TokenCache, u64)>,
         now: i64,
     ) -> Result<Principal, AuthError> {
-        let state = profile.keys.state.load();
-        let leeway = profile.rules.leeway;
-        // A hit means these exact bytes passed every check with the current keys.
-        if let Some(cache) = &state.cache
-            && let Some((principal, times)) = cache.get(bytes)
-        {
-            return match times.check(now, leeway) {
-                Ok(()) => Ok(principal),
-                Err(e) => {
-                    cache.remove(bytes);
-                    Err(e)
-                }
-            };
-        }
         let token = std::str::from_utf8(bytes).map_err(|_| AuthError::MalformedToken)?;
         let parts = token::split(token).map_err(|e| token::unsecured_error(token).unwrap_or(e))?;
         let mut header_buf = [0u8; token::HEADER_BUF];
@@ -332,9 +356,9 @@ impl Inner {
         );
         if !self.unverified
             && (header.alg.is_asymmetric() || profile.keys.caches_hmac())
-            && let Some(cache) = &state.cache
+            && let Some((cache, tag)) = cache
         {
-            cache.insert(bytes, principal.clone(), times);
+            cache.insert_tagged(bytes, principal.clone(), times, tag);
         }
         Ok(principal)
     }
@@ -673,6 +697,10 @@ impl VerifierBuilder {
             .map(|config| config.build(&ctx))
             .collect::<Result<Box<[_]>, _>>()?;
         let routes = Routes::new(&profiles)?;
+        let shared_cache = match routes {
+            Routes::ByIssuer(_) => TokenCache::new(self.cache_capacity),
+            Routes::Single => None,
+        };
         let demo = match &self.demo {
             Some(demo) => Some(demo_principal(demo, &profiles[0])?),
             None => None,
@@ -687,6 +715,7 @@ impl VerifierBuilder {
             environment: self.environment,
             profiles,
             routes,
+            shared_cache,
             max_token_len: self.max_token_len,
             cookie: self.cookie.map(Into::into),
             unverified: self.unverified,
@@ -694,6 +723,38 @@ impl VerifierBuilder {
             clock: self.clock,
         })))
     }
+}
+
+/// A cache hit: the principal, once its time claims still hold (else the entry goes).
+fn cache_hit(
+    cache: &TokenCache,
+    token: &[u8],
+    principal: Principal,
+    times: Times,
+    now: i64,
+    leeway: i64,
+) -> Result<Principal, AuthError> {
+    match times.check(now, leeway) {
+        Ok(()) => Ok(principal),
+        Err(e) => {
+            cache.remove(token);
+            Err(e)
+        }
+    }
+}
+
+/// Bits of a shared-cache tag that hold the key generation (the profile index is above them).
+const GENERATION_BITS: u32 = 48;
+
+fn tag(index: usize, generation: u64) -> u64 {
+    ((index as u64) << GENERATION_BITS) | (generation & ((1 << GENERATION_BITS) - 1))
+}
+
+fn untag(tag: u64) -> (usize, u64) {
+    (
+        usize::try_from(tag >> GENERATION_BITS).unwrap_or(usize::MAX),
+        tag & ((1 << GENERATION_BITS) - 1),
+    )
 }
 
 /// A verified principal as an [`Identity`].

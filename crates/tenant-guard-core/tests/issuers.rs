@@ -410,3 +410,44 @@ fn an_org_chosen_per_request_is_never_an_org_in_authenticate() {
         AuthError::InvalidOrg
     );
 }
+
+#[test]
+fn the_shared_cache_never_outlives_an_issuers_keys() {
+    let v = two_issuers();
+    let a = mint(J::RS256, Signer::Rsa1, Some("k"), &claims_a());
+    let b = mint(J::RS256, Signer::Rsa2, Some("k"), &claims_b());
+    for _ in 0..3 {
+        assert!(v.verify(&a).is_ok());
+        assert!(v.verify(&b).is_ok());
+    }
+    assert_eq!(v.cached_tokens(), 2);
+    // A rotates to another key: A's cached token is refused, B's still served.
+    let mut rotated = tenant_guard_core::KeySet::new();
+    rotated
+        .add_pem(&fixture("ec256_public.pem"), Some("ec"))
+        .unwrap();
+    v.set_keys(rotated).unwrap();
+    assert_eq!(v.verify(&a).unwrap_err(), AuthError::UnknownKeyId);
+    assert_eq!(v.cached_tokens(), 1, "the stale entry is dropped on lookup");
+    assert!(v.verify(&b).is_ok());
+    // The cached answer is the same routed answer: expiry is re-checked on every hit.
+    let expiring = with(claims_b(), "exp", json!(NOW + 1));
+    let token = mint(J::RS256, Signer::Rsa2, Some("k"), &expiring);
+    assert!(v.verify(&token).is_ok());
+    let late = Verifier::builder(Environment::Production)
+        .add_issuer(IssuerProfile::new(A).hmac_secret(SECRET))
+        .add_issuer(
+            IssuerProfile::new(B)
+                .public_key_pem_with_kid("k", fixture("rsa2_public.pem"))
+                .audience("api-b")
+                .org_claim("tenant.id")
+                .role_claim("roles")
+                .role_array(RoleArray::FirstAllowed)
+                .map_role("admin", "org_admin")
+                .allowed_roles(["authenticated", "org_admin"]),
+        )
+        .clock(|| NOW + 120)
+        .build()
+        .unwrap();
+    assert_eq!(late.verify(&token).unwrap_err(), AuthError::Expired);
+}
