@@ -199,7 +199,8 @@ fn bench(c: &mut Criterion) {
 }
 
 /// Instruction-count mode, for a CPU shared with other work: with `VERIFY_ICOUNT=ALG:VARIANT:N`
-/// the binary runs one variant N times and exits, to be run under
+/// (VARIANT `floor`, `ours`, `ours_cached` or `issuers<K>`) the binary runs one variant N times
+/// and exits, to be run under
 /// `valgrind --tool=callgrind` (see `BENCHMARKS.md`).
 fn icount(spec: &str) {
     let mut parts = spec.split(':');
@@ -214,7 +215,20 @@ fn icount(spec: &str) {
         .into_iter()
         .find(|s| s.name == alg)
         .unwrap();
+    // `issuers<K>`: the verifier of `bench_issuers` with K profiles (cache on for RS256).
+    let multi = variant
+        .strip_prefix("issuers")
+        .map(|k| multi_issuer(k.parse().unwrap(), alg != "HS256"));
+    if let Some(v) = &multi {
+        v.authenticate(&subject.headers).unwrap();
+    }
     for _ in 0..n {
+        if let Some(v) = &multi {
+            drop(black_box(
+                v.authenticate(black_box(&subject.headers)).unwrap(),
+            ));
+            continue;
+        }
         match variant {
             "floor" => drop(black_box(floor(&subject))),
             "ours" => drop(black_box(
