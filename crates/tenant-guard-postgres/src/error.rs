@@ -98,6 +98,41 @@ pub enum GuardError {
     /// The configuration is invalid (bad URL, zero pool size, …).
     #[error("invalid guard configuration: {0}")]
     Config(String),
+
+    /// A named prepared statement was not found on, or clashed with one already on, the server
+    /// connection (SQLSTATE `26000`, `42P05`): the database is almost certainly reached through a
+    /// transaction-mode pooler while the pool caches named statements. Build the pool with
+    /// [`.pooler(Pooler::Transaction)`](crate::TenantPoolBuilder::pooler) (or
+    /// `TENANT_GUARD_POOLER=transaction`, or `?pooler=transaction` in the URL).
+    #[error(
+        "prepared statement lost (SQLSTATE {}): the database is behind a transaction-mode pooler \
+         (PgBouncer pool_mode=transaction, Supavisor port 6543); build the pool with \
+         .pooler(Pooler::Transaction), TENANT_GUARD_POOLER=transaction or ?pooler=transaction",
+        sqlstate(.0)
+    )]
+    PreparedStatementLost(#[source] tokio_postgres::Error),
+
+    /// The feature needs a session of its own, which a transaction-mode pooler does not give
+    /// (see [`Pooler`](crate::Pooler)); nothing was sent.
+    #[error("{0} needs a session-mode connection; it is not available with Pooler::Transaction")]
+    NeedsSession(&'static str),
+
+    /// In [`Pooler::Transaction`](crate::Pooler::Transaction) mode the type of a parameter is
+    /// inferred from its Rust value, and this one's could not be (a custom `ToSql` type); nothing
+    /// was sent. Pass it with its type through `query_typed`/`execute_typed`.
+    #[error(
+        "the PostgreSQL type of parameter ${index} cannot be inferred in pooler mode; pass it \
+         with its type through query_typed/execute_typed"
+    )]
+    ParameterType {
+        /// The 1-based position of the parameter (`$index` in the SQL).
+        index: usize,
+    },
+}
+
+/// SQLSTATEs of a named statement missing on, or clashing on, a server connection.
+fn is_prepared_statement_lost(error: &tokio_postgres::Error) -> bool {
+    matches!(error.code().map(SqlState::code), Some("26000" | "42P05"))
 }
 
 /// The connection (not the statement) failed: closed, an I/O error on the socket, or a server
@@ -144,6 +179,9 @@ impl GuardError {
         if is_connection_failure(&error) {
             return Self::Unavailable(error);
         }
+        if is_prepared_statement_lost(&error) {
+            return Self::prepared_statement_lost(error);
+        }
         let Some(code) = error.code() else {
             return Self::Database(error);
         };
@@ -163,9 +201,17 @@ impl GuardError {
     pub(crate) fn from_scope(error: tokio_postgres::Error) -> Self {
         if is_connection_failure(&error) {
             Self::Unavailable(error)
+        } else if is_prepared_statement_lost(&error) {
+            Self::prepared_statement_lost(error)
         } else {
             Self::Scope(error)
         }
+    }
+
+    fn prepared_statement_lost(error: tokio_postgres::Error) -> Self {
+        let error = Self::PreparedStatementLost(error);
+        tracing::error!(%error, "named statements do not survive a transaction-mode pooler");
+        error
     }
 
     /// The database's error, when the error came from the server.
@@ -188,6 +234,7 @@ impl GuardError {
             | Self::ConstraintViolation(e)
             | Self::TransactionConflict(e)
             | Self::StatementTimeout(e)
+            | Self::PreparedStatementLost(e)
             | Self::Database(e) => Some(e),
             _ => None,
         }
@@ -226,7 +273,12 @@ impl GuardError {
             Self::TransactionConflict(_) => "transaction_conflict",
             Self::StatementTimeout(_) => "database_timeout",
             Self::Database(_) | Self::RolledBack => "database_error",
-            Self::Scope(_) | Self::InsecureLogin(_) | Self::Config(_) => "internal_error",
+            Self::Scope(_)
+            | Self::InsecureLogin(_)
+            | Self::Config(_)
+            | Self::PreparedStatementLost(_)
+            | Self::NeedsSession(_)
+            | Self::ParameterType { .. } => "internal_error",
         }
     }
 
@@ -246,7 +298,10 @@ impl GuardError {
             | Self::InsecureLogin(_)
             | Self::RolledBack
             | Self::Database(_)
-            | Self::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | Self::Config(_)
+            | Self::PreparedStatementLost(_)
+            | Self::NeedsSession(_)
+            | Self::ParameterType { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -267,14 +322,23 @@ impl GuardError {
             | Self::InsecureLogin(_)
             | Self::RolledBack
             | Self::Database(_)
-            | Self::Config(_) => "internal server error",
+            | Self::Config(_)
+            | Self::PreparedStatementLost(_)
+            | Self::NeedsSession(_)
+            | Self::ParameterType { .. } => "internal server error",
         }
     }
 }
 
 impl ToErrorResponse for GuardError {
     fn to_error_response(&self) -> ErrorResponse {
-        if let Self::Scope(_) | Self::InsecureLogin(_) | Self::Config(_) = self {
+        if let Self::Scope(_)
+        | Self::InsecureLogin(_)
+        | Self::Config(_)
+        | Self::PreparedStatementLost(_)
+        | Self::NeedsSession(_)
+        | Self::ParameterType { .. } = self
+        {
             return ErrorResponse::internal();
         }
         let response = ErrorResponse::new(self.status(), self.code(), self.public_message());

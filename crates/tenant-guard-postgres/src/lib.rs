@@ -44,6 +44,7 @@ mod guard;
 mod login;
 mod options;
 mod pool;
+pub mod pooler;
 pub mod rate_limit;
 mod redact;
 mod reset;
@@ -60,6 +61,7 @@ pub use pool::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_SIZE, DEFAULT_WAIT_TIMEOUT, PoolStatus, TenantPool,
     TenantPoolBuilder,
 };
+pub use pooler::Pooler;
 pub use rate_limit::{OnDatabaseError, PgRateLimitError, PgRateLimiter, PgRateLimiterBuilder};
 pub use reset::{SESSION_CHECK_SQL, SESSION_RESET_SQL, SessionReset};
 pub use tx::{TenantTx, ToStatement};

@@ -57,7 +57,8 @@ SELECT r.rolname::text, r.rolsuper, r.rolbypassrls,
 impl LoginReport {
     /// Reads the report for the login of `client`.
     pub async fn read(client: &Client) -> Result<Self, tokio_postgres::Error> {
-        let row = client.query_one(LOGIN_CHECK_SQL, &[]).await?;
+        // Unnamed (no prepared statement): works behind a transaction-mode pooler too.
+        let row = client.query_typed_one(LOGIN_CHECK_SQL, &[]).await?;
         Ok(Self {
             login: row.try_get(0)?,
             superuser: row.try_get(1)?,

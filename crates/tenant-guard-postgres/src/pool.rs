@@ -17,10 +17,11 @@ use uuid::Uuid;
 use crate::error::GuardError;
 use crate::login::{LoginPolicy, LoginReport};
 use crate::options::ScopeOptions;
+use crate::pooler::{self, POOLER_ENV, Pooler};
 use crate::reset::{SESSION_CHECK_SQL, SessionReset};
 use crate::scope::{SCOPE_SQL, Scope};
 use crate::tls::{DatabaseUrl, TlsOptions, config_error as tls_config_error};
-use crate::tx::{Reset, TenantTx};
+use crate::tx::{Reset, TenantTx, TxSettings};
 
 /// Default maximum number of pooled connections.
 pub const DEFAULT_MAX_SIZE: usize = 16;
@@ -59,6 +60,7 @@ pub struct TenantPool {
 
 struct Inner {
     pool: Pool,
+    settings: Arc<TxSettings>,
     user_roles: Vec<Role>,
     service_role: Role,
     job_role: Role,
@@ -72,6 +74,7 @@ impl fmt::Debug for TenantPool {
             .field("status", &self.status())
             .field("user_roles", &self.inner.user_roles)
             .field("service_role", &self.inner.service_role)
+            .field("pooler", &self.inner.settings.pooler)
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +106,7 @@ pub struct TenantPoolBuilder {
     job_role: Role,
     login_policy: LoginPolicy,
     session_reset: SessionReset,
+    pooler: Pooler,
 }
 
 impl fmt::Debug for TenantPoolBuilder {
@@ -117,6 +121,7 @@ impl fmt::Debug for TenantPoolBuilder {
             .field("user_roles", &self.user_roles)
             .field("login_policy", &self.login_policy)
             .field("session_reset", &self.session_reset)
+            .field("pooler", &self.pooler)
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +145,7 @@ impl TenantPool {
             job_role: role("authenticated"),
             login_policy: LoginPolicy::default(),
             session_reset: SessionReset::default(),
+            pooler: Pooler::None,
         }
     }
 
@@ -150,12 +156,19 @@ impl TenantPool {
     /// [`build`](TenantPoolBuilder::build) then connects with TLS as asked, e.g.
     /// `postgres://authenticator@db.example.com/app?sslmode=verify-full` checks the server's
     /// certificate against the system's CAs and its host name.
+    ///
+    /// A URL may also say `pooler=transaction` (see [`Pooler`]): that parameter is removed
+    /// before the URL is parsed and sets [`pooler`](TenantPoolBuilder::pooler).
     pub fn builder_from_url(url: &str) -> Result<TenantPoolBuilder, GuardError> {
+        let (url, mode) = pooler::split_url(url)?;
         let url: DatabaseUrl = url.parse().map_err(tls_config_error)?;
         let (config, tls) = url.into_parts();
         let mut builder = Self::builder(config);
         builder.tls = tls;
-        Ok(builder)
+        Ok(match mode {
+            Some(mode) => builder.pooler(mode),
+            None => builder,
+        })
     }
 
     /// Checks out a connection for `principal`: the transaction is scoped to its org and role.
@@ -244,12 +257,22 @@ impl TenantPool {
         span.record("pool_wait_ms", tenant_guard_core::trace::millis(wait));
         #[cfg(feature = "metrics")]
         tenant_guard_core::metrics::record_pool_wait(wait);
-        // Prepared by the post-create hook, so this is a cache hit without a round trip.
-        let scope_statement = conn
-            .prepare_cached(SCOPE_SQL)
-            .await
-            .map_err(GuardError::from_scope)?;
+        let unnamed = self.inner.settings.pooler.is_transaction();
+        let scope_statement = if unnamed {
+            None
+        } else {
+            // Prepared by the post-create hook, so this is a cache hit without a round trip.
+            Some(
+                conn.prepare_cached(SCOPE_SQL)
+                    .await
+                    .map_err(GuardError::from_scope)?,
+            )
+        };
         let reset = match self.inner.session_reset {
+            // Behind a transaction-mode pooler the client connection has no server session of
+            // its own to check: the next transaction may run on any server connection (see
+            // `crate::pooler`: PgBouncer's `server_reset_query_always` cleans them there).
+            _ if unnamed => Reset::None,
             // Prepared by the post-create hook too.
             SessionReset::Check => Reset::Check(
                 conn.prepare_cached(SESSION_CHECK_SQL)
@@ -262,6 +285,7 @@ impl TenantPool {
         Ok(TenantTx::new(
             conn,
             scope_statement,
+            Arc::clone(&self.inner.settings),
             reset,
             scope,
             read_only,
@@ -276,6 +300,11 @@ impl TenantPool {
         LoginReport::read(&conn)
             .await
             .map_err(GuardError::from_statement)
+    }
+
+    /// What the pool was built for: named statements ([`Pooler::None`]) or unnamed ones.
+    pub fn pooler(&self) -> Pooler {
+        self.inner.settings.pooler
     }
 
     /// The pool's occupancy.
@@ -320,6 +349,11 @@ pub(crate) fn map_pool_error(error: PoolError) -> GuardError {
         PoolError::Timeout(_) => GuardError::PoolTimeout,
         PoolError::Closed => GuardError::PoolClosed,
         PoolError::Backend(e) => GuardError::Unavailable(e),
+        PoolError::PostCreateHook(HookError::Backend(e))
+            if !crate::error::is_connection_failure(&e) && e.code().is_some() =>
+        {
+            GuardError::from_statement(e)
+        }
         PoolError::PostCreateHook(HookError::Backend(e)) => GuardError::Unavailable(e),
         PoolError::PostCreateHook(HookError::Message(m)) => match m.strip_prefix(INSECURE_LOGIN) {
             Some(problems) => GuardError::InsecureLogin(problems.to_owned()),
@@ -430,6 +464,39 @@ impl TenantPoolBuilder {
         self
     }
 
+    /// What sits between the pool and PostgreSQL (default [`Pooler::None`]: a direct connection
+    /// or a session-mode pooler). [`Pooler::Transaction`] for PgBouncer `pool_mode = transaction`
+    /// or Supavisor's port 6543: no named statement is ever created (see [`Pooler`] for what
+    /// that changes).
+    ///
+    /// ```
+    /// use tenant_guard_postgres::{Pooler, TenantPool};
+    ///
+    /// let pool = TenantPool::builder_from_url("postgres://authenticator@pooler.internal:6543/app")?
+    ///     .pooler(Pooler::Transaction)
+    ///     .build()?;
+    /// assert_eq!(pool.pooler(), Pooler::Transaction);
+    /// # Ok::<(), tenant_guard_postgres::GuardError>(())
+    /// ```
+    #[must_use]
+    pub fn pooler(mut self, pooler: Pooler) -> Self {
+        self.pooler = pooler;
+        self
+    }
+
+    /// Sets [`pooler`](Self::pooler) from the `TENANT_GUARD_POOLER` environment variable
+    /// (`none`, `session` or `transaction`) when it is set; an unknown value is an error, never
+    /// silently "direct".
+    pub fn pooler_from_env(self) -> Result<Self, GuardError> {
+        match std::env::var(POOLER_ENV) {
+            Ok(value) if !value.trim().is_empty() => Ok(self.pooler(value.parse()?)),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(self),
+            Err(std::env::VarError::NotUnicode(_)) => Err(GuardError::Config(format!(
+                "{POOLER_ENV} is not valid UTF-8"
+            ))),
+        }
+    }
+
     /// Builds the pool, with TLS as the URL's `sslmode`/`sslrootcert` asked (see
     /// [`crate::tls`]; for a [`builder`](TenantPool::builder) from a `Config`, as its
     /// `ssl_mode` asks, without certificate checks). Connections are opened lazily, on first
@@ -458,7 +525,11 @@ impl TenantPoolBuilder {
         if config.get_application_name().is_none() {
             config.application_name("tenant-guard");
         }
-        if let Some(timeout) = self.statement_timeout {
+        let pooler = self.pooler;
+        let statement_timeout_ms = self.statement_timeout.map(|t| t.as_millis().max(1));
+        // Behind a transaction-mode pooler the timeout is a `SET LOCAL` sent with `BEGIN`:
+        // PgBouncer refuses the `options` startup parameter.
+        if let Some(timeout) = self.statement_timeout.filter(|_| !pooler.is_transaction()) {
             let millis = timeout.as_millis().max(1);
             let options = match config.get_options() {
                 Some(existing) if !existing.trim().is_empty() => {
@@ -482,11 +553,13 @@ impl TenantPoolBuilder {
         let hook = Hook::async_fn(move |client: &mut ClientWrapper, _| {
             let warned = Arc::clone(&warned);
             Box::pin(async move {
-                client
-                    .prepare_cached(SCOPE_SQL)
-                    .await
-                    .map_err(HookError::Backend)?;
-                if check_session {
+                if !pooler.is_transaction() {
+                    client
+                        .prepare_cached(SCOPE_SQL)
+                        .await
+                        .map_err(HookError::Backend)?;
+                }
+                if check_session && !pooler.is_transaction() {
                     client
                         .prepare_cached(SESSION_CHECK_SQL)
                         .await
@@ -532,6 +605,7 @@ impl TenantPoolBuilder {
         Ok(TenantPool {
             inner: Arc::new(Inner {
                 pool,
+                settings: Arc::new(TxSettings::new(pooler, statement_timeout_ms)),
                 user_roles: self.user_roles,
                 service_role: self.service_role,
                 job_role: self.job_role,

@@ -74,11 +74,12 @@ use tenant_guard_core::{
 use tokio_postgres::Socket;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use crate::error::GuardError;
 use crate::pool::map_pool_error;
+use crate::pooler::Pooler;
 use crate::tls::{DatabaseUrl, TlsOptions, config_error as tls_config_error};
 
 /// Default number of connections of a limiter's own pool.
@@ -154,6 +155,7 @@ struct Inner {
     timeout: Duration,
     sweep_every: u64,
     checks: AtomicU64,
+    pooler: Pooler,
 }
 
 impl fmt::Debug for PgRateLimiter {
@@ -185,6 +187,7 @@ impl PgRateLimiter {
             max_size: DEFAULT_LIMITER_MAX_SIZE,
             timeout: DEFAULT_LIMITER_TIMEOUT,
             sweep_every: DEFAULT_SWEEP_EVERY,
+            pooler: Pooler::None,
         }
     }
 
@@ -266,14 +269,28 @@ impl PgRateLimiter {
     async fn hit(&self, org: Uuid, user: &str, sweep: bool) -> Result<Hit, GuardError> {
         let i = &*self.inner;
         let client = i.pool.get().await.map_err(map_pool_error)?;
-        let statement = client
-            .prepare_cached(HIT_SQL)
-            .await
-            .map_err(GuardError::from_statement)?;
         let limit = i32::try_from(i.limit).unwrap_or(i32::MAX);
         let name: &str = &i.name;
         let params: [&(dyn ToSql + Sync); 5] = [&name, &org, &user, &i.window_ms, &limit];
-        let row = if sweep {
+        let row = if i.pooler.is_transaction() {
+            // Unnamed statements, each one message with its own Sync: nothing outlives it.
+            let types = [Type::TEXT, Type::UUID, Type::TEXT, Type::INT8, Type::INT4];
+            let typed: Vec<_> = params.iter().copied().zip(types).collect();
+            if sweep {
+                let (row, swept) = tokio::join!(
+                    client.query_typed_one(HIT_SQL, &typed),
+                    client.query_typed_one(SWEEP_SQL, &[(&SWEEP_BATCH, Type::INT4)]),
+                );
+                log_sweep(&i.name, swept);
+                row
+            } else {
+                client.query_typed_one(HIT_SQL, &typed).await
+            }
+        } else if sweep {
+            let statement = client
+                .prepare_cached(HIT_SQL)
+                .await
+                .map_err(GuardError::from_statement)?;
             let sweeper = client
                 .prepare_cached(SWEEP_SQL)
                 .await
@@ -282,12 +299,13 @@ impl PgRateLimiter {
                 client.query_one(&statement, &params),
                 client.query_one(&sweeper, &[&SWEEP_BATCH]),
             );
-            match swept.and_then(|r| r.try_get::<_, i64>(0)) {
-                Ok(rows) => tracing::debug!(limiter = %i.name, rows, "swept expired rate windows"),
-                Err(error) => tracing::warn!(limiter = %i.name, %error, "sweeping expired rate windows failed"),
-            }
+            log_sweep(&i.name, swept);
             row
         } else {
+            let statement = client
+                .prepare_cached(HIT_SQL)
+                .await
+                .map_err(GuardError::from_statement)?;
             client.query_one(&statement, &params).await
         }
         .map_err(GuardError::from_statement)?;
@@ -317,7 +335,7 @@ impl PgRateLimiter {
         let mut total = 0_u64;
         loop {
             let rows: i64 = client
-                .query_one(SWEEP_SQL, &[&SWEEP_BATCH])
+                .query_typed_one(SWEEP_SQL, &[(&SWEEP_BATCH, Type::INT4)])
                 .await
                 .and_then(|row| row.try_get(0))
                 .map_err(|e| PgRateLimitError::Database(GuardError::from_statement(e)))?;
@@ -369,9 +387,19 @@ pub struct PgRateLimiterBuilder {
     max_size: usize,
     timeout: Duration,
     sweep_every: u64,
+    pooler: Pooler,
 }
 
 impl PgRateLimiterBuilder {
+    /// What sits between the limiter and PostgreSQL (default [`Pooler::None`]). With
+    /// [`Pooler::Transaction`] the checks use unnamed statements and no connection options are
+    /// sent (PgBouncer refuses them): set `synchronous_commit = off` and a `statement_timeout`
+    /// on the limiter's login instead (`ALTER ROLE authenticator SET synchronous_commit = off`).
+    pub fn pooler(mut self, pooler: Pooler) -> Self {
+        self.pooler = pooler;
+        self
+    }
+
     /// Counts each user of an org separately (key: org and `sub`) instead of the org as a whole.
     pub fn per_user(mut self) -> Self {
         self.per_user = true;
@@ -425,8 +453,13 @@ impl PgRateLimiterBuilder {
 
     /// [`build`](Self::build) from a URL; the error never repeats the URL. TLS follows the URL's
     /// `sslmode` and `sslrootcert` as libpq does (see [`crate::tls`]); a missing or invalid
-    /// `sslrootcert` fails here.
-    pub fn build_from_url(self, url: &str) -> Result<PgRateLimiter, GuardError> {
+    /// `sslrootcert` fails here. A `pooler=transaction` parameter sets [`pooler`](Self::pooler),
+    /// as for [`TenantPool::builder_from_url`](crate::TenantPool::builder_from_url).
+    pub fn build_from_url(mut self, url: &str) -> Result<PgRateLimiter, GuardError> {
+        let (url, mode) = crate::pooler::split_url(url)?;
+        if let Some(mode) = mode {
+            self.pooler = mode;
+        }
         let url: DatabaseUrl = url.parse().map_err(tls_config_error)?;
         let connector = url.tls().connector().map_err(tls_config_error)?;
         let (config, _) = url.into_parts();
@@ -476,13 +509,17 @@ impl PgRateLimiterBuilder {
         }
         // The server gives up on a statement when the check would; a counter increment lost in
         // a crash costs nothing, so a check never waits for a WAL flush.
-        let millis = self.timeout.as_millis().max(1);
-        let ours = format!("-c statement_timeout={millis} -c synchronous_commit=off");
-        let options = match config.get_options() {
-            Some(existing) if !existing.trim().is_empty() => format!("{existing} {ours}"),
-            _ => ours,
-        };
-        config.options(&options);
+        // (Behind a transaction-mode pooler, which refuses startup options, the login's settings
+        // must do it; see `pooler`.)
+        if !self.pooler.is_transaction() {
+            let millis = self.timeout.as_millis().max(1);
+            let ours = format!("-c statement_timeout={millis} -c synchronous_commit=off");
+            let options = match config.get_options() {
+                Some(existing) if !existing.trim().is_empty() => format!("{existing} {ours}"),
+                _ => ours,
+            };
+            config.options(&options);
+        }
         let manager = Manager::from_config(
             config,
             tls,
@@ -513,8 +550,16 @@ impl PgRateLimiterBuilder {
                 timeout: self.timeout,
                 sweep_every: self.sweep_every,
                 checks: AtomicU64::new(0),
+                pooler: self.pooler,
             }),
         })
+    }
+}
+
+fn log_sweep(limiter: &str, swept: Result<tokio_postgres::Row, tokio_postgres::Error>) {
+    match swept.and_then(|r| r.try_get::<_, i64>(0)) {
+        Ok(rows) => tracing::debug!(limiter, rows, "swept expired rate windows"),
+        Err(error) => tracing::warn!(limiter, %error, "sweeping expired rate windows failed"),
     }
 }
 

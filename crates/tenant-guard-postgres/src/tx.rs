@@ -34,7 +34,7 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -47,9 +47,10 @@ use tracing::Span;
 use uuid::Uuid;
 
 use crate::error::GuardError;
+use crate::pooler::{self, Pooler};
 use crate::redact::Redacted;
 use crate::reset;
-use crate::scope::Scope;
+use crate::scope::{SCOPE_SQL, Scope};
 
 /// Nothing sent to the server since checkout.
 const IDLE: u8 = 0;
@@ -112,6 +113,38 @@ async fn resolve<S: ?Sized + ToStatement>(
     }
 }
 
+/// What a statement needs in pooler mode: its SQL and typed parameters (`None` for a
+/// [`Statement`], which runs as it is). Nothing is sent when a parameter's type is unknown.
+#[allow(clippy::type_complexity)]
+fn unnamed<'a, S: ?Sized + ToStatement>(
+    statement: &'a S,
+    params: &[&'a (dyn ToSql + Sync)],
+) -> Result<Option<(&'a str, Vec<(&'a (dyn ToSql + Sync), Type)>)>, GuardError> {
+    match statement.kind() {
+        private::Kind::Sql(sql) => Ok(Some((sql, pooler::typed(params)?))),
+        private::Kind::Prepared(_) => Ok(None),
+    }
+}
+
+/// Per-pool settings every transaction of the pool shares.
+#[derive(Debug)]
+pub(crate) struct TxSettings {
+    /// Named (cached) or unnamed statements.
+    pub(crate) pooler: Pooler,
+    /// `BEGIN` and `BEGIN READ ONLY` (with a `SET LOCAL statement_timeout` in pooler mode).
+    pub(crate) begin: [Box<str>; 2],
+}
+
+impl TxSettings {
+    pub(crate) fn new(pooler: Pooler, statement_timeout_ms: Option<u128>) -> Self {
+        let local_timeout = statement_timeout_ms.filter(|_| pooler.is_transaction());
+        Self {
+            pooler,
+            begin: pooler::begin_statements(local_timeout),
+        }
+    }
+}
+
 /// A database transaction scoped to one org and role: the only way the guard lets code reach the
 /// database.
 ///
@@ -151,7 +184,13 @@ async fn resolve<S: ?Sized + ToStatement>(
 /// the same figures feed the histograms and counters of `tenant_guard_core::metrics`.
 pub struct TenantTx {
     conn: Option<Object>,
-    scope_statement: Statement,
+    /// The prepared scoping statement; `None` in pooler mode (sent unnamed).
+    scope_statement: Option<Statement>,
+    settings: Arc<TxSettings>,
+    /// Which server served the transaction (`primary`, `replica`), for the span.
+    node: &'static str,
+    /// Called once when a read-write transaction commits (read-your-writes bookkeeping).
+    on_commit: Option<Box<dyn FnOnce() + Send + Sync>>,
     /// What to do about session state on the way back to the pool, with the cached check
     /// statement of [`SessionReset::Check`](crate::SessionReset::Check).
     reset: Reset,
@@ -182,6 +221,7 @@ impl fmt::Debug for TenantTx {
             .field("role", self.scope.role())
             .field("org_id", &self.scope.org_id())
             .field("read_only", &self.read_only)
+            .field("node", &self.node)
             .field("phase", &self.phase.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -283,6 +323,7 @@ pub(crate) fn tx_span(scope: &Scope, read_only: bool) -> Span {
         role = scope.role().as_str(),
         org_id = tracing::field::Empty,
         read_only,
+        node = tracing::field::Empty,
         service_reason = tracing::field::Empty,
         job_id = tracing::field::Empty,
         pool_wait_ms = tracing::field::Empty,
@@ -309,7 +350,8 @@ impl TenantTx {
     /// checkout began.
     pub(crate) fn new(
         conn: Object,
-        scope_statement: Statement,
+        scope_statement: Option<Statement>,
+        settings: Arc<TxSettings>,
         reset: Reset,
         scope: Scope,
         read_only: bool,
@@ -321,6 +363,9 @@ impl TenantTx {
             scope_statement,
             reset,
             checked: AtomicU8::new(UNCHECKED),
+            settings,
+            node: "primary",
+            on_commit: None,
             scope,
             read_only,
             phase: AtomicU8::new(IDLE),
@@ -331,6 +376,35 @@ impl TenantTx {
             started,
             ended: AtomicBool::new(false),
         }
+    }
+
+    /// Records which server serves the transaction (`primary` or `replica`).
+    pub(crate) fn served_by(mut self, node: &'static str) -> Self {
+        self.node = node;
+        self.span.record("node", node);
+        self
+    }
+
+    /// Runs `f` once if this transaction commits.
+    pub(crate) fn on_commit(mut self, f: impl FnOnce() + Send + Sync + 'static) -> Self {
+        self.on_commit = Some(Box::new(f));
+        self
+    }
+
+    /// Which server serves the transaction: `"primary"`, or `"replica"` for a `READ ONLY`
+    /// transaction routed to a read replica (see
+    /// [`TenantPoolBuilder::replicas`](crate::TenantPoolBuilder::replicas)).
+    pub fn node(&self) -> &'static str {
+        self.node
+    }
+
+    /// The pool's [`Pooler`] mode.
+    pub fn pooler(&self) -> Pooler {
+        self.settings.pooler
+    }
+
+    fn unnamed(&self) -> bool {
+        self.settings.pooler.is_transaction()
     }
 
     /// The transaction's `tenant_tx` span (see [Tracing](TenantTx#tracing)): to instrument work
@@ -367,12 +441,8 @@ impl TenantTx {
         }
     }
 
-    fn begin_sql(&self) -> &'static str {
-        if self.read_only {
-            "BEGIN READ ONLY"
-        } else {
-            "BEGIN"
-        }
+    fn begin_sql(&self) -> &str {
+        &self.settings.begin[usize::from(self.read_only)]
     }
 
     fn note_error(&self, error: &tokio_postgres::Error) {
@@ -412,11 +482,16 @@ impl TenantTx {
             let claims = Redacted(claims);
             let params: [&(dyn ToSql + Sync); 5] = [&role, &claims, &sub, &org, &request_id];
             let sent = Instant::now();
-            let (begin, scope) = join(
-                client.batch_execute(self.begin_sql()),
-                client.execute(&self.scope_statement, &params),
-            )
-            .await;
+            let scoping = async {
+                match &self.scope_statement {
+                    Some(statement) => client.execute(statement, &params).await,
+                    None => {
+                        let typed = params.map(|p| (p, Type::TEXT));
+                        client.execute_typed(SCOPE_SQL, &typed).await
+                    }
+                }
+            };
+            let (begin, scope) = join(client.batch_execute(self.begin_sql()), scoping).await;
             let scoped = sent.elapsed();
             self.span
                 .record("scope_ms", tenant_guard_core::trace::millis(scoped));
@@ -466,6 +541,11 @@ impl TenantTx {
         S: ?Sized + ToStatement,
     {
         let client = self.client();
+        if self.unnamed()
+            && let Some((sql, typed)) = unnamed(statement, params)?
+        {
+            return self.run(client.query_typed(sql, &typed)).await;
+        }
         self.run(async move {
             let statement = resolve(client, statement).await?;
             client.query(&statement, params).await
@@ -483,6 +563,11 @@ impl TenantTx {
         S: ?Sized + ToStatement,
     {
         let client = self.client();
+        if self.unnamed()
+            && let Some((sql, typed)) = unnamed(statement, params)?
+        {
+            return self.run(client.query_typed_one(sql, &typed)).await;
+        }
         self.run(async move {
             let statement = resolve(client, statement).await?;
             client.query_one(&statement, params).await
@@ -500,6 +585,11 @@ impl TenantTx {
         S: ?Sized + ToStatement,
     {
         let client = self.client();
+        if self.unnamed()
+            && let Some((sql, typed)) = unnamed(statement, params)?
+        {
+            return self.run(client.query_typed_opt(sql, &typed)).await;
+        }
         self.run(async move {
             let statement = resolve(client, statement).await?;
             client.query_opt(&statement, params).await
@@ -517,6 +607,11 @@ impl TenantTx {
         S: ?Sized + ToStatement,
     {
         let client = self.client();
+        if self.unnamed()
+            && let Some((sql, typed)) = unnamed(statement, params)?
+        {
+            return self.run(client.execute_typed(sql, &typed)).await;
+        }
         self.run(async move {
             let statement = resolve(client, statement).await?;
             client.execute(&statement, params).await
@@ -547,7 +642,15 @@ impl TenantTx {
 
     /// Prepares `sql` on this connection (cached per connection), e.g. to learn its column types
     /// or to run it several times.
+    ///
+    /// Refused with [`GuardError::NeedsSession`] in [`Pooler::Transaction`] mode (a named
+    /// statement would outlive the transaction on a server connection the next one may not get).
     pub async fn prepare(&self, sql: &str) -> Result<Statement, GuardError> {
+        if self.unnamed() {
+            return Err(GuardError::NeedsSession(
+                "TenantTx::prepare (a named statement)",
+            ));
+        }
         let client = self.client();
         self.run(client.prepare_cached(sql)).await
     }
@@ -559,7 +662,7 @@ impl TenantTx {
     /// it. A transaction that never sent a statement commits without any round trip. If a
     /// statement failed earlier, the database already aborted the transaction: this rolls back
     /// and returns [`GuardError::RolledBack`].
-    pub async fn commit(self) -> Result<(), GuardError> {
+    pub async fn commit(mut self) -> Result<(), GuardError> {
         match self.phase.load(Ordering::Acquire) {
             IDLE => {
                 self.phase.store(ENDING, Ordering::Release);
@@ -620,7 +723,12 @@ impl TenantTx {
             commit.await.0.map_err(GuardError::from_statement)
         };
         match &result {
-            Ok(()) => self.end(Outcome::Committed),
+            Ok(()) => {
+                if let Some(f) = self.on_commit.take() {
+                    f();
+                }
+                self.end(Outcome::Committed);
+            }
             Err(error) => {
                 if error
                     .postgres()

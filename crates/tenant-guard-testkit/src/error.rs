@@ -48,6 +48,31 @@ pub enum TestkitError {
         source: io::Error,
     },
 
+    /// No `pgbouncer` binary was found (for [`TestPgBouncer`](crate::TestPgBouncer)).
+    #[error(
+        "no pgbouncer binary found (looked at TENANT_GUARD_PGBOUNCER, on PATH and at \
+         /usr/sbin/pgbouncer). Install it (Debian/Ubuntu: `apt-get install pgbouncer`) or set \
+         TENANT_GUARD_PGBOUNCER to its path"
+    )]
+    PgBouncerNotFound,
+
+    /// PgBouncer exited during start-up or did not answer in time.
+    #[error("PgBouncer did not start: {reason}; last lines of its log:\n{log_tail}")]
+    PgBouncerStart {
+        /// What happened.
+        reason: String,
+        /// The end of its log.
+        log_tail: String,
+    },
+
+    /// `pg_basebackup` failed while creating a standby (for
+    /// [`TestPostgres::start_standby`](crate::TestPostgres::start_standby)).
+    #[error("creating the standby failed: {reason}")]
+    Standby {
+        /// What happened, with the tool's output.
+        reason: String,
+    },
+
     /// `initdb` exited unsuccessfully.
     #[error("initdb failed ({status}) for {data_dir}; its output:\n{output}")]
     Initdb {

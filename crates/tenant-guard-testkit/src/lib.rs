@@ -56,4 +56,6 @@ pub use error::TestkitError;
 pub use isolation::{IsolatedTable, assert_table_isolated, check_table_isolated};
 pub use issuer::TestIssuer;
 pub use server::tls::TestCertificates;
-pub use server::{DATABASE_URL_ENV, TestPostgres};
+pub use server::{
+    DATABASE_URL_ENV, PGBOUNCER_ENV, PgBouncerOptions, TestPgBouncer, TestPostgres, TestStandby,
+};

@@ -8,12 +8,13 @@
     clippy::print_stderr
 )]
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tenant_guard_core::Principal;
 use tenant_guard_postgres::tokio_postgres::{self, Client, Config};
-use tenant_guard_postgres::{LoginPolicy, TenantPool, TenantPoolBuilder, support};
-use tenant_guard_testkit::{TestDatabase, TestPostgres};
+use tenant_guard_postgres::{LoginPolicy, Pooler, TenantPool, TenantPoolBuilder, support};
+use tenant_guard_testkit::{PgBouncerOptions, TestDatabase, TestPgBouncer, TestPostgres};
 use uuid::Uuid;
 
 pub use tenant_guard_testkit::TestIssuer;
@@ -189,6 +190,49 @@ pub fn pool_builder(db: &TestDatabase) -> TenantPoolBuilder {
 pub async fn env(size: usize) -> Env {
     let (db, admin) = database().await;
     let pool = pool_builder(&db).max_size(size).build().expect("pool");
+    Env {
+        db,
+        admin,
+        pool,
+        issuer: TestIssuer::new(),
+    }
+}
+
+/// The process-wide PgBouncer (`pool_mode = transaction`, `default_pool_size = 1`: one server
+/// connection per test database, so every client shares it) in front of the shared server.
+pub fn pgbouncer() -> &'static TestPgBouncer {
+    static BOUNCER: OnceLock<TestPgBouncer> = OnceLock::new();
+    BOUNCER.get_or_init(|| {
+        TestPgBouncer::start(
+            TestPostgres::shared().expect("test server"),
+            PgBouncerOptions::default().default_pool_size(1).user(LOGIN),
+        )
+        .expect("PgBouncer (Debian: apt-get install pgbouncer)")
+    })
+}
+
+/// The pool's connection config through [`pgbouncer`]: the test database as [`LOGIN`].
+pub fn pgbouncer_login_config(db: &TestDatabase) -> Config {
+    let mut config = pgbouncer().config(db);
+    config.user(LOGIN);
+    config
+}
+
+/// Like [`pool_builder`], through [`pgbouncer`] with [`Pooler::Transaction`].
+pub fn pgbouncer_pool_builder(db: &TestDatabase) -> TenantPoolBuilder {
+    TenantPool::builder(pgbouncer_login_config(db))
+        .pooler(Pooler::Transaction)
+        .login_policy(LoginPolicy::Refuse)
+        .wait_timeout(Duration::from_secs(10))
+}
+
+/// A fresh database and a pool of `size` on it through [`pgbouncer`].
+pub async fn pgbouncer_env(size: usize) -> Env {
+    let (db, admin) = database().await;
+    let pool = pgbouncer_pool_builder(&db)
+        .max_size(size)
+        .build()
+        .expect("pool");
     Env {
         db,
         admin,

@@ -26,6 +26,11 @@ impl Binaries {
         )
     }
 
+    /// Another program of the same installation (`pg_basebackup`, `pg_ctl`).
+    pub(crate) fn tool(&self, name: &str) -> PathBuf {
+        self.initdb.with_file_name(name)
+    }
+
     fn in_dir(dir: &Path) -> Option<Self> {
         let initdb = dir.join("initdb");
         let postgres = dir.join("postgres");

@@ -39,6 +39,14 @@ const SETTINGS: &[(&str, &str)] = &[
     ("jit", "off"),
 ];
 
+/// [`SETTINGS`] with what a primary needs for a streaming standby (`pg_basebackup -R`).
+const REPLICATION_SETTINGS: &[(&str, &str)] = &[
+    ("wal_level", "replica"),
+    ("max_wal_senders", "5"),
+    ("hot_standby", "on"),
+    ("wal_keep_size", "64MB"),
+];
+
 /// How often a port race is retried.
 const PORT_ATTEMPTS: u32 = 5;
 /// How long the server may take to accept connections.
@@ -63,7 +71,7 @@ ours() {
   [ -r "/proc/$1/stat" ] || return 1
   read -r _ comm state _ < "/proc/$1/stat" 2>/dev/null || return 1
   [ "$state" != Z ] || return 1
-  case $comm in "(postgres)"|"(setpriv)"|"(runuser)") return 0 ;; esac
+  case $comm in "(postgres)"|"(pgbouncer)"|"(setpriv)"|"(runuser)") return 0 ;; esac
   return 1
 }
 for pid in $pids; do ours "$pid" && kill -QUIT "$pid" 2>/dev/null; done
@@ -92,6 +100,8 @@ pub(crate) struct LocalServer {
     log_file: PathBuf,
     binaries: Binaries,
     user: Option<ServerUser>,
+    /// Settings on top of [`SETTINGS`] (later ones win).
+    extra: &'static [(&'static str, &'static str)],
     // Dropped last: waits for the watchdog and removes the directory.
     scratch: Mutex<Scratch>,
 }
@@ -110,12 +120,32 @@ impl LocalServer {
     /// Finds the binaries, initialises a cluster and starts a server, returning it with an
     /// administration handle connected to it as the superuser.
     pub(crate) fn start() -> Result<(Self, Admin), TestkitError> {
-        Self::start_with(&|_, _| Ok(()))
+        Self::start_full(&|_, _| Ok(()), &[], None)
     }
 
     /// [`start`](Self::start), calling `prepare(data_dir, server_user)` after `initdb` and before
     /// the server first starts (to add files and settings to the cluster).
     pub(crate) fn start_with(prepare: &Prepare<'_>) -> Result<(Self, Admin), TestkitError> {
+        Self::start_full(prepare, &[], None)
+    }
+
+    /// A server ready to feed streaming standbys (`wal_level = replica`, WAL senders).
+    pub(crate) fn start_replicated() -> Result<(Self, Admin), TestkitError> {
+        Self::start_full(&|_, _| Ok(()), REPLICATION_SETTINGS, None)
+    }
+
+    /// A hot standby of `self` (which must have been started with
+    /// [`start_replicated`](Self::start_replicated)): `pg_basebackup -R` into a new directory,
+    /// then a server on a port of its own, streaming from this one.
+    pub(crate) fn start_standby(&self) -> Result<(Self, Admin), TestkitError> {
+        Self::start_full(&|_, _| Ok(()), REPLICATION_SETTINGS, Some(self.port))
+    }
+
+    fn start_full(
+        prepare: &Prepare<'_>,
+        extra: &'static [(&'static str, &'static str)],
+        standby_of: Option<u16>,
+    ) -> Result<(Self, Admin), TestkitError> {
         let started = Instant::now();
         let binaries = Binaries::find()?;
         let user = ServerUser::for_current_process()?;
@@ -123,8 +153,15 @@ impl LocalServer {
         let data_dir = scratch.dir.join("data");
         let log_file = scratch.dir.join("server.log");
 
-        initdb(&binaries, user.as_ref(), &scratch.dir, &data_dir)?;
-        prepare(&data_dir, user.as_ref())?;
+        match standby_of {
+            None => {
+                initdb(&binaries, user.as_ref(), &scratch.dir, &data_dir)?;
+                prepare(&data_dir, user.as_ref())?;
+            }
+            Some(primary) => {
+                basebackup(&binaries, user.as_ref(), &scratch.dir, &data_dir, primary)?
+            }
+        }
         let initialised = started.elapsed();
 
         for attempt in 1..=PORT_ATTEMPTS {
@@ -132,8 +169,15 @@ impl LocalServer {
             let admin = Admin::start(superuser_config(port))?;
             let log = File::create(&log_file)
                 .map_err(|e| TestkitError::io(format!("creating {}", log_file.display()), e))?;
-            let mut postgres =
-                spawn_postgres(&binaries, user.as_ref(), &scratch.dir, &data_dir, port, log)?;
+            let mut postgres = spawn_postgres(
+                &binaries,
+                user.as_ref(),
+                &scratch.dir,
+                &data_dir,
+                port,
+                extra,
+                log,
+            )?;
             scratch.watch(postgres.id());
             match wait_ready(&mut postgres, &admin, &data_dir, &log_file) {
                 Ok(()) => {
@@ -152,6 +196,7 @@ impl LocalServer {
                         log_file,
                         binaries,
                         user,
+                        extra,
                         scratch: Mutex::new(scratch),
                     };
                     return Ok((server, admin));
@@ -240,6 +285,7 @@ impl LocalServer {
             &scratch.dir,
             &self.data_dir,
             self.port,
+            self.extra,
             log,
         )?;
         scratch.watch(postgres.id());
@@ -329,14 +375,14 @@ pub(crate) fn superuser_config(port: u16) -> Config {
 
 /// The temporary directory and its watchdog.
 #[derive(Debug)]
-struct Scratch {
-    dir: PathBuf,
+pub(crate) struct Scratch {
+    pub(crate) dir: PathBuf,
     watchdog: Child,
     pipe: Option<ChildStdin>,
 }
 
 impl Scratch {
-    fn create(user: Option<&ServerUser>) -> Result<Self, TestkitError> {
+    pub(crate) fn create(user: Option<&ServerUser>) -> Result<Self, TestkitError> {
         // Under root, the server user must be able to reach the directory: /tmp is world-searchable,
         // while $TMPDIR could be anywhere.
         let base = if user.is_some() {
@@ -385,7 +431,7 @@ impl Scratch {
     }
 
     /// Tells the watchdog to stop `pid` too when it fires.
-    fn watch(&mut self, pid: u32) {
+    pub(crate) fn watch(&mut self, pid: u32) {
         if let Some(pipe) = &mut self.pipe
             && let Err(error) = writeln!(pipe, "{pid}")
         {
@@ -441,7 +487,7 @@ fn create_unique_dir(base: &Path) -> Result<PathBuf, TestkitError> {
     ))
 }
 
-fn command(user: Option<&ServerUser>, program: &Path, cwd: &Path) -> Command {
+pub(crate) fn command(user: Option<&ServerUser>, program: &Path, cwd: &Path) -> Command {
     let mut command = match user {
         Some(user) => user.command(program),
         None => Command::new(program),
@@ -489,12 +535,50 @@ fn initdb(
     })
 }
 
+/// `pg_basebackup -R` of the server on `primary_port` into `data_dir`: a standby's data directory,
+/// with `standby.signal` and the `primary_conninfo` to stream from it.
+fn basebackup(
+    binaries: &Binaries,
+    user: Option<&ServerUser>,
+    dir: &Path,
+    data_dir: &Path,
+    primary_port: u16,
+) -> Result<(), TestkitError> {
+    let tool = binaries.tool("pg_basebackup");
+    let output = command(user, &tool, dir)
+        .arg("-D")
+        .arg(data_dir)
+        .args(["-h", "127.0.0.1", "-p", &primary_port.to_string()])
+        .args([
+            "-U",
+            SUPERUSER,
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+            "-c",
+            "fast",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| TestkitError::io(format!("running {}", tool.display()), e))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    Err(TestkitError::Standby {
+        reason: format!("pg_basebackup exited ({}): {text}", output.status),
+    })
+}
+
 fn spawn_postgres(
     binaries: &Binaries,
     user: Option<&ServerUser>,
     dir: &Path,
     data_dir: &Path,
     port: u16,
+    extra: &[(&str, &str)],
     log: File,
 ) -> Result<Child, TestkitError> {
     let stderr = log
@@ -506,7 +590,7 @@ fn spawn_postgres(
         .arg(data_dir)
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
         .arg(dir);
-    for (name, value) in SETTINGS {
+    for (name, value) in SETTINGS.iter().chain(extra) {
         postgres.arg("-c").arg(format!("{name}={value}"));
     }
     postgres
@@ -520,7 +604,7 @@ fn spawn_postgres(
         .map_err(|e| TestkitError::io(format!("spawning {}", binaries.postgres.display()), e))
 }
 
-fn free_port() -> Result<u16, TestkitError> {
+pub(crate) fn free_port() -> Result<u16, TestkitError> {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
@@ -591,7 +675,7 @@ fn exited(status: ExitStatus, log_file: &Path) -> Attempt {
     })
 }
 
-fn log_tail(log_file: &Path) -> String {
+pub(crate) fn log_tail(log_file: &Path) -> String {
     match std::fs::read_to_string(log_file) {
         Ok(log) => tail(&log, 30),
         Err(error) => format!("(could not read {}: {error})", log_file.display()),
@@ -604,7 +688,7 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 /// Waits up to `timeout` for `child` to exit.
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+pub(crate) fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {

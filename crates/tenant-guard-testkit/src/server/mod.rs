@@ -3,8 +3,13 @@
 
 mod binaries;
 mod local;
+mod pgbouncer;
+mod standby;
 pub(crate) mod tls;
 mod user;
+
+pub use pgbouncer::{PGBOUNCER_ENV, PgBouncerOptions, TestPgBouncer};
+pub use standby::TestStandby;
 
 use std::fmt;
 use std::path::Path;
