@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use loadgen::{AppProcess, Connection, Response, Rng, example_binary, hs256_token};
-use tenant_guard_testkit::TestPostgres;
+use tenant_guard_testkit::{PgBouncerOptions, TestPgBouncer, TestPostgres};
 use uuid::Uuid;
 
 const SECRET: &str = "load-isolation-secret-0123456789abcdef-01234";
@@ -403,25 +403,59 @@ fn expect(shared: &Shared, op: &str, r: Sent, status: u16) -> Option<Response> {
 }
 
 /// Runs the whole scenario against `example` and returns the report; panics on any violation.
+/// How the app reaches PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Direct,
+    /// Through a PgBouncer in `pool_mode = transaction` with [`BOUNCER_SERVER_CONNECTIONS`]
+    /// server connections, the app's pool of [`BOUNCER_CLIENT_CONNECTIONS`] in
+    /// `DB_POOLER=transaction` mode.
+    PgBouncer,
+}
+
+const BOUNCER_SERVER_CONNECTIONS: u32 = 2;
+const BOUNCER_CLIENT_CONNECTIONS: &str = "16";
+
 fn run(example: &str) -> String {
+    run_via(example, Route::Direct)
+}
+
+fn run_via(example: &str, route: Route) -> String {
     let settings = Settings::from_env();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let database = TestPostgres::shared()
-        .expect("test PostgreSQL")
-        .create_database()
-        .expect("test database");
+    let server = TestPostgres::shared().expect("test PostgreSQL");
+    let database = server.create_database().expect("test database");
+    let bouncer = (route == Route::PgBouncer).then(|| {
+        TestPgBouncer::start(
+            server,
+            PgBouncerOptions::default().default_pool_size(BOUNCER_SERVER_CONNECTIONS),
+        )
+        .expect("PgBouncer (Debian: apt-get install pgbouncer)")
+    });
+    let url = match &bouncer {
+        Some(bouncer) => bouncer.url(&database),
+        None => database.url().to_owned(),
+    };
+    let mut vars = vec![
+        ("APP_ENV", "test"),
+        ("JWT_SECRET", SECRET),
+        ("DATABASE_URL", url.as_str()),
+    ];
+    if bouncer.is_some() {
+        vars.extend([
+            ("DB_POOLER", "transaction"),
+            ("DB_POOL_SIZE", BOUNCER_CLIENT_CONNECTIONS),
+        ]);
+    } else {
+        vars.push(("DB_POOL_SIZE", "8"));
+    }
     let app = AppProcess::start(
         &example_binary(example).unwrap_or_else(|e| panic!("{e}")),
         &[],
-        &[
-            ("APP_ENV", "test"),
-            ("JWT_SECRET", SECRET),
-            ("DATABASE_URL", database.url()),
-            ("DB_POOL_SIZE", "8"),
-        ],
+        &vars,
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let shared = Arc::new(Shared {
@@ -452,12 +486,28 @@ fn run(example: &str) -> String {
     let sent: u64 = counters.by_op.values().sum();
     let errors: u64 = counters.errors.values().sum();
     let mut report = String::new();
+    let via = match route {
+        Route::Direct => "pool 8".to_owned(),
+        Route::PgBouncer => format!(
+            "through PgBouncer {}.{} (`pool_mode = transaction`, {BOUNCER_SERVER_CONNECTIONS} \
+             server connections) with `DB_POOLER=transaction` and a pool of \
+             {BOUNCER_CLIENT_CONNECTIONS} client connections",
+            bouncer.as_ref().map_or(0, |b| b.version().0),
+            bouncer.as_ref().map_or(0, |b| b.version().1),
+        ),
+    };
+    let prepared_errors = app.stderr().matches("prepared statement").count();
     writeln!(
         report,
-        "### Load with isolation checking: {example}\n\n\
+        "### Load with isolation checking: {example}{}\n\n\
          {} orgs × {} users, {} concurrent keep-alive connections (users of every org share them), \
-         {sent} requests in {:.1} s ({:.0} req/s, {} build), pool 8.\n\n\
+         {sent} requests in {:.1} s ({:.0} req/s, {} build), {via}.\n\n\
          | what | count |\n|---|---|",
+        if route == Route::PgBouncer {
+            " behind PgBouncer"
+        } else {
+            ""
+        },
         settings.orgs,
         settings.users,
         settings.concurrency,
@@ -521,6 +571,11 @@ fn run(example: &str) -> String {
         final_checks.idle_in_tx
     )
     .unwrap();
+    writeln!(
+        report,
+        "| `prepared statement` errors in the app's log | {prepared_errors} |"
+    )
+    .unwrap();
     eprintln!("\n{report}");
     if let Some(path) = &settings.report {
         use std::io::Write as _;
@@ -546,6 +601,7 @@ fn run(example: &str) -> String {
         "backends idle in transaction\n{report}"
     );
     assert_eq!(errors, 0, "errors\n{report}");
+    assert_eq!(prepared_errors, 0, "prepared statement errors\n{report}");
     // The run did what it claims (so the checks above had something to check).
     assert_eq!(sent, settings.requests, "{report}");
     assert!(
@@ -720,4 +776,9 @@ fn axum_many_orgs_under_load_never_see_each_other() {
 #[test]
 fn actix_many_orgs_under_load_never_see_each_other() {
     run("reference_actix");
+}
+
+#[test]
+fn axum_many_orgs_behind_pgbouncer_never_see_each_other() {
+    run_via("reference_axum", Route::PgBouncer);
 }

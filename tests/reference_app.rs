@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tenant_guard_testkit::{TestDatabase, TestPostgres};
+use tenant_guard_testkit::{PgBouncerOptions, TestDatabase, TestPgBouncer, TestPostgres};
 
 const SECRET: &str = "reference-app-test-secret-0123456789abcdef";
 const ORG_A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
@@ -45,6 +45,8 @@ const APP_VARS: &[&str] = &[
     "JWT_ROLE_MAP",
     "BIND",
     "DB_POOL_SIZE",
+    "DB_POOLER",
+    "DATABASE_REPLICA_URLS",
     "RATE_LIMIT_PER_MINUTE",
     "LOG_FORMAT",
     "BODY_TIMEOUT_SECONDS",
@@ -91,6 +93,31 @@ impl RunningApp {
                 ("APP_ENV", "test"),
                 ("JWT_SECRET", SECRET),
                 ("DATABASE_URL", &url),
+            ],
+            Some(database),
+        )
+    }
+
+    /// Like [`start`](Self::start), with `DATABASE_URL` pointing at the process's PgBouncer
+    /// (`pool_mode = transaction`, two server connections per database) and `DB_POOLER=transaction`.
+    fn start_through_pgbouncer(example: &str) -> Self {
+        static BOUNCER: std::sync::OnceLock<TestPgBouncer> = std::sync::OnceLock::new();
+        let server = TestPostgres::shared().expect("test PostgreSQL");
+        let bouncer = BOUNCER.get_or_init(|| {
+            TestPgBouncer::start(server, PgBouncerOptions::default().default_pool_size(2))
+                .expect("PgBouncer (Debian: apt-get install pgbouncer)")
+        });
+        let database = server.create_database().expect("test database");
+        let url = bouncer.url(&database);
+        Self::start_with(
+            example,
+            &[
+                ("APP_ENV", "test"),
+                ("JWT_SECRET", SECRET),
+                ("DATABASE_URL", &url),
+                ("DB_POOLER", "transaction"),
+                // Many more client connections than PgBouncer's two server connections.
+                ("DB_POOL_SIZE", "12"),
             ],
             Some(database),
         )
@@ -347,7 +374,15 @@ fn unsigned(claims: &serde_json::Value) -> String {
 
 /// The whole contract, against the example binary `example`.
 fn check_contract(example: &str) {
-    let mut app = RunningApp::start(example);
+    check_contract_of(RunningApp::start(example), example);
+}
+
+/// The contract, through a transaction-mode PgBouncer with the app's `DB_POOLER=transaction`.
+fn check_contract_through_pgbouncer(example: &str) {
+    check_contract_of(RunningApp::start_through_pgbouncer(example), example);
+}
+
+fn check_contract_of(mut app: RunningApp, example: &str) {
     let alice = sign(&claims("alice", ORG_A), SECRET);
     let bob = sign(&claims("bob", ORG_B), SECRET);
 
@@ -852,6 +887,16 @@ fn actix_reference_app_stalled_bodies_hold_no_connection() {
 #[test]
 fn axum_reference_app_keeps_the_contract() {
     check_contract("reference_axum");
+}
+
+#[test]
+fn axum_reference_app_keeps_the_contract_through_pgbouncer() {
+    check_contract_through_pgbouncer("reference_axum");
+}
+
+#[test]
+fn actix_reference_app_keeps_the_contract_through_pgbouncer() {
+    check_contract_through_pgbouncer("reference_actix");
 }
 
 #[test]

@@ -32,7 +32,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tenant_guard::postgres::TenantPool;
+use tenant_guard::postgres::{Pooler, TenantPool};
 use tenant_guard::{Environment, Verifier, VerifierBuilder};
 use tenant_guard_testkit::{TestDatabase, TestPostgres};
 
@@ -116,6 +116,9 @@ pub struct Config {
     pub bind: SocketAddr,
     /// `DB_POOL_SIZE` (default 16).
     pub db_pool_size: usize,
+    /// `DB_POOLER`: `transaction` when `DATABASE_URL` is a transaction-mode pooler (PgBouncer,
+    /// Supavisor port 6543); default `none`.
+    pub db_pooler: Pooler,
     /// `RATE_LIMIT_PER_MINUTE`: per-org limit on the authenticated routes (see [`rate_limiter`]).
     pub rate_limit_per_minute: Option<u32>,
     /// `LOG_FORMAT`.
@@ -142,6 +145,7 @@ impl std::fmt::Debug for Config {
             .field("org_claim", &self.org_claim)
             .field("bind", &self.bind)
             .field("db_pool_size", &self.db_pool_size)
+            .field("db_pooler", &self.db_pooler)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("log_format", &self.log_format)
             .field("body_timeout", &self.body_timeout)
@@ -203,6 +207,12 @@ impl Config {
                 }
             },
         };
+        let db_pooler = match non_empty("DB_POOLER") {
+            None => Pooler::None,
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("DB_POOLER must be `none` or `transaction`, got {v:?}"))?,
+        };
         let log_format = match non_empty("LOG_FORMAT") {
             Some(v) if v.trim().eq_ignore_ascii_case("json") => LogFormat::Json,
             _ => LogFormat::Human,
@@ -218,6 +228,7 @@ impl Config {
             org_claim: non_empty("ORG_CLAIM").unwrap_or_else(|| "org_id".to_owned()),
             bind,
             db_pool_size,
+            db_pooler,
             rate_limit_per_minute,
             log_format,
             body_timeout,
@@ -419,6 +430,7 @@ pub async fn open_database_with_schema(
         tenant_guard::postgres::support::apply(&pg_config, schema_sql).await?;
     }
     let pool = TenantPool::builder(pool_config)
+        .pooler(config.db_pooler)
         .max_size(config.db_pool_size)
         .wait_timeout(Duration::from_secs(5))
         .statement_timeout(Duration::from_secs(10))

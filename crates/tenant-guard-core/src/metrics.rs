@@ -14,6 +14,7 @@
 //! | [`SCOPE_DURATION`] | histogram (seconds) | — | the guard: `BEGIN` + scoping (the prelude) |
 //! | [`TX_DURATION`] | histogram (seconds) | `outcome` | the guard: checkout to end of transaction |
 //! | [`TX_OUTCOMES`] | counter | `outcome` | the guard: `committed`, `rolled_back`, `dropped`, `discarded`, `commit_failed` |
+//! | [`TX_NODES`] | counter | `node` (`primary`, `replica`) | the guard: which server served a transaction |
 //!
 //! # Cardinality
 //!
@@ -55,6 +56,8 @@ pub const SCOPE_DURATION: &str = "tenant_guard_scope_seconds";
 pub const TX_DURATION: &str = "tenant_guard_tx_duration_seconds";
 /// Counter of guarded transactions by `outcome`.
 pub const TX_OUTCOMES: &str = "tenant_guard_tx_total";
+/// Counter: transactions by the server that served them (`node`: `primary`, `replica`).
+pub const TX_NODES: &str = "tenant_guard_db_transactions_by_node_total";
 
 /// The `org_id` label of every org past the [`org_label_limit`].
 pub const OTHER_ORG: &str = "other";
@@ -161,6 +164,11 @@ pub fn record_pool_wait(wait: Duration) {
 /// Guard: the prelude (`BEGIN` and the scoping statement) took `scope`.
 pub fn record_scope(scope: Duration) {
     histogram!(SCOPE_DURATION).record(scope.as_secs_f64());
+}
+
+/// Guard: a transaction was checked out on `node` (`primary` or `replica`).
+pub fn record_tx_node(node: &'static str) {
+    counter!(TX_NODES, "node" => node).increment(1);
 }
 
 /// Guard: a transaction ended with `outcome` after `total` (from checkout).

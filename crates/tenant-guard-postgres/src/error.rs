@@ -112,6 +112,13 @@ pub enum GuardError {
     )]
     PreparedStatementLost(#[source] tokio_postgres::Error),
 
+    /// No read replica could serve a read-only transaction and the pool is configured not to
+    /// fall back to the primary
+    /// ([`ReplicaFallback::Unavailable`](crate::replica::ReplicaFallback::Unavailable)).
+    /// Transient.
+    #[error("no read replica is available")]
+    ReplicasUnavailable,
+
     /// The feature needs a session of its own, which a transaction-mode pooler does not give
     /// (see [`Pooler`](crate::Pooler)); nothing was sent.
     #[error("{0} needs a session-mode connection; it is not available with Pooler::Transaction")]
@@ -254,6 +261,7 @@ impl GuardError {
                 | Self::PoolClosed
                 | Self::Unavailable(_)
                 | Self::ConnectionLost
+                | Self::ReplicasUnavailable
                 | Self::TransactionConflict(_)
                 | Self::StatementTimeout(_)
         )
@@ -263,9 +271,10 @@ impl GuardError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::PoolTimeout => "database_busy",
-            Self::PoolClosed | Self::Unavailable(_) | Self::ConnectionLost => {
-                "database_unavailable"
-            }
+            Self::PoolClosed
+            | Self::Unavailable(_)
+            | Self::ConnectionLost
+            | Self::ReplicasUnavailable => "database_unavailable",
             Self::ForbiddenByPolicy(_) => "forbidden_by_policy",
             Self::RoleNotAllowed(_) => "role_not_allowed",
             Self::UniqueViolation(_) => "conflict",
@@ -289,6 +298,7 @@ impl GuardError {
             | Self::PoolClosed
             | Self::Unavailable(_)
             | Self::ConnectionLost
+            | Self::ReplicasUnavailable
             | Self::TransactionConflict(_)
             | Self::StatementTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ForbiddenByPolicy(_) | Self::RoleNotAllowed(_) => StatusCode::FORBIDDEN,
@@ -309,9 +319,10 @@ impl GuardError {
     fn public_message(&self) -> &'static str {
         match self {
             Self::PoolTimeout => "the service is busy; retry shortly",
-            Self::PoolClosed | Self::Unavailable(_) | Self::ConnectionLost => {
-                "the database is temporarily unavailable; retry shortly"
-            }
+            Self::PoolClosed
+            | Self::Unavailable(_)
+            | Self::ConnectionLost
+            | Self::ReplicasUnavailable => "the database is temporarily unavailable; retry shortly",
             Self::ForbiddenByPolicy(_) => "the operation is not permitted for this organization",
             Self::RoleNotAllowed(_) => "the token's role is not allowed here",
             Self::UniqueViolation(_) => "a record with the same unique value already exists",

@@ -47,6 +47,7 @@ mod pool;
 pub mod pooler;
 pub mod rate_limit;
 mod redact;
+pub mod replica;
 mod reset;
 mod scope;
 pub mod support;
@@ -63,6 +64,7 @@ pub use pool::{
 };
 pub use pooler::Pooler;
 pub use rate_limit::{OnDatabaseError, PgRateLimitError, PgRateLimiter, PgRateLimiterBuilder};
+pub use replica::ReplicaFallback;
 pub use reset::{SESSION_CHECK_SQL, SESSION_RESET_SQL, SessionReset};
 pub use tx::{TenantTx, ToStatement};
 

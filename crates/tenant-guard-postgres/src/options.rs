@@ -20,6 +20,7 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 pub struct ScopeOptions {
     pub(crate) request_id: Option<Box<str>>,
     pub(crate) read_only: bool,
+    pub(crate) primary: bool,
 }
 
 impl ScopeOptions {
@@ -45,6 +46,20 @@ impl ScopeOptions {
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
         self
+    }
+
+    /// Runs a read-only transaction on the primary even when the pool has read replicas (see
+    /// [`replica`](crate::replica)): for a read that must see a write the replicas may not have
+    /// replayed yet (the pool's read-your-writes rule covers the same principal's own writes).
+    #[must_use]
+    pub fn primary(mut self, primary: bool) -> Self {
+        self.primary = primary;
+        self
+    }
+
+    /// Whether the transaction must run on the primary.
+    pub fn is_primary(&self) -> bool {
+        self.primary
     }
 
     /// Whether the transaction is opened `READ ONLY`.

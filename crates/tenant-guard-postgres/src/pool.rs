@@ -18,8 +18,9 @@ use crate::error::GuardError;
 use crate::login::{LoginPolicy, LoginReport};
 use crate::options::ScopeOptions;
 use crate::pooler::{self, POOLER_ENV, Pooler};
+use crate::replica::{DEFAULT_READ_YOUR_WRITES, ReplicaFallback, Replicas};
 use crate::reset::{SESSION_CHECK_SQL, SessionReset};
-use crate::scope::{SCOPE_SQL, Scope};
+use crate::scope::{Identity, SCOPE_SQL, Scope};
 use crate::tls::{DatabaseUrl, TlsOptions, config_error as tls_config_error};
 use crate::tx::{Reset, TenantTx, TxSettings};
 
@@ -60,6 +61,8 @@ pub struct TenantPool {
 
 struct Inner {
     pool: Pool,
+    /// Read replicas for `READ ONLY` transactions (see [`crate::replica`]).
+    replicas: Option<Replicas>,
     settings: Arc<TxSettings>,
     user_roles: Vec<Role>,
     service_role: Role,
@@ -107,6 +110,9 @@ pub struct TenantPoolBuilder {
     login_policy: LoginPolicy,
     session_reset: SessionReset,
     pooler: Pooler,
+    replicas: Vec<tokio_postgres::Config>,
+    replica_fallback: ReplicaFallback,
+    read_your_writes: Duration,
 }
 
 impl fmt::Debug for TenantPoolBuilder {
@@ -122,6 +128,8 @@ impl fmt::Debug for TenantPoolBuilder {
             .field("login_policy", &self.login_policy)
             .field("session_reset", &self.session_reset)
             .field("pooler", &self.pooler)
+            .field("replicas", &self.replicas.len())
+            .field("replica_fallback", &self.replica_fallback)
             .finish_non_exhaustive()
     }
 }
@@ -146,6 +154,9 @@ impl TenantPool {
             login_policy: LoginPolicy::default(),
             session_reset: SessionReset::default(),
             pooler: Pooler::None,
+            replicas: Vec::new(),
+            replica_fallback: ReplicaFallback::default(),
+            read_your_writes: DEFAULT_READ_YOUR_WRITES,
         }
     }
 
@@ -191,7 +202,8 @@ impl TenantPool {
             return Err(GuardError::RoleNotAllowed(principal.role().to_string()));
         }
         let scope = Scope::principal(principal, options.request_id);
-        self.checkout(scope, options.read_only).await
+        self.checkout(scope, options.read_only, options.primary)
+            .await
     }
 
     /// Checks out a connection running as the service role (which bypasses RLS): the audited
@@ -213,7 +225,8 @@ impl TenantPool {
             "service-role transaction (bypasses row level security)"
         );
         let scope = Scope::service(context, self.inner.service_role.clone(), options.request_id);
-        self.checkout(scope, options.read_only).await
+        self.checkout(scope, options.read_only, options.primary)
+            .await
     }
 
     /// Checks out a connection for a background job acting for one org: scoped exactly like a
@@ -238,20 +251,64 @@ impl TenantPool {
         );
         let principal = context.org_principal(org_id, self.inner.job_role.clone());
         let scope = Scope::principal(&principal, options.request_id);
-        self.checkout(scope, options.read_only).await
+        self.checkout(scope, options.read_only, options.primary)
+            .await
     }
 
-    async fn checkout(&self, scope: Scope, read_only: bool) -> Result<TenantTx, GuardError> {
+    /// A connection for the transaction and the node it is on: a replica for a read-only
+    /// transaction when the pool has replicas and no rule sends it to the primary (see
+    /// [`crate::replica`]), the primary otherwise.
+    async fn connection(
+        &self,
+        scope: &Scope,
+        read_only: bool,
+        primary: bool,
+    ) -> Result<(deadpool_postgres::Object, &'static str), GuardError> {
+        if let Some(replicas) = &self.inner.replicas
+            && read_only
+            && !primary
+        {
+            let wrote = match &scope.identity {
+                Identity::Principal(p) => replicas.wrote_recently(p.org_id(), p.user_id()),
+                Identity::Service { .. } => false,
+            };
+            if !wrote {
+                if let Some(conn) = replicas.checkout().await {
+                    return Ok((conn, "replica"));
+                }
+                if replicas.fallback == ReplicaFallback::Unavailable {
+                    return Err(GuardError::ReplicasUnavailable);
+                }
+                tracing::debug!("no read replica could serve; reading from the primary");
+            }
+        }
+        let conn = self.inner.pool.get().await.map_err(map_pool_error)?;
+        Ok((conn, "primary"))
+    }
+
+    async fn checkout(
+        &self,
+        scope: Scope,
+        read_only: bool,
+        primary: bool,
+    ) -> Result<TenantTx, GuardError> {
         let span = crate::tx::tx_span(&scope, read_only);
         let started = Instant::now();
-        let conn = match self.inner.pool.get().await {
-            Ok(conn) => conn,
+        let (conn, node) = match self.connection(&scope, read_only, primary).await {
+            Ok(found) => found,
             Err(error) => {
-                let error = map_pool_error(error);
                 span.record("outcome", "checkout_failed");
                 span.in_scope(|| tracing::warn!(%error, "no connection for the transaction"));
                 return Err(error);
             }
+        };
+        #[cfg(feature = "metrics")]
+        tenant_guard_core::metrics::record_tx_node(node);
+        let recorder = match (&self.inner.replicas, &scope.identity) {
+            (Some(replicas), Identity::Principal(p)) if !read_only => {
+                replicas.recorder(p.org_id(), p.user_id())
+            }
+            _ => None,
         };
         let wait = started.elapsed();
         span.record("pool_wait_ms", tenant_guard_core::trace::millis(wait));
@@ -282,7 +339,7 @@ impl TenantPool {
             SessionReset::DiscardAll => Reset::DiscardAll,
             SessionReset::DangerousNone => Reset::None,
         };
-        Ok(TenantTx::new(
+        let tx = TenantTx::new(
             conn,
             scope_statement,
             Arc::clone(&self.inner.settings),
@@ -291,7 +348,12 @@ impl TenantPool {
             read_only,
             span,
             started,
-        ))
+        )
+        .served_by(node);
+        Ok(match recorder {
+            Some(record) => tx.on_commit(record),
+            None => tx,
+        })
     }
 
     /// Reads the facts about the pool's login (see [`LoginPolicy`]); for a startup report.
@@ -322,6 +384,14 @@ impl TenantPool {
     /// [`GuardError::PoolClosed`], connections in use close when returned.
     pub fn close(&self) {
         self.inner.pool.close();
+        if let Some(replicas) = &self.inner.replicas {
+            replicas.close();
+        }
+    }
+
+    /// How many read replicas the pool routes read-only transactions to.
+    pub fn replica_count(&self) -> usize {
+        self.inner.replicas.as_ref().map_or(0, Replicas::len)
     }
 
     /// An unscoped connection, for migrations and administration: **no** role, claims or org is
@@ -497,6 +567,64 @@ impl TenantPoolBuilder {
         }
     }
 
+    /// Adds read replicas (hot standbys of the primary): `READ ONLY` transactions run there,
+    /// everything else on the primary; see [`crate::replica`] for the routing rules. Each replica
+    /// gets a pool of its own with this builder's settings (size, timeouts, login policy,
+    /// [`pooler`](Self::pooler)).
+    ///
+    /// ```
+    /// use tenant_guard_postgres::TenantPool;
+    ///
+    /// let pool = TenantPool::builder_from_url("postgres://authenticator@primary.internal/app")?
+    ///     .replica_urls("postgres://authenticator@replica-1.internal/app, postgres://authenticator@replica-2.internal/app")?
+    ///     .build()?;
+    /// assert_eq!(pool.replica_count(), 2);
+    /// # Ok::<(), tenant_guard_postgres::GuardError>(())
+    /// ```
+    #[must_use]
+    pub fn replicas(mut self, replicas: impl IntoIterator<Item = tokio_postgres::Config>) -> Self {
+        self.replicas.extend(replicas);
+        self
+    }
+
+    /// [`replicas`](Self::replicas) from a comma-separated list of URLs (e.g. an environment
+    /// variable); empty entries are ignored. The error never repeats a URL. A URL's `sslmode`
+    /// decides whether its connections need TLS; the certificate checks are the primary's (the
+    /// pool has one TLS connector). A `pooler=…` parameter is ignored here: the pool's
+    /// [`pooler`](Self::pooler) applies to every server.
+    pub fn replica_urls(self, urls: &str) -> Result<Self, GuardError> {
+        let configs = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                let (u, _) = pooler::split_url(u)?;
+                let url: DatabaseUrl = u.parse().map_err(|_| {
+                    GuardError::Config("a replica URL is not a valid PostgreSQL URL".into())
+                })?;
+                Ok(url.into_parts().0)
+            })
+            .collect::<Result<Vec<_>, GuardError>>()?;
+        Ok(self.replicas(configs))
+    }
+
+    /// What a read-only transaction does when no replica can serve it (default
+    /// [`ReplicaFallback::Primary`]).
+    #[must_use]
+    pub fn replica_fallback(mut self, fallback: ReplicaFallback) -> Self {
+        self.replica_fallback = fallback;
+        self
+    }
+
+    /// How long after a principal's committed write its reads stay on the primary (default
+    /// [`DEFAULT_READ_YOUR_WRITES`]; `Duration::ZERO` turns the rule off). Set it above the
+    /// replicas' worst replay lag.
+    #[must_use]
+    pub fn read_your_writes(mut self, window: Duration) -> Self {
+        self.read_your_writes = window;
+        self
+    }
+
     /// Builds the pool, with TLS as the URL's `sslmode`/`sslrootcert` asked (see
     /// [`crate::tls`]; for a [`builder`](TenantPool::builder) from a `Config`, as its
     /// `ssl_mode` asks, without certificate checks). Connections are opened lazily, on first
@@ -521,12 +649,49 @@ impl TenantPoolBuilder {
         if self.max_size == 0 {
             return Err(GuardError::Config("max_size must be at least 1".into()));
         }
-        let mut config = self.config;
+        let pool = self.make_pool(self.config.clone(), tls.clone())?;
+        let replicas = if self.replicas.is_empty() {
+            None
+        } else {
+            let pools = self
+                .replicas
+                .iter()
+                .map(|config| self.make_pool(config.clone(), tls.clone()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(Replicas::new(
+                pools,
+                self.replica_fallback,
+                self.read_your_writes,
+            ))
+        };
+        let statement_timeout_ms = self.statement_timeout.map(|t| t.as_millis().max(1));
+        let pooler = self.pooler;
+        Ok(TenantPool {
+            inner: Arc::new(Inner {
+                pool,
+                replicas,
+                settings: Arc::new(TxSettings::new(pooler, statement_timeout_ms)),
+                user_roles: self.user_roles,
+                service_role: self.service_role,
+                job_role: self.job_role,
+                max_size: self.max_size,
+                session_reset: self.session_reset,
+            }),
+        })
+    }
+
+    /// A deadpool pool on `config` with this builder's settings: the primary's, or a replica's.
+    fn make_pool<T>(&self, mut config: tokio_postgres::Config, tls: T) -> Result<Pool, GuardError>
+    where
+        T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+        T::Stream: Sync + Send,
+        T::TlsConnect: Sync + Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
         if config.get_application_name().is_none() {
             config.application_name("tenant-guard");
         }
         let pooler = self.pooler;
-        let statement_timeout_ms = self.statement_timeout.map(|t| t.as_millis().max(1));
         // Behind a transaction-mode pooler the timeout is a `SET LOCAL` sent with `BEGIN`:
         // PgBouncer refuses the `options` startup parameter.
         if let Some(timeout) = self.statement_timeout.filter(|_| !pooler.is_transaction()) {
@@ -602,17 +767,7 @@ impl TenantPoolBuilder {
             .post_create(hook)
             .build()
             .map_err(|e| GuardError::Config(e.to_string()))?;
-        Ok(TenantPool {
-            inner: Arc::new(Inner {
-                pool,
-                settings: Arc::new(TxSettings::new(pooler, statement_timeout_ms)),
-                user_roles: self.user_roles,
-                service_role: self.service_role,
-                job_role: self.job_role,
-                max_size: self.max_size,
-                session_reset: self.session_reset,
-            }),
-        })
+        Ok(pool)
     }
 }
 

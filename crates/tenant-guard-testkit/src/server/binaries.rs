@@ -26,9 +26,23 @@ impl Binaries {
         )
     }
 
-    /// Another program of the same installation (`pg_basebackup`, `pg_ctl`).
+    /// Another program of the same installation (`pg_basebackup`): beside `initdb`, beside the
+    /// file a symlinked `initdb` points to, or on `PATH` (the name itself when none is found, so
+    /// the spawn error names it).
     pub(crate) fn tool(&self, name: &str) -> PathBuf {
-        self.initdb.with_file_name(name)
+        let beside = self.initdb.with_file_name(name);
+        let resolved = std::fs::canonicalize(&self.initdb)
+            .ok()
+            .map(|real| real.with_file_name(name));
+        let on_path = std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .map(|dir| dir.join(name));
+        std::iter::once(beside)
+            .chain(resolved)
+            .chain(on_path)
+            .find(|p| is_executable(p))
+            .unwrap_or_else(|| PathBuf::from(name))
     }
 
     fn in_dir(dir: &Path) -> Option<Self> {

@@ -95,7 +95,7 @@ impl TestStandby {
             let context = "reading the primary's WAL position";
             let client = admin::connect(&config, context).await?;
             let row = client
-                .query_one("SELECT pg_current_wal_lsn()::text", &[])
+                .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
                 .await
                 .map_err(|e| TestkitError::postgres(context, e))?;
             row.try_get(0)
