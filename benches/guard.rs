@@ -11,12 +11,21 @@
 //! - `guarded_read_write`: the same in a read-write transaction (COMMIT awaited);
 //! - `naive_read`: each step awaited in turn (BEGIN, SET LOCAL ROLE, set_config, query, COMMIT),
 //!   the way the seeds and PostgREST do it;
-//! - `raw_write` / `guarded_write`: one `INSERT` (autocommit vs a guarded transaction).
+//! - `raw_write` / `guarded_write`: one `INSERT` (autocommit vs a guarded transaction);
 //! - `*_no_reset` / `*_discard_all`: `guarded_read_only` and `guarded_write` on pools with
 //!   `SessionReset::DangerousNone` (no session reset, as before issue 17) and
 //!   `SessionReset::DiscardAll` (`DISCARD ALL` and the statement cache dropped after every
 //!   transaction); the plain variants use the default `SessionReset::Check`. A second table gives
 //!   each reset's ratio to no reset.
+//! - `raw_read_unnamed`: `raw_read` as an unnamed statement (`query_typed`): planned every time;
+//! - `guarded_unnamed`: `guarded_read_only` with `Pooler::Transaction` (unnamed statements), direct:
+//!   the cost of pooler mode itself (re-planning the scoping statement and the query);
+//! - `raw_read_pgbouncer` / `guarded_pgbouncer`: `raw_read_unnamed` / `guarded_unnamed` through a
+//!   testkit PgBouncer (`pool_mode = transaction`, `default_pool_size` = the pool size) in front
+//!   of the same server (skipped, with a note, when PgBouncer is not installed).
+//!
+//! Ratios: reads against `raw_read`, writes against `raw_write`, `guarded_pgbouncer` against
+//! `raw_read_pgbouncer` (the `vs` column says which).
 //!
 //! Criterion measures the mean per request (sequential requests); a second pass records every
 //! request's latency for the median and p99, and a third runs 8 concurrent clients for throughput.
@@ -37,8 +46,12 @@ use criterion::{Criterion, criterion_group};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime as PoolRuntime};
 use tenant_guard::Principal;
 use tenant_guard::postgres::tokio_postgres::{Config, NoTls};
-use tenant_guard::postgres::{LoginPolicy, ScopeOptions, SessionReset, TenantPool, support};
-use tenant_guard_testkit::{TestDatabase, TestIssuer, TestPostgres};
+use tenant_guard::postgres::{
+    LoginPolicy, Pooler, ScopeOptions, SessionReset, TenantPool, support,
+};
+use tenant_guard_testkit::{
+    PgBouncerOptions, TestDatabase, TestIssuer, TestPgBouncer, TestPostgres,
+};
 use tokio::runtime::Runtime;
 use uuid::Uuid;
 
@@ -80,12 +93,25 @@ struct Fixture {
     guarded: TenantPool,
     no_reset: TenantPool,
     discard_all: TenantPool,
+    guarded_unnamed: TenantPool,
     raw: Pool,
     naive: Pool,
+    /// The pools through PgBouncer, when it is installed.
+    bounced: Option<(TenantPool, Pool)>,
     principal: Principal,
-    // Dropped last: the database, then the server.
+    // Dropped last: PgBouncer, the database, then the server.
+    _bouncer: Option<TestPgBouncer>,
     _db: TestDatabase,
     _server: TestPostgres,
+}
+
+impl Fixture {
+    fn variants(&self) -> Vec<Variant> {
+        VARIANTS
+            .into_iter()
+            .filter(|v| self.bounced.is_some() || !v.through_pgbouncer())
+            .collect()
+    }
 }
 
 fn deadpool(config: Config) -> Pool {
@@ -115,42 +141,77 @@ fn fixture() -> Fixture {
     let principal = issuer
         .principal(ORG, &Uuid::new_v4().to_string(), "authenticated")
         .unwrap();
-    let (guarded, no_reset, discard_all, raw, naive) = rt.block_on(async {
-        let admin = db.connect().await.unwrap();
-        admin
-            .batch_execute(&format!("CREATE ROLE {LOGIN} LOGIN NOINHERIT"))
-            .await
-            .unwrap();
-        support::apply_support_sql_with(&admin, Some(LOGIN), SCHEMA)
-            .await
-            .unwrap();
-        let mut login = db.config().clone();
-        login.user(LOGIN);
-        let guarded = |reset| {
-            TenantPool::builder(login.clone())
+    let bouncer = match TestPgBouncer::start(
+        &server,
+        PgBouncerOptions::default()
+            .default_pool_size(POOL_SIZE as u32)
+            .user(LOGIN),
+    ) {
+        Ok(bouncer) => Some(bouncer),
+        Err(error) => {
+            println!("guard bench: no PgBouncer, skipping the pgbouncer variants ({error})");
+            None
+        }
+    };
+    let (guarded, no_reset, discard_all, guarded_unnamed, raw, naive, bounced) =
+        rt.block_on(async {
+            let admin = db.connect().await.unwrap();
+            admin
+                .batch_execute(&format!("CREATE ROLE {LOGIN} LOGIN NOINHERIT"))
+                .await
+                .unwrap();
+            support::apply_support_sql_with(&admin, Some(LOGIN), SCHEMA)
+                .await
+                .unwrap();
+            let mut login = db.config().clone();
+            login.user(LOGIN);
+            let guarded = |reset| {
+                TenantPool::builder(login.clone())
+                    .max_size(POOL_SIZE)
+                    .login_policy(LoginPolicy::Refuse)
+                    .session_reset(reset)
+                    .build()
+                    .unwrap()
+            };
+            let guarded_unnamed = TenantPool::builder(login.clone())
+                .pooler(Pooler::Transaction)
                 .max_size(POOL_SIZE)
                 .login_policy(LoginPolicy::Refuse)
-                .session_reset(reset)
                 .build()
-                .unwrap()
-        };
-        // The raw baseline logs in as the table owner: no RLS, no scoping.
-        (
-            guarded(SessionReset::Check),
-            guarded(SessionReset::DangerousNone),
-            guarded(SessionReset::DiscardAll),
-            deadpool(db.config().clone()),
-            deadpool(login),
-        )
-    });
+                .unwrap();
+            let bounced = bouncer.as_ref().map(|bouncer| {
+                let mut bounced_login = bouncer.config(&db);
+                bounced_login.user(LOGIN);
+                let guarded = TenantPool::builder(bounced_login)
+                    .pooler(Pooler::Transaction)
+                    .max_size(POOL_SIZE)
+                    .login_policy(LoginPolicy::Refuse)
+                    .build()
+                    .unwrap();
+                (guarded, deadpool(bouncer.config(&db)))
+            });
+            // The raw baseline logs in as the table owner: no RLS, no scoping.
+            (
+                guarded(SessionReset::Check),
+                guarded(SessionReset::DangerousNone),
+                guarded(SessionReset::DiscardAll),
+                guarded_unnamed,
+                deadpool(db.config().clone()),
+                deadpool(login),
+                bounced,
+            )
+        });
     let f = Fixture {
         rt,
         guarded,
         no_reset,
         discard_all,
+        guarded_unnamed,
         raw,
         naive,
+        bounced,
         principal,
+        _bouncer: bouncer,
         _db: db,
         _server: server,
     };
@@ -159,7 +220,7 @@ fn fixture() -> Fixture {
         for _ in 0..4 {
             let mut all = Vec::new();
             for _ in 0..POOL_SIZE {
-                for v in VARIANTS {
+                for v in f.variants() {
                     all.push(run(&f, v));
                 }
             }
@@ -204,9 +265,13 @@ enum Variant {
     ReadOnlyDiscardAll,
     WriteNoReset,
     WriteDiscardAll,
+    RawReadUnnamed,
+    GuardedUnnamed,
+    RawReadPgBouncer,
+    GuardedPgBouncer,
 }
 
-const VARIANTS: [Variant; 10] = [
+const VARIANTS: [Variant; 14] = [
     Variant::RawRead,
     Variant::GuardedReadOnly,
     Variant::GuardedReadWrite,
@@ -217,6 +282,10 @@ const VARIANTS: [Variant; 10] = [
     Variant::ReadOnlyDiscardAll,
     Variant::WriteNoReset,
     Variant::WriteDiscardAll,
+    Variant::RawReadUnnamed,
+    Variant::GuardedUnnamed,
+    Variant::RawReadPgBouncer,
+    Variant::GuardedPgBouncer,
 ];
 
 /// (variant, its no-reset counterpart) for the reset table.
@@ -240,6 +309,25 @@ impl Variant {
             Self::ReadOnlyDiscardAll => "read_only_discard_all",
             Self::WriteNoReset => "write_no_reset",
             Self::WriteDiscardAll => "write_discard_all",
+            Self::RawReadUnnamed => "raw_read_unnamed",
+            Self::GuardedUnnamed => "guarded_unnamed",
+            Self::RawReadPgBouncer => "raw_read_pgbouncer",
+            Self::GuardedPgBouncer => "guarded_pgbouncer",
+        }
+    }
+
+    fn through_pgbouncer(self) -> bool {
+        matches!(self, Self::RawReadPgBouncer | Self::GuardedPgBouncer)
+    }
+
+    /// The variant its ratios are computed against.
+    fn base(self) -> Self {
+        match self {
+            Self::RawWrite | Self::GuardedWrite | Self::WriteNoReset | Self::WriteDiscardAll => {
+                Self::RawWrite
+            }
+            Self::GuardedPgBouncer => Self::RawReadPgBouncer,
+            _ => Self::RawRead,
         }
     }
 
@@ -320,13 +408,33 @@ async fn run(f: &Fixture, variant: Variant) {
             assert_eq!(tx.execute(GUARDED_INSERT, &[]).await.unwrap(), 1);
             tx.commit().await.unwrap();
         }
+        Variant::RawReadUnnamed | Variant::RawReadPgBouncer => {
+            let pool = match (variant, &f.bounced) {
+                (Variant::RawReadPgBouncer, Some((_, raw))) => raw,
+                _ => &f.raw,
+            };
+            let client = pool.get().await.unwrap();
+            let rows = client.query_typed(QUERY, &[]).await.unwrap();
+            assert_eq!(rows.len(), 10);
+        }
+        Variant::GuardedUnnamed | Variant::GuardedPgBouncer => {
+            let pool = match (variant, &f.bounced) {
+                (Variant::GuardedPgBouncer, Some((guarded, _))) => guarded,
+                _ => &f.guarded_unnamed,
+            };
+            let options = ScopeOptions::default().request_id("bench").read_only(true);
+            let tx = pool.begin(&f.principal, options).await.unwrap();
+            let rows = tx.query(QUERY, &[]).await.unwrap();
+            assert_eq!(rows.len(), 10);
+            tx.commit().await.unwrap();
+        }
     }
 }
 
 fn criterion_benches(c: &mut Criterion) {
     let f = fixture();
     let mut group = c.benchmark_group("guard");
-    for variant in VARIANTS {
+    for variant in f.variants() {
         group.bench_function(variant.name(), |b| {
             b.iter_custom(|iters| {
                 f.rt.block_on(async {
@@ -360,10 +468,11 @@ fn distribution_and_throughput(f: &Fixture) {
     const ROUNDS: usize = 5;
     const PER_ROUND: usize = 1000;
     const THROUGHPUT_TIME: Duration = Duration::from_secs(2);
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); VARIANTS.len()];
+    let variants = f.variants();
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
     f.rt.block_on(async {
         for _ in 0..ROUNDS {
-            for (i, variant) in VARIANTS.into_iter().enumerate() {
+            for (i, &variant) in variants.iter().enumerate() {
                 for _ in 0..PER_ROUND {
                     let start = Instant::now();
                     run(f, variant).await;
@@ -372,8 +481,8 @@ fn distribution_and_throughput(f: &Fixture) {
             }
         }
     });
-    let mut throughput = [0f64; VARIANTS.len()];
-    for (i, variant) in VARIANTS.into_iter().enumerate() {
+    let mut throughput = vec![0f64; variants.len()];
+    for (i, &variant) in variants.iter().enumerate() {
         let done = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         f.rt.block_on(async {
@@ -404,7 +513,7 @@ fn distribution_and_throughput(f: &Fixture) {
         ROUNDS * PER_ROUND
     );
     println!(
-        "{:<20} {:>10} {:>10} {:>9} {:>9} {:>10} {:>9}",
+        "{:<20} {:>10} {:>10} {:>9} {:>9} {:>10} {:>9}  vs",
         "variant", "median", "p99", "med ×", "p99 ×", "req/s", "thr ×"
     );
     let stats: Vec<(Duration, Duration)> = samples
@@ -414,22 +523,14 @@ fn distribution_and_throughput(f: &Fixture) {
             (percentile(s, 0.5), percentile(s, 0.99))
         })
         .collect();
-    for (i, variant) in VARIANTS.into_iter().enumerate() {
-        // Reads compare with raw_read, writes with raw_write.
-        let base = if matches!(
-            variant,
-            Variant::RawWrite
-                | Variant::GuardedWrite
-                | Variant::WriteNoReset
-                | Variant::WriteDiscardAll
-        ) {
-            4
-        } else {
-            0
-        };
+    for (i, &variant) in variants.iter().enumerate() {
+        let base = variants
+            .iter()
+            .position(|v| *v == variant.base())
+            .unwrap_or(0);
         let (median, p99) = stats[i];
         println!(
-            "{:<20} {:>8.1}µs {:>8.1}µs {:>8.2}× {:>8.2}× {:>10.0} {:>8.2}×",
+            "{:<20} {:>8.1}µs {:>8.1}µs {:>8.2}× {:>8.2}× {:>10.0} {:>8.2}×  {}",
             variant.name(),
             median.as_secs_f64() * 1e6,
             p99.as_secs_f64() * 1e6,
@@ -437,6 +538,7 @@ fn distribution_and_throughput(f: &Fixture) {
             p99.as_secs_f64() / stats[base].1.as_secs_f64(),
             throughput[i],
             throughput[i] / throughput[base],
+            variant.base().name(),
         );
     }
     println!("\nsession reset (issue 17): each variant against the same requests with no reset");

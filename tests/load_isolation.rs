@@ -496,7 +496,18 @@ fn run_via(example: &str, route: Route) -> String {
             bouncer.as_ref().map_or(0, |b| b.version().1),
         ),
     };
-    let prepared_errors = app.stderr().matches("prepared statement").count();
+    let app_log = app.stderr();
+    let prepared_errors = app_log.matches("prepared statement").count();
+    let errors_total: u64 = counters.errors.values().sum();
+    if errors_total > 0 {
+        for line in app_log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .take(20)
+        {
+            eprintln!("load_isolation: app log: {line}");
+        }
+    }
     writeln!(
         report,
         "### Load with isolation checking: {example}{}\n\n\
@@ -576,6 +587,12 @@ fn run_via(example: &str, route: Route) -> String {
         "| `prepared statement` errors in the app's log | {prepared_errors} |"
     )
     .unwrap();
+    writeln!(
+        report,
+        "| server connections to the database after the run | {} |",
+        final_checks.backends
+    )
+    .unwrap();
     eprintln!("\n{report}");
     if let Some(path) = &settings.report {
         use std::io::Write as _;
@@ -602,6 +619,12 @@ fn run_via(example: &str, route: Route) -> String {
     );
     assert_eq!(errors, 0, "errors\n{report}");
     assert_eq!(prepared_errors, 0, "prepared statement errors\n{report}");
+    if route == Route::PgBouncer {
+        assert!(
+            final_checks.backends <= i64::from(BOUNCER_SERVER_CONNECTIONS),
+            "PgBouncer opened more server connections than configured\n{report}"
+        );
+    }
     // The run did what it claims (so the checks above had something to check).
     assert_eq!(sent, settings.requests, "{report}");
     assert!(
@@ -620,6 +643,9 @@ struct FinalChecks {
     cross_org_in_db: u64,
     cancelled_rows: u64,
     idle_in_tx: i64,
+    /// Client backends connected to the test database after the run (the app's server
+    /// connections: its pool, or PgBouncer's).
+    backends: i64,
 }
 
 /// After the load: every org's list holds exactly its live acknowledged writes; the database
@@ -680,6 +706,15 @@ async fn final_checks(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let backends: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     let rows = admin
         .query("SELECT id, org_id, name FROM projects", &[])
         .await
@@ -733,6 +768,7 @@ async fn final_checks(
         cross_org_in_db,
         cancelled_rows,
         idle_in_tx,
+        backends,
     }
 }
 

@@ -119,6 +119,8 @@ pub struct Config {
     /// `DB_POOLER`: `transaction` when `DATABASE_URL` is a transaction-mode pooler (PgBouncer,
     /// Supavisor port 6543); default `none`.
     pub db_pooler: Pooler,
+    /// `DATABASE_REPLICA_URLS`: comma-separated hot standbys for the `ReadOnly` (GET) routes.
+    pub replica_urls: Option<String>,
     /// `RATE_LIMIT_PER_MINUTE`: per-org limit on the authenticated routes (see [`rate_limiter`]).
     pub rate_limit_per_minute: Option<u32>,
     /// `LOG_FORMAT`.
@@ -146,6 +148,7 @@ impl std::fmt::Debug for Config {
             .field("bind", &self.bind)
             .field("db_pool_size", &self.db_pool_size)
             .field("db_pooler", &self.db_pooler)
+            .field("replica_urls", &self.replica_urls.as_ref().map(|_| "<set>"))
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("log_format", &self.log_format)
             .field("body_timeout", &self.body_timeout)
@@ -229,6 +232,7 @@ impl Config {
             bind,
             db_pool_size,
             db_pooler,
+            replica_urls: non_empty("DATABASE_REPLICA_URLS"),
             rate_limit_per_minute,
             log_format,
             body_timeout,
@@ -429,12 +433,17 @@ pub async fn open_database_with_schema(
     } else {
         tenant_guard::postgres::support::apply(&pg_config, schema_sql).await?;
     }
-    let pool = TenantPool::builder(pool_config)
+    let mut builder = TenantPool::builder(pool_config)
         .pooler(config.db_pooler)
         .max_size(config.db_pool_size)
         .wait_timeout(Duration::from_secs(5))
-        .statement_timeout(Duration::from_secs(10))
-        .build()?;
+        .statement_timeout(Duration::from_secs(10));
+    if let Some(urls) = &config.replica_urls {
+        builder = builder
+            .replica_urls(urls)
+            .map_err(|_| "DATABASE_REPLICA_URLS holds a URL that is not a valid PostgreSQL URL")?;
+    }
+    let pool = builder.build()?;
     Ok(Database {
         pool,
         throwaway_database,

@@ -13,6 +13,11 @@ use deadpool_postgres::Object;
 /// Dereferences to [`tokio_postgres::Client`]. When dropped, the connection is closed instead of
 /// returned to the pool, so nothing it did (a session `SET`, an open transaction) can reach a
 /// scoped transaction.
+///
+/// Behind a transaction-mode pooler ([`Pooler::Transaction`](crate::Pooler::Transaction)) it is a
+/// connection to the *pooler*: only `query_typed`, `simple_query`/`batch_execute`, or statements
+/// prepared and used inside one explicit transaction work, and nothing survives between
+/// transactions. Run migrations and session-level work on a direct URL.
 pub struct UnscopedConnection {
     conn: Option<Object>,
 }

@@ -34,7 +34,9 @@
 //!
 //! Modules: [`support`] (the support SQL and policy templates), [`dangerous`] (the unscoped
 //! escape hatch), [`rate_limit`] (per-org rate limits shared by every instance, counted in
-//! PostgreSQL), [`tls`] (libpq's `sslmode`/`sslrootcert` for every connection opened from a URL).
+//! PostgreSQL), [`tls`] (libpq's `sslmode`/`sslrootcert` for every connection opened from a URL),
+//! [`pooler`] (running behind PgBouncer/Supavisor in transaction mode), [`replica`] (read
+//! replicas).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -57,6 +57,11 @@ async fn a_committed_transaction_records_pool_wait_scope_and_outcome() {
     assert_eq!(span.field("outcome"), Some("committed"));
     assert_eq!(span.field("role"), Some("authenticated"));
     assert_eq!(
+        span.field("node"),
+        Some("primary"),
+        "which server served it"
+    );
+    assert_eq!(
         span.field("org_id"),
         Some(alice.org_id().to_string().as_str())
     );

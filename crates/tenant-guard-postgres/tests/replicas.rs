@@ -123,6 +123,16 @@ async fn reads_are_served_by_the_standby_scoped_and_isolated() {
         assert_eq!(role, "authenticated");
         assert_eq!(names, vec![mine.to_owned()], "only the caller's org");
     }
+    // The span says which server served the transaction.
+    let capture = tenant_guard_testkit::capture::Capture::new();
+    {
+        let _trace = capture.set_default();
+        read(&pool, &alice2, ScopeOptions::default()).await.unwrap();
+    }
+    let spans = capture.spans_named("tenant_tx");
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert_eq!(spans[0].field("node"), Some("replica"));
+
     // The standby refuses writes even if a read-only transaction tried.
     let tx = pool
         .begin(&alice2, ScopeOptions::default().read_only(true))

@@ -35,6 +35,12 @@
 //! network, no `openssl`), and [`TestPostgres::start_local_tls`] starts a server of the test's own
 //! with `ssl = on` presenting it (the default and shared servers stay without TLS).
 //!
+//! Deployment shapes: [`TestPgBouncer`] starts Debian's `pgbouncer` (`apt-get install pgbouncer`)
+//! in front of a server, in `pool_mode = transaction` by default with few server connections, and
+//! [`TestPostgres::start_local_replicated`] + [`TestPostgres::start_standby`] give a primary and a
+//! real streaming hot standby ([`TestStandby`]), for tests of the guard behind a pooler and across
+//! read replicas.
+//!
 //! Roles are shared by all databases of a server: tests that create roles must tolerate them
 //! existing already (`CREATE ROLE` inside a `DO` block that checks `pg_roles`, for instance).
 #![deny(missing_docs)]
