@@ -25,7 +25,7 @@
 //! - **Replica down**: a replica whose checkout fails is skipped for
 //!   [`REPLICA_RETRY_AFTER`], then tried again. When no replica can serve, the read goes to the
 //!   primary ([`ReplicaFallback::Primary`], the default) or fails with
-//!   [`GuardError::ReplicasUnavailable`] (503, [`ReplicaFallback::Unavailable`]) to keep read
+//!   [`GuardError::ReplicasUnavailable`](crate::GuardError::ReplicasUnavailable) (503, [`ReplicaFallback::Unavailable`]) to keep read
 //!   load off the primary.
 //!
 //! The `tenant_tx` span's `node` field (`primary` or `replica`) and
@@ -62,6 +62,9 @@ pub enum ReplicaFallback {
     Unavailable,
 }
 
+/// When each principal (org, `sub`) last committed a write.
+type WriteLog = Arc<Mutex<HashMap<(Uuid, Box<str>), Instant>>>;
+
 /// One replica's pool and health.
 struct Replica {
     pool: Pool,
@@ -75,7 +78,7 @@ pub(crate) struct Replicas {
     next: AtomicUsize,
     pub(crate) fallback: ReplicaFallback,
     window: Duration,
-    writes: Arc<Mutex<HashMap<(Uuid, Box<str>), Instant>>>,
+    writes: WriteLog,
 }
 
 impl Replicas {
