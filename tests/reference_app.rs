@@ -889,6 +889,74 @@ fn axum_reference_app_keeps_the_contract() {
     check_contract("reference_axum");
 }
 
+/// The app with `DATABASE_REPLICA_URLS` pointing at a real streaming standby: `GET` routes
+/// (`ReadOnly` transactions) are served by the standby, isolated, and a writer reads its own
+/// writes at once (from the primary, the read-your-writes rule).
+fn check_reads_from_a_standby(example: &str) {
+    let primary = TestPostgres::start_local_replicated().expect("a replicated primary");
+    let standby = primary.start_standby().expect("a streaming standby");
+    let database = primary.create_database().expect("test database");
+    let url = database.url().to_owned();
+    let replica = standby.url(&database);
+    let mut app = RunningApp::start_with(
+        example,
+        &[
+            ("APP_ENV", "test"),
+            ("JWT_SECRET", SECRET),
+            ("DATABASE_URL", &url),
+            ("DATABASE_REPLICA_URLS", &replica),
+        ],
+        None,
+    );
+    // The app applied its schema on the primary before listening.
+    standby.wait_for_replay(&primary).expect("replay");
+    let alice = sign(&claims("alice", ORG_A), SECRET);
+    let carol = sign(&claims("carol", ORG_A), SECRET);
+    let bob = sign(&claims("bob", ORG_B), SECRET);
+    let created = app.send_json("POST", "/projects", &alice, r#"{"name": "on-primary"}"#);
+    assert_eq!(created.status, 201, "{created:?}");
+    let names = |reply: &Reply| -> Vec<String> {
+        reply
+            .json()
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|p| p["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    // Alice reads her write at once.
+    let listed = app.get("/projects", Some(&alice));
+    assert_eq!(listed.status, 200, "{listed:?}");
+    assert_eq!(names(&listed), vec!["on-primary".to_owned()]);
+    standby.wait_for_replay(&primary).expect("replay");
+    // Carol (same org) reads from the standby once it has replayed; Bob sees nothing.
+    let listed = app.get("/projects", Some(&carol));
+    assert_eq!(names(&listed), vec!["on-primary".to_owned()]);
+    let listed = app.get("/projects", Some(&bob));
+    assert_eq!(listed.status, 200, "{listed:?}");
+    assert!(names(&listed).is_empty(), "{listed:?}");
+    assert!(app.terminate(), "SIGTERM must shut {example} down cleanly");
+    let log = std::fs::read_to_string(&app.log).expect("app log");
+    assert!(
+        log.contains(r#"node="replica""#),
+        "reads served by the standby:\n{log}"
+    );
+    assert!(
+        log.contains(r#"node="primary""#),
+        "writes served by the primary:\n{log}"
+    );
+}
+
+#[test]
+fn axum_reference_app_serves_reads_from_a_standby() {
+    check_reads_from_a_standby("reference_axum");
+}
+
+#[test]
+fn actix_reference_app_serves_reads_from_a_standby() {
+    check_reads_from_a_standby("reference_actix");
+}
+
 #[test]
 fn axum_reference_app_keeps_the_contract_through_pgbouncer() {
     check_contract_through_pgbouncer("reference_axum");
