@@ -649,6 +649,13 @@ impl TenantPoolBuilder {
         if self.max_size == 0 {
             return Err(GuardError::Config("max_size must be at least 1".into()));
         }
+        crate::pooler::warn_on_pooler_port(
+            self.pooler,
+            self.config
+                .get_ports()
+                .iter()
+                .chain(self.replicas.iter().flat_map(|c| c.get_ports())),
+        );
         let pool = self.make_pool(self.config.clone(), tls.clone())?;
         let replicas = if self.replicas.is_empty() {
             None

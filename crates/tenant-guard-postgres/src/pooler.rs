@@ -35,9 +35,11 @@
 //!   HOLD` cursors. The guard itself only ever sets transaction-local state. Run those on a
 //!   direct connection (a second pool with [`Pooler::None`] pointing past the pooler).
 //!
-//! Forgetting the switch is caught: a `prepared statement … does not exist` / `already exists`
-//! error (SQLSTATE `26000`, `42P05`) becomes [`GuardError::PreparedStatementLost`], whose message
-//! names this option, and is logged at `error` once per pool.
+//! Forgetting the switch is caught: at build time a pool in the default mode on a well-known
+//! transaction-mode port (6543, Supavisor; 6432, PgBouncer's default) logs a warning naming the
+//! option, and at run time a `prepared statement … does not exist` / `already exists` error
+//! (SQLSTATE `26000`, `42P05`) becomes [`GuardError::PreparedStatementLost`], whose message names
+//! the option, and is logged at `error`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -138,6 +140,40 @@ pub(crate) fn split_url(url: &str) -> Result<(String, Option<Pooler>), GuardErro
         format!("{base}?{}", kept.join("&"))
     };
     Ok((url, mode))
+}
+
+/// Supavisor's transaction-mode port on Supabase.
+const SUPAVISOR_TRANSACTION_PORT: u16 = 6543;
+/// PgBouncer's default port.
+const PGBOUNCER_DEFAULT_PORT: u16 = 6432;
+
+/// What the port says about the server, when the pool caches named statements: `Some(message)`
+/// for a well-known transaction-mode pooler port.
+pub(crate) fn pooler_port_hint(pooler: Pooler, port: u16) -> Option<&'static str> {
+    if pooler.is_transaction() {
+        return None;
+    }
+    match port {
+        SUPAVISOR_TRANSACTION_PORT => Some(
+            "port 6543 is Supabase's transaction-mode pooler (Supavisor): named statements will \
+             fail there; build the pool with .pooler(Pooler::Transaction) or set \
+             TENANT_GUARD_POOLER=transaction",
+        ),
+        PGBOUNCER_DEFAULT_PORT => Some(
+            "port 6432 is PgBouncer's default: if it runs pool_mode = transaction, build the \
+             pool with .pooler(Pooler::Transaction) or set TENANT_GUARD_POOLER=transaction",
+        ),
+        _ => None,
+    }
+}
+
+/// Logs [`pooler_port_hint`] for each port (startup detection of the most common mistake).
+pub(crate) fn warn_on_pooler_port<'a>(pooler: Pooler, ports: impl Iterator<Item = &'a u16>) {
+    for &port in ports {
+        if let Some(hint) = pooler_port_hint(pooler, port) {
+            tracing::warn!(port, "{hint}");
+        }
+    }
 }
 
 /// Parameter types tried, in order, for a value whose type the server is not asked for. Types a
@@ -290,6 +326,16 @@ mod tests {
         assert_eq!(mode, Some(Pooler::None));
         assert_eq!(split_url("host=h user=u").unwrap().1, None);
         assert!(split_url("postgres://h/db?pooler=statement").is_err());
+    }
+
+    #[test]
+    fn well_known_pooler_ports_are_flagged_in_cached_mode_only() {
+        assert!(
+            pooler_port_hint(Pooler::None, 6543).is_some_and(|m| m.contains("Pooler::Transaction"))
+        );
+        assert!(pooler_port_hint(Pooler::None, 6432).is_some());
+        assert!(pooler_port_hint(Pooler::None, 5432).is_none());
+        assert!(pooler_port_hint(Pooler::Transaction, 6543).is_none());
     }
 
     #[test]
