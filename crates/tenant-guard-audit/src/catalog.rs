@@ -290,28 +290,28 @@ impl Catalog {
         config: &AuditConfig,
     ) -> Result<Self, AuditError> {
         let schemas = &config.schemas;
-        let row = tx
-            .query_one(
-                "SELECT pg_catalog.current_database()::text, session_user::text, \
+        let row = crate::unnamed::query_one(
+            tx,
+            "SELECT pg_catalog.current_database()::text, session_user::text, \
                  pg_catalog.current_setting('server_version')",
-                &[],
-            )
-            .await
-            .context("reading the server's identity")?;
+            &[],
+        )
+        .await
+        .context("reading the server's identity")?;
         let database: String = row.get(0);
         let session_user: String = row.get(1);
         let server_version: String = row.get(2);
 
-        let existing: Vec<String> = tx
-            .query(
-                "SELECT n.nspname::text FROM pg_catalog.pg_namespace n WHERE n.nspname = ANY($1)",
-                &[schemas],
-            )
-            .await
-            .context("listing schemas")?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let existing: Vec<String> = crate::unnamed::query(
+            tx,
+            "SELECT n.nspname::text FROM pg_catalog.pg_namespace n WHERE n.nspname = ANY($1)",
+            &[schemas],
+        )
+        .await
+        .context("listing schemas")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
         if let Some(missing) = schemas.iter().find(|s| !existing.contains(s)) {
             return Err(AuditError::InvalidConfig {
                 reason: format!("schema `{missing}` does not exist in database `{database}`"),
@@ -319,46 +319,46 @@ impl Catalog {
         }
 
         let login_name = config.login_role.clone().unwrap_or(session_user);
-        let login = tx
-            .query_opt(
-                "SELECT r.rolname::text, r.rolsuper, r.rolbypassrls \
+        let login = crate::unnamed::query_opt(
+            tx,
+            "SELECT r.rolname::text, r.rolsuper, r.rolbypassrls \
                  FROM pg_catalog.pg_roles r WHERE r.rolname = $1",
-                &[&login_name],
-            )
-            .await
-            .context("reading the login role")?
-            .map(|r| Login {
-                name: r.get(0),
-                superuser: r.get(1),
-                bypass_rls: r.get(2),
-            })
-            .ok_or_else(|| AuditError::InvalidConfig {
-                reason: format!("login role `{login_name}` does not exist"),
-            })?;
+            &[&login_name],
+        )
+        .await
+        .context("reading the login role")?
+        .map(|r| Login {
+            name: r.get(0),
+            superuser: r.get(1),
+            bypass_rls: r.get(2),
+        })
+        .ok_or_else(|| AuditError::InvalidConfig {
+            reason: format!("login role `{login_name}` does not exist"),
+        })?;
 
-        let app_roles: Vec<String> = tx
-            .query(
-                "SELECT r.rolname::text FROM pg_catalog.pg_roles r \
+        let app_roles: Vec<String> = crate::unnamed::query(
+            tx,
+            "SELECT r.rolname::text FROM pg_catalog.pg_roles r \
                  WHERE r.rolname = ANY($1) ORDER BY 1",
-                &[&vec![ANON, AUTHENTICATED, SERVICE_ROLE]],
-            )
-            .await
-            .context("looking for the app roles")?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let auth_helpers: Vec<String> = tx
-            .query(
-                "SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p \
+            &[&vec![ANON, AUTHENTICATED, SERVICE_ROLE]],
+        )
+        .await
+        .context("looking for the app roles")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        let auth_helpers: Vec<String> = crate::unnamed::query(
+            tx,
+            "SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p \
                  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
                  WHERE n.nspname = 'auth' AND p.proname IN ('uid', 'jwt', 'role') ORDER BY 1",
-                &[],
-            )
-            .await
-            .context("looking for the auth helper functions")?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+            &[],
+        )
+        .await
+        .context("looking for the auth helper functions")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
 
         // Roles whose privileges matter: the client roles that exist, and the login.
         let mut privileged_roles: Vec<String> = app_roles
@@ -377,33 +377,33 @@ impl Catalog {
 
         load_details(tx, &mut tables, &by_oid, &oids).await?;
 
-        for row in tx
-            .query(
-                "SELECT i.indrelid, i.indkey[0]::int2 FROM pg_catalog.pg_index i \
+        for row in crate::unnamed::query(
+            tx,
+            "SELECT i.indrelid, i.indkey[0]::int2 FROM pg_catalog.pg_index i \
                  WHERE i.indrelid = ANY($1) AND i.indisvalid",
-                &[&oids],
-            )
-            .await
-            .context("reading indexes")?
+            &[&oids],
+        )
+        .await
+        .context("reading indexes")?
         {
             if let Some(&i) = by_oid.get(&row.get::<_, u32>(0)) {
                 tables[i].index_leading_columns.push(row.get(1));
             }
         }
 
-        for row in tx
-            .query(
-                "SELECT c.oid, r.rolname::text, \
+        for row in crate::unnamed::query(
+            tx,
+            "SELECT c.oid, r.rolname::text, \
                    pg_catalog.has_table_privilege(r.oid, c.oid, 'SELECT'), \
                    pg_catalog.has_table_privilege(r.oid, c.oid, 'INSERT'), \
                    pg_catalog.has_table_privilege(r.oid, c.oid, 'UPDATE'), \
                    pg_catalog.has_table_privilege(r.oid, c.oid, 'DELETE') \
                  FROM unnest($1::oid[]) AS c(oid) \
                  CROSS JOIN pg_catalog.pg_roles r WHERE r.rolname = ANY($2)",
-                &[&oids, &privileged_roles],
-            )
-            .await
-            .context("reading table privileges")?
+            &[&oids, &privileged_roles],
+        )
+        .await
+        .context("reading table privileges")?
         {
             if let Some(&i) = by_oid.get(&row.get::<_, u32>(0)) {
                 tables[i].privileges.insert(
@@ -423,16 +423,16 @@ impl Catalog {
         }
 
         let mut schema_usage = HashMap::new();
-        for row in tx
-            .query(
-                "SELECT n.nspname::text, r.rolname::text, \
+        for row in crate::unnamed::query(
+            tx,
+            "SELECT n.nspname::text, r.rolname::text, \
                    pg_catalog.has_schema_privilege(r.oid, n.oid, 'USAGE') \
                  FROM pg_catalog.pg_namespace n CROSS JOIN pg_catalog.pg_roles r \
                  WHERE n.nspname = ANY($1) AND r.rolname = ANY($2)",
-                &[schemas, &privileged_roles],
-            )
-            .await
-            .context("reading schema privileges")?
+            &[schemas, &privileged_roles],
+        )
+        .await
+        .context("reading schema privileges")?
         {
             schema_usage.insert((row.get(0), row.get(1)), row.get(2));
         }
@@ -441,9 +441,9 @@ impl Catalog {
             .into_iter()
             .filter(|r| app_roles.iter().any(|a| a == r))
             .collect();
-        let functions = tx
-            .query(
-                "SELECT n.nspname::text, p.proname::text, \
+        let functions = crate::unnamed::query(
+            tx,
+            "SELECT n.nspname::text, p.proname::text, \
                    pg_catalog.pg_get_function_identity_arguments(p.oid), p.prosecdef, \
                    COALESCE(p.proconfig, '{}')::text[], p.prokind = 'p', \
                    ARRAY(SELECT r.rolname::text FROM pg_catalog.pg_roles r \
@@ -458,26 +458,26 @@ impl Catalog {
                                    WHERE d.classid = 'pg_catalog.pg_proc'::regclass \
                                      AND d.objid = p.oid AND d.deptype = 'e') \
                  ORDER BY 1, 2, 3",
-                &[schemas, &client_roles],
-            )
-            .await
-            .context("reading functions")?
-            .iter()
-            .map(|row| Function {
-                schema: row.get(0),
-                name: row.get(1),
-                identity_args: row.get(2),
-                security_definer: row.get(3),
-                config: row.get(4),
-                is_procedure: row.get(5),
-                executable_by: row.get(6),
-                is_trigger: row.get(7),
-            })
-            .collect();
+            &[schemas, &client_roles],
+        )
+        .await
+        .context("reading functions")?
+        .iter()
+        .map(|row| Function {
+            schema: row.get(0),
+            name: row.get(1),
+            identity_args: row.get(2),
+            security_definer: row.get(3),
+            config: row.get(4),
+            is_procedure: row.get(5),
+            executable_by: row.get(6),
+            is_trigger: row.get(7),
+        })
+        .collect();
 
-        let relations = tx
-            .query(
-                "SELECT n.nspname::text, c.relname::text, c.relkind::text, \
+        let relations = crate::unnamed::query(
+            tx,
+            "SELECT n.nspname::text, c.relname::text, c.relkind::text, \
                    COALESCE(c.reloptions, '{}')::text[], \
                    ARRAY(SELECT DISTINCT tn.nspname::text || '.' || t.relname::text \
                          FROM pg_catalog.pg_rewrite rw \
@@ -498,27 +498,27 @@ impl Catalog {
                                    WHERE d.classid = 'pg_catalog.pg_class'::regclass \
                                      AND d.objid = c.oid AND d.deptype = 'e') \
                  ORDER BY 1, 2",
-                &[schemas, &client_roles],
-            )
-            .await
-            .context("reading views")?
-            .iter()
-            .map(|row| {
-                let options: Vec<String> = row.get(3);
-                let mut readers: Vec<String> = row.get(5);
-                if row.get::<_, bool>(6) {
-                    readers.insert(0, "public".to_owned());
-                }
-                Relation {
-                    schema: row.get(0),
-                    name: row.get(1),
-                    kind: first_char(&row.get::<_, String>(2)),
-                    security_invoker: options.iter().any(|o| is_security_invoker_on(o)),
-                    rls_tables: row.get(4),
-                    readers,
-                }
-            })
-            .collect();
+            &[schemas, &client_roles],
+        )
+        .await
+        .context("reading views")?
+        .iter()
+        .map(|row| {
+            let options: Vec<String> = row.get(3);
+            let mut readers: Vec<String> = row.get(5);
+            if row.get::<_, bool>(6) {
+                readers.insert(0, "public".to_owned());
+            }
+            Relation {
+                schema: row.get(0),
+                name: row.get(1),
+                kind: first_char(&row.get::<_, String>(2)),
+                security_invoker: options.iter().any(|o| is_security_invoker_on(o)),
+                rls_tables: row.get(4),
+                readers,
+            }
+        })
+        .collect();
 
         Ok(Self {
             database,
@@ -545,9 +545,9 @@ async fn load_details(
     by_oid: &HashMap<u32, usize>,
     oids: &[u32],
 ) -> Result<(), AuditError> {
-    for row in tx
-        .query(
-            "SELECT a.attrelid, a.attnum, a.attname::text, a.attnotnull, a.atthasdef, \
+    for row in crate::unnamed::query(
+        tx,
+        "SELECT a.attrelid, a.attnum, a.attname::text, a.attnotnull, a.atthasdef, \
                     (a.attidentity <> '' OR a.attgenerated <> ''), \
                     pg_catalog.format_type(a.atttypid, a.atttypmod), \
                     COALESCE(bt.typcategory, t.typcategory)::text, \
@@ -560,10 +560,10 @@ async fn load_details(
              LEFT JOIN pg_catalog.pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype \
              WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped \
              ORDER BY a.attrelid, a.attnum",
-            &[&oids],
-        )
-        .await
-        .context("reading columns")?
+        &[&oids],
+    )
+    .await
+    .context("reading columns")?
     {
         let Some(&i) = by_oid.get(&row.get::<_, u32>(0)) else {
             continue;
@@ -584,9 +584,9 @@ async fn load_details(
         });
     }
 
-    for row in tx
-        .query(
-            "SELECT p.polrelid, p.polname::text, p.polpermissive, p.polcmd::text, \
+    for row in crate::unnamed::query(
+        tx,
+        "SELECT p.polrelid, p.polname::text, p.polpermissive, p.polcmd::text, \
                ARRAY(SELECT CASE WHEN r.oid = 0 THEN 'public' \
                                  ELSE COALESCE(ro.rolname::text, r.oid::text) END \
                      FROM unnest(p.polroles) AS r(oid) \
@@ -597,10 +597,10 @@ async fn load_details(
                pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) \
              FROM pg_catalog.pg_policy p WHERE p.polrelid = ANY($1) \
              ORDER BY p.polrelid, p.polname",
-            &[&oids],
-        )
-        .await
-        .context("reading policies")?
+        &[&oids],
+    )
+    .await
+    .context("reading policies")?
     {
         let Some(&i) = by_oid.get(&row.get::<_, u32>(0)) else {
             continue;
@@ -616,8 +616,8 @@ async fn load_details(
         });
     }
 
-    for row in tx
-        .query(
+    for row in crate::unnamed::query(
+        tx,
             "SELECT co.conrelid, co.contype::text, co.convalidated, \
                ARRAY(SELECT a.attname::text FROM unnest(co.conkey) WITH ORDINALITY AS k(n, i) \
                      JOIN pg_catalog.pg_attribute a ON a.attrelid = co.conrelid AND a.attnum = k.n \
@@ -671,16 +671,16 @@ pub(crate) async fn load_tables_by_oid(
     oids: &[u32],
     tenant_columns: &[String],
 ) -> Result<Vec<Table>, AuditError> {
-    let mut tables: Vec<Table> = tx
-        .query(
-            &format!("{TABLE_COLUMNS} WHERE c.oid = ANY($1) ORDER BY 2, 3"),
-            &[&oids],
-        )
-        .await
-        .context("reading a parent table")?
-        .iter()
-        .map(table_from_row)
-        .collect();
+    let mut tables: Vec<Table> = crate::unnamed::query(
+        tx,
+        &format!("{TABLE_COLUMNS} WHERE c.oid = ANY($1) ORDER BY 2, 3"),
+        &[&oids],
+    )
+    .await
+    .context("reading a parent table")?
+    .iter()
+    .map(table_from_row)
+    .collect();
     let by_oid: HashMap<u32, usize> = tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
     load_details(tx, &mut tables, &by_oid, oids).await?;
     for table in &mut tables {
@@ -704,23 +704,23 @@ const TABLE_COLUMNS: &str = "SELECT c.oid, n.nspname::text, c.relname::text, c.r
      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace";
 
 async fn load_tables(tx: &Transaction<'_>, config: &AuditConfig) -> Result<Vec<Table>, AuditError> {
-    Ok(tx
-        .query(
-            &format!(
-                "{TABLE_COLUMNS} \
+    Ok(crate::unnamed::query(
+        tx,
+        &format!(
+            "{TABLE_COLUMNS} \
                  WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY($1) \
                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
                                    WHERE d.classid = 'pg_catalog.pg_class'::regclass \
                                      AND d.objid = c.oid AND d.deptype = 'e') \
                  ORDER BY 2, 3"
-            ),
-            &[&config.schemas],
-        )
-        .await
-        .context("listing tables")?
-        .iter()
-        .map(table_from_row)
-        .collect())
+        ),
+        &[&config.schemas],
+    )
+    .await
+    .context("listing tables")?
+    .iter()
+    .map(table_from_row)
+    .collect())
 }
 
 fn table_from_row(row: &tokio_postgres::Row) -> Table {

@@ -49,6 +49,7 @@ mod sarif;
 mod scope;
 mod severity;
 mod sql;
+mod unnamed;
 
 use tenant_guard_postgres::tls::DatabaseUrl;
 use tokio_postgres::{Client, IsolationLevel};

@@ -118,7 +118,7 @@ async fn count(
     tx.batch_execute("SAVEPOINT tenant_guard_orphans")
         .await
         .context("opening a savepoint")?;
-    match tx.query_one(&query, &[]).await {
+    match crate::unnamed::query_one(tx, &query, &[]).await {
         Ok(row) => {
             tx.batch_execute("RELEASE SAVEPOINT tenant_guard_orphans")
                 .await

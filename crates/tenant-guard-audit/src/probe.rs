@@ -80,15 +80,15 @@ pub(crate) async fn run(
 ) -> Result<ProbeSummary, AuditError> {
     let role = config.probe_role.as_str();
     let mut summary = ProbeSummary::default();
-    let can_scope = client
-        .query_opt(
-            "SELECT pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER') \
+    let can_scope = crate::unnamed::query_opt(
+        client,
+        "SELECT pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER') \
              FROM pg_catalog.pg_roles r WHERE r.rolname = $1",
-            &[&role],
-        )
-        .await
-        .context("checking the probe role")?
-        .map(|row| row.get::<_, bool>(0));
+        &[&role],
+    )
+    .await
+    .context("checking the probe role")?
+    .map(|row| row.get::<_, bool>(0));
     let unavailable = match can_scope {
         None => Some(format!(
             "role {role} does not exist, so there is nothing to scope to"
@@ -557,7 +557,7 @@ async fn attempt(tx: &Transaction<'_>, sql: &str) -> Result<Result<u64, String>,
     tx.batch_execute("SAVEPOINT tenant_guard_probe_seed")
         .await
         .context("opening a probe savepoint")?;
-    match tx.execute(sql, &[]).await {
+    match crate::unnamed::execute(tx, sql, &[]).await {
         Ok(rows) => {
             tx.batch_execute("RELEASE SAVEPOINT tenant_guard_probe_seed")
                 .await
@@ -585,11 +585,11 @@ async fn step(tx: &Transaction<'_>, sql: &str, count: bool) -> Result<Step, Audi
         .await
         .context("opening a probe step's savepoint")?;
     let result = if count {
-        tx.query_one(sql, &[])
+        crate::unnamed::query_one(tx, sql, &[])
             .await
             .map(|row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     } else {
-        tx.execute(sql, &[]).await
+        crate::unnamed::execute(tx, sql, &[]).await
     };
     let result = match result {
         Err(error) if error.as_db_error().is_none() => {

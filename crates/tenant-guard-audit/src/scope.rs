@@ -63,7 +63,8 @@ pub(crate) async fn scope(
     tx: &Transaction<'_>,
     identity: &Identity,
 ) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
+    crate::unnamed::execute(
+        tx,
         SCOPE_SQL,
         &[
             &identity.role,
@@ -79,7 +80,9 @@ pub(crate) async fn scope(
 
 /// Returns `tx` to the login's own role with no claims.
 pub(crate) async fn unscope(tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
-    tx.execute(UNSCOPE_SQL, &[]).await.map(drop)
+    crate::unnamed::execute(tx, UNSCOPE_SQL, &[])
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! The audit through a transaction-mode PgBouncer (testkit; three server connections per database,
-//! shared): every phase runs inside one transaction of its own, so its statements never outlive
-//! the server connection they were prepared on, and the report is the same as on a direct
-//! connection.
+//! shared): its statements are unnamed and every phase runs inside one transaction of its own, so
+//! nothing outlives a server connection, and the report is the same as on a direct connection.
 
 mod common;
 

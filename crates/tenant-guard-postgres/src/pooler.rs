@@ -200,6 +200,7 @@ const CANDIDATES: &[Type] = &[
     Type::INET,
     Type::CHAR,
     Type::OID,
+    Type::OID_ARRAY,
     Type::VARCHAR,
     Type::BPCHAR,
     Type::NAME,
@@ -227,6 +228,26 @@ pub(crate) fn infer_type(value: &(dyn ToSql + Sync), scratch: &mut BytesMut) -> 
         // `to_sql_checked` refuses a type the value does not accept before encoding anything.
         value.to_sql_checked(ty, scratch).ok().map(|_| ty.clone())
     })
+}
+
+/// `params` with their PostgreSQL types inferred from the Rust values, for tokio-postgres'
+/// `query_typed` (unnamed statements): what [`Pooler::Transaction`] does with the parameters of
+/// [`TenantTx::query`](crate::TenantTx::query) and friends. `None` when a value's type cannot be
+/// inferred (a custom `ToSql` type).
+///
+/// ```
+/// use tenant_guard_postgres::pooler::infer_types;
+/// use tenant_guard_postgres::tokio_postgres::types::{ToSql, Type};
+///
+/// let params: [&(dyn ToSql + Sync); 2] = [&"name", &7_i64];
+/// let typed = infer_types(&params).unwrap();
+/// assert_eq!(typed[0].1, Type::TEXT);
+/// assert_eq!(typed[1].1, Type::INT8);
+/// ```
+pub fn infer_types<'a>(
+    params: &[&'a (dyn ToSql + Sync)],
+) -> Option<Vec<(&'a (dyn ToSql + Sync), Type)>> {
+    typed(params).ok()
 }
 
 /// `params` with their inferred types, for tokio-postgres' `query_typed`.

@@ -439,7 +439,7 @@ async fn returning_row(
     tx.batch_execute("SAVEPOINT tenant_guard_probe_parent")
         .await
         .context("opening a probe savepoint")?;
-    match tx.query_one(sql, &[]).await {
+    match crate::unnamed::query_one(tx, sql, &[]).await {
         Ok(row) => {
             tx.batch_execute("RELEASE SAVEPOINT tenant_guard_probe_parent")
                 .await
