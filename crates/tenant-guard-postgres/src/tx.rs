@@ -348,6 +348,7 @@ pub(crate) fn tx_span(scope: &Scope, read_only: bool) -> Span {
 impl TenantTx {
     /// `span` is the transaction's `tenant_tx` span (see [`tx_span`]), `started` when the
     /// checkout began.
+    #[allow(clippy::too_many_arguments)] // internal: one call site, each argument distinct
     pub(crate) fn new(
         conn: Object,
         scope_statement: Option<Statement>,
