@@ -29,6 +29,9 @@
 //! - Connection options (`-c statement_timeout=…`) are not sent (PgBouncer refuses unknown
 //!   startup parameters): [`statement_timeout`](crate::TenantPoolBuilder::statement_timeout)
 //!   becomes a `SET LOCAL` sent with `BEGIN` (same message, no round trip).
+//! - [`TenantPoolBuilder::session_reset`](crate::TenantPoolBuilder::session_reset) does not
+//!   apply: the pool's connection is to the pooler, with no server session of its own to check
+//!   (PgBouncer's `server_reset_query_always = 1` cleans server connections instead).
 //! - Nothing may rely on session state, which the pooler hands to whoever comes next:
 //!   `LISTEN`/`NOTIFY` receivers, session advisory locks (`pg_advisory_lock`; the `_xact_`
 //!   variants are fine), `SET` without `LOCAL`, temporary tables kept across transactions, `WITH
