@@ -21,8 +21,8 @@ use adversary::faults::{Caller, Env};
 use serde_json::Value;
 use tenant_guard::core::RateLimiter;
 use tenant_guard::http::grpc;
-use tenant_guard::postgres::PgRateLimiter;
 use tenant_guard::postgres::tokio_postgres::Config;
+use tenant_guard::postgres::{OnDatabaseError, PgRateLimiter, TenantPool};
 use tenant_guard_testkit::TestPostgres;
 use tenant_guard_testkit::capture::Capture;
 
@@ -111,7 +111,46 @@ enum Setup {
     Limit(u32),
     /// A pool and a shared (PostgreSQL) limiter whose database is unreachable.
     LimiterDown,
+    /// The same, with `OnDatabaseError::Allow`: requests pass without a budget.
+    LimiterDownAllow,
+    /// A pool of its own, which must still be unopened after the row (nothing reached it).
+    FreshPool,
 }
+
+impl Setup {
+    /// The in-memory limit, if any, for the `RateLimit-*` checks (`None`: not checked, the
+    /// shared limiter's own rows).
+    fn limit(self) -> Option<Option<u32>> {
+        match self {
+            Self::Limit(n) => Some(Some(n)),
+            Self::LimiterDown | Self::LimiterDownAllow => None,
+            Self::Pool | Self::NoPool | Self::FreshPool => Some(None),
+        }
+    }
+}
+
+/// The error codes of the guard's own refusals (before the handler): the span carries them and
+/// no identity (429 and the limiter's 503 come after authentication: identity, then the code).
+const GUARD_CODES: &[&str] = &[
+    "missing_token",
+    "malformed_authorization_header",
+    "invalid_signature",
+    "malformed_token",
+    "token_expired",
+    "role_not_allowed",
+    "rate_limited",
+    "rate_limit_unavailable",
+];
+
+/// The headers of a 429 from an HTTP framework, but for `x-request-id`, `content-length` and
+/// `date` (both adapters and the tower layer answer with exactly these).
+const RATE_LIMITED_HEADERS: [&str; 5] = [
+    "content-type",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "retry-after",
+];
 
 struct Row {
     name: &'static str,
@@ -141,8 +180,8 @@ fn rows() -> Vec<Row> {
             gone: &[],
         },
         Row {
-            name: "no token: 401 before anything else",
-            setup: Setup::Pool,
+            name: "no token: 401 before anything else; the pool is never opened",
+            setup: Setup::FreshPool,
             steps: vec![step(Nobody, "GET", "/notes", Error(401, "missing_token"))],
             kept: &[],
             gone: &[],
@@ -156,6 +195,57 @@ fn rows() -> Vec<Row> {
             ],
             kept: &["kept"],
             gone: &["refused"],
+        },
+        Row {
+            name: "every 2xx/3xx answer commits, every other status rolls back",
+            setup: Setup::Pool,
+            steps: vec![
+                step(A, "POST", "/notes/{t}-200/status/200", Status(200)),
+                step(A, "POST", "/notes/{t}-204/status/204", Status(204)),
+                step(A, "POST", "/notes/{t}-303/status/303", Status(303)),
+                step(A, "POST", "/notes/{t}-400/status/400", Status(400)),
+                step(A, "POST", "/notes/{t}-404/status/404", Status(404)),
+                step(A, "POST", "/notes/{t}-500/status/500", Status(500)),
+                step(A, "POST", "/notes/{t}-503/status/503", Status(503)),
+            ],
+            kept: &["200", "204", "303"],
+            gone: &["400", "404", "500", "503"],
+        },
+        Row {
+            name: "a read-only transaction refuses writes",
+            setup: Setup::Pool,
+            steps: vec![step(
+                A,
+                "POST",
+                "/notes/{t}-ro/read-only",
+                Error(500, "database_error"),
+            )],
+            kept: &[],
+            gone: &["ro"],
+        },
+        Row {
+            name: "a write for another org is refused by the policy: 403 forbidden_by_policy",
+            setup: Setup::Pool,
+            steps: vec![step(
+                A,
+                "POST",
+                "/notes/{t}-smuggled/elsewhere",
+                Error(403, "forbidden_by_policy"),
+            )],
+            kept: &[],
+            gone: &["smuggled"],
+        },
+        Row {
+            name: "a failed commit replaces the handler's success: 409 conflict, nothing kept",
+            setup: Setup::Pool,
+            steps: vec![step(
+                A,
+                "POST",
+                "/notes/{t}-dup/conflict",
+                Error(409, "conflict"),
+            )],
+            kept: &[],
+            gone: &["dup"],
         },
         Row {
             name: "each org sees only its own rows (read-only transaction)",
@@ -275,6 +365,13 @@ fn rows() -> Vec<Row> {
             gone: &["unlimited"],
         },
         Row {
+            name: "a shared limiter without its database, told to allow: requests pass",
+            setup: Setup::LimiterDownAllow,
+            steps: vec![step(A, "POST", "/notes/{t}-allowed", Status(201))],
+            kept: &["allowed"],
+            gone: &[],
+        },
+        Row {
             name: "a W3C traceparent is recorded on the request span",
             setup: Setup::NoPool,
             steps: vec![
@@ -308,6 +405,18 @@ fn unreachable() -> Config {
 fn config_for(setup: Setup, env: &Env) -> AppConfig {
     match setup {
         Setup::Pool => env.app.clone(),
+        Setup::FreshPool => {
+            let mut login = env.db.config().clone();
+            login.user(adversary::faults::LOGIN);
+            let pool = TenantPool::builder(login).max_size(1).build().unwrap();
+            AppConfig::new(env.app.verifier.clone()).pool(pool)
+        }
+        Setup::LimiterDownAllow => env.app.clone().rate_limit(
+            PgRateLimiter::builder("notes", 3, Duration::from_secs(60))
+                .on_database_error(OnDatabaseError::Allow)
+                .build(unreachable())
+                .unwrap(),
+        ),
         Setup::NoPool => AppConfig::new(env.app.verifier.clone()),
         Setup::Limit(n) => env
             .app
@@ -325,6 +434,7 @@ fn config_for(setup: Setup, env: &Env) -> AppConfig {
 fn check(
     fw: Framework,
     step: &Step,
+    limit: Option<Option<u32>>,
     answer: &Answer,
     fill: &dyn Fn(&str) -> String,
 ) -> Vec<String> {
@@ -374,8 +484,20 @@ fn check(
     if status == 401 && answer.header("www-authenticate").is_none() {
         wrong.push("a 401 without WWW-Authenticate".into());
     }
-    if matches!(status, 429 | 503) && answer.header("retry-after").is_none() {
+    if code.is_some() && matches!(status, 429 | 503) && answer.header("retry-after").is_none() {
         wrong.push(format!("a {status} without Retry-After"));
+    }
+    if code == Some("rate_limit_unavailable") && answer.header("retry-after") != Some("1") {
+        wrong.push(format!(
+            "Retry-After {:?}, wanted 1",
+            answer.header("retry-after")
+        ));
+    }
+    if String::from_utf8_lossy(&answer.body).contains("127.0.0.1") {
+        wrong.push("connection details in the body".into());
+    }
+    if let Some(limit) = limit {
+        wrong.extend(check_rate_limit(fw, step, limit, answer));
     }
     if answer.header("x-request-id") != Some("behaviour-req") {
         wrong.push(format!("x-request-id {:?}", answer.header("x-request-id")));
@@ -391,12 +513,70 @@ fn check(
     wrong
 }
 
+/// The `RateLimit-*` headers: with a limit, on every answer to an admitted caller (`Limit`,
+/// `Remaining`, `Reset`), and on a 429 `Retry-After` within the window, `Reset` not before it,
+/// and (HTTP) exactly the headers of [`RATE_LIMITED_HEADERS`]; without one, none.
+fn check_rate_limit(
+    fw: Framework,
+    step: &Step,
+    limit: Option<u32>,
+    answer: &Answer,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let seconds = |name: &str| answer.header(name).and_then(|v| v.parse::<u64>().ok());
+    let Some(limit) = limit else {
+        if answer.header("ratelimit-limit").is_some() {
+            wrong.push("RateLimit-Limit without a limiter".into());
+        }
+        return wrong;
+    };
+    if matches!(step.who, Who::Nobody) {
+        if answer.header("ratelimit-limit").is_some() {
+            wrong.push("RateLimit-* on a request refused before the limiter".into());
+        }
+        return wrong;
+    }
+    if answer.header("ratelimit-limit") != Some(limit.to_string().as_str()) {
+        wrong.push(format!(
+            "RateLimit-Limit {:?}, wanted {limit}",
+            answer.header("ratelimit-limit")
+        ));
+    }
+    let Some(reset) = seconds("ratelimit-reset") else {
+        wrong.push("no RateLimit-Reset".into());
+        return wrong;
+    };
+    match (&step.expect, seconds("retry-after")) {
+        (Expect::Error(429, _), Some(retry)) => {
+            if !(1..=60).contains(&retry) || reset < retry {
+                wrong.push(format!("Retry-After {retry}, RateLimit-Reset {reset}"));
+            }
+            if fw != Framework::Tonic {
+                let mut names: Vec<String> = answer
+                    .comparable_headers()
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+                names.dedup();
+                if names != RATE_LIMITED_HEADERS {
+                    wrong.push(format!("the 429's headers: {names:?}"));
+                }
+            }
+        }
+        (Expect::Error(429, _), None) => wrong.push("a 429 without Retry-After".into()),
+        (_, Some(_)) => wrong.push("Retry-After on an allowed request".into()),
+        (_, None) => {}
+    }
+    wrong
+}
+
 /// Checks the request's span: one `request` span, its id, identity only when admitted, the
 /// refusal's code, the trace context, the route template (HTTP frameworks), no token anywhere.
 fn check_span(
     fw: Framework,
     step: &Step,
     req: &Req,
+    answer_status: u16,
     capture: &Capture,
     token: Option<&str>,
 ) -> Vec<String> {
@@ -408,8 +588,8 @@ fn check_span(
     if span.field("request_id") != Some("behaviour-req") {
         wrong.push(format!("span request_id {:?}", span.field("request_id")));
     }
-    let refused_by_guard = matches!(step.expect, Expect::Error(401 | 403 | 429, _))
-        || matches!(step.expect, Expect::Error(503, "rate_limit_unavailable"));
+    let refused_by_guard =
+        matches!(step.expect, Expect::Error(_, code) if GUARD_CODES.contains(&code));
     if refused_by_guard {
         if let Expect::Error(_, code) = step.expect
             && span.field("error_code") != Some(code)
@@ -422,8 +602,31 @@ fn check_span(
         if !matches!(step.expect, Expect::Error(429 | 503, _)) && span.field("org_id").is_some() {
             wrong.push("identity on the span of a refused request".into());
         }
-    } else if span.field("org_id").is_none() || span.field("role") != Some("authenticated") {
+    } else if span.field("org_id").is_none()
+        || span.field("user_id").is_none()
+        || span.field("role") != Some("authenticated")
+    {
         wrong.push(format!("no identity on the span: {span:#?}"));
+    } else if span.field("error_code").is_some() {
+        wrong.push(format!("an error_code on an admitted request: {span:#?}"));
+    }
+    if span.field("cancelled").is_some() {
+        wrong.push("cancelled on a request that was answered".into());
+    }
+    if !span
+        .field("latency_ms")
+        .and_then(|l| l.parse::<f64>().ok())
+        .is_some_and(|l| l.is_finite() && l >= 0.0)
+    {
+        wrong.push(format!("latency_ms {:?}", span.field("latency_ms")));
+    }
+    let finished = capture
+        .events()
+        .into_iter()
+        .filter(|e| e.field("message") == Some("request finished"))
+        .collect::<Vec<_>>();
+    if finished.len() != 1 || finished[0].spans.first() != Some(&"request") {
+        wrong.push(format!("`request finished` events: {finished:#?}"));
     }
     if span.field("trace_id") != step.trace_id {
         wrong.push(format!(
@@ -443,14 +646,21 @@ fn check_span(
         {
             wrong.push("the raw path, not the template, on the span".into());
         }
-        if span.field("status").is_none() || span.field("latency_ms").is_none() {
-            wrong.push("no status/latency on the span".into());
+        if span.field("status") != Some(answer_status.to_string().as_str()) {
+            wrong.push(format!(
+                "span status {:?}, answered {answer_status}",
+                span.field("status")
+            ));
         }
     }
+    let logs = capture.all_text();
     if let Some(token) = token
-        && capture.all_text().contains(token)
+        && logs.contains(token)
     {
         wrong.push("the token is in the logs".into());
+    }
+    if logs.contains("Bearer") {
+        wrong.push("the Authorization header is in the logs".into());
     }
     wrong
 }
@@ -463,6 +673,18 @@ async fn every_row_behaves_the_same_through_axum_actix_and_tonic() {
     for fw in ALL {
         let env = Env::new(server, 2, |b| b).await;
         for (n, row) in table.iter().enumerate() {
+            // Rows with HTTP-only routes (`/status/{code}`) are not run through gRPC.
+            if fw == Framework::Tonic
+                && row.steps.iter().any(|s| {
+                    let req = match s.method {
+                        "GET" => Req::get(s.path),
+                        _ => Req::post(s.path),
+                    };
+                    adversary::apps::tonic_app::method(&req).is_none()
+                })
+            {
+                continue;
+            }
             let tag = format!("{}-row{n}", fw.name());
             let (a, b) = (Caller::new(), Caller::new());
             let config = config_for(row.setup, &env);
@@ -508,12 +730,24 @@ async fn every_row_behaves_the_same_through_axum_actix_and_tonic() {
                     let _trace = capture.set_default();
                     fw.send(&config, &req).await
                 };
-                for wrong in check(fw, step, &answer, &fill)
+                for wrong in check(fw, step, row.setup.limit(), &answer, &fill)
                     .into_iter()
-                    .chain(check_span(fw, step, &req, &capture, token.as_deref()))
+                    .chain(check_span(
+                        fw,
+                        step,
+                        &req,
+                        answer.status,
+                        &capture,
+                        token.as_deref(),
+                    ))
                 {
                     failures.push(format!("{}: {} (step {i}): {wrong}", fw.name(), row.name));
                 }
+            }
+            if let (Setup::FreshPool, Some(pool)) = (row.setup, &config.pool)
+                && pool.status().size != 0
+            {
+                failures.push(format!("{}: {}: the pool was opened", fw.name(), row.name));
             }
             // Escaped transactions end when their task drops them.
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -588,5 +822,245 @@ async fn a_per_org_cap_keeps_one_org_from_taking_the_pool() {
             );
         }
         env.assert_pool_clean().await;
+    }
+}
+
+/// A request whose client goes away mid-handler (here: gives up waiting after a moment, so the
+/// framework drops the request's future): its span closes with `cancelled = true`, identity and
+/// route but no `status`, and its write is rolled back (the pooled connection comes back clean).
+#[actix_web::test]
+async fn a_request_the_client_abandons_is_cancelled_and_rolled_back() {
+    let server = TestPostgres::shared().expect("test server");
+    let mut failures = Vec::new();
+    for fw in ALL {
+        let env = Env::new(server, 2, |b| b).await;
+        let a = Caller::new();
+        let body = format!("{}-abandoned", fw.name());
+        let req = a
+            .post(&format!("/notes/{body}/hold"))
+            .header("x-request-id", "behaviour-req");
+        let capture = Capture::new();
+        let _trace = capture.set_default();
+        let answered =
+            tokio::time::timeout(Duration::from_millis(500), fw.send(&env.app, &req)).await;
+        assert!(
+            answered.is_err(),
+            "{fw:?}: the gate is closed: {answered:?}"
+        );
+        // The server side notices the client's departure on its own time (tonic: the stream's
+        // reset); wait for the span to close.
+        let mut span = None;
+        for _ in 0..100 {
+            span = capture.span("request").filter(|s| s.closed);
+            if span.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let Some(span) = span else {
+            failures.push(format!(
+                "{fw:?}: the span never closed: {:#?}",
+                capture.spans()
+            ));
+            continue;
+        };
+        let org = a.org.to_string();
+        let want = [
+            ("cancelled", Some("true")),
+            ("status", None),
+            ("org_id", Some(org.as_str())),
+            ("request_id", Some("behaviour-req")),
+            ("error_code", None),
+        ];
+        for (field, value) in want {
+            if span.field(field) != value {
+                failures.push(format!(
+                    "{fw:?}: {field} {:?}, wanted {value:?}",
+                    span.field(field)
+                ));
+            }
+        }
+        if fw != Framework::Tonic && span.field("route") != Some("/notes/{body}/hold") {
+            failures.push(format!("{fw:?}: route {:?}", span.field("route")));
+        }
+        if span
+            .field("latency_ms")
+            .and_then(|l| l.parse::<f64>().ok())
+            .is_none()
+        {
+            failures.push(format!("{fw:?}: no latency_ms on a cancelled request"));
+        }
+        if capture.all_text().contains(&a.token) {
+            failures.push(format!("{fw:?}: the token is in the logs"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if env.notes().await.iter().any(|(_, b)| *b == body) {
+            failures.push(format!("{fw:?}: the abandoned write was committed"));
+        }
+        env.assert_pool_clean().await;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// With the `metrics` feature, every framework counts requests by status, refusals by code and
+/// admitted requests by org, and records one latency per request (into an in-memory recorder).
+#[actix_web::test]
+async fn metrics_count_requests_rejections_and_orgs() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use tenant_guard::core::metrics as names;
+
+    // Orgs of other tests must not push this one's into the `other` label.
+    names::set_org_label_limit(1_000_000);
+    let verifier = adversary::tokens::verifier();
+    let config = AppConfig::new(verifier);
+    for fw in ALL {
+        let a = Caller::new();
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        {
+            let _local = metrics::set_default_local_recorder(&recorder);
+            for _ in 0..2 {
+                let answer = fw.send(&config, &a.get("/me")).await;
+                assert_eq!(answer.status, 200, "{fw:?}: {answer:?}");
+            }
+            let answer = fw.send(&config, &Req::get("/me")).await;
+            assert_eq!(answer.status, 401, "{fw:?}: {answer:?}");
+        }
+        let mut counters = std::collections::BTreeMap::new();
+        let mut latencies = 0;
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            match value {
+                DebugValue::Counter(n) => {
+                    counters.insert(format!("{}{{{}}}", key.name(), labels.join(",")), n);
+                }
+                DebugValue::Histogram(values) if key.name() == names::REQUEST_DURATION => {
+                    latencies += values.len();
+                }
+                _ => {}
+            }
+        }
+        let org = a.org;
+        for (name, want) in [
+            (format!("{}{{status=200}}", names::REQUESTS), 2),
+            (format!("{}{{status=401}}", names::REQUESTS), 1),
+            (format!("{}{{code=missing_token}}", names::REJECTIONS), 1),
+            (format!("{}{{org_id={org}}}", names::ORG_REQUESTS), 2),
+        ] {
+            assert_eq!(
+                counters.get(&name),
+                Some(&want),
+                "{fw:?}: {name}: {counters:#?}"
+            );
+        }
+        assert_eq!(latencies, 3, "{fw:?}: one latency per request");
+    }
+}
+
+/// Two instances of the app (each its own pool and its own `PgRateLimiter`) over one database
+/// share each org's budget: the `RateLimit-*` figures count down across both, both refuse once
+/// it is spent (429 with `Retry-After`), refusals before the limiter do not count, another org
+/// has its own budget, and the handler's transaction is scoped while the limiter used its own
+/// connection. The database's counters say the same.
+#[actix_web::test]
+async fn two_instances_share_one_postgres_rate_limit_budget() {
+    const DAY: Duration = Duration::from_secs(86_400);
+    let server = TestPostgres::shared().expect("test server");
+    for fw in ALL {
+        let env = Env::new(server, 2, |b| b).await;
+        tenant_guard::postgres::support::apply_rate_limit_sql(
+            &env.admin,
+            Some(adversary::faults::LOGIN),
+        )
+        .await
+        .expect("rate limit SQL");
+        let mut login = env.db.config().clone();
+        login.user(adversary::faults::LOGIN);
+        let instance = || {
+            let pool = TenantPool::builder(login.clone())
+                .max_size(2)
+                .build()
+                .unwrap();
+            let limiter = PgRateLimiter::builder("notes", 3, DAY)
+                .build(login.clone())
+                .unwrap();
+            AppConfig::new(env.app.verifier.clone())
+                .pool(pool)
+                .rate_limit(limiter)
+        };
+        let (one, two) = (instance(), instance());
+        let (a, b) = (Caller::new(), Caller::new());
+        let tag = format!("{}-shared", fw.name());
+        let check = |answer: &Answer, status: u16, remaining: &str| {
+            let what = format!("{fw:?}: {answer:?}");
+            assert_eq!(answer.status, status, "{what}");
+            assert_eq!(answer.header("ratelimit-limit"), Some("3"), "{what}");
+            assert_eq!(
+                answer.header("ratelimit-remaining"),
+                Some(remaining),
+                "{what}"
+            );
+            let reset: u64 = answer.header("ratelimit-reset").unwrap().parse().unwrap();
+            assert!(reset <= DAY.as_secs() * 2, "{what}");
+            if status == 429 {
+                let retry: u64 = answer.header("retry-after").unwrap().parse().unwrap();
+                assert!((1..=DAY.as_secs() + 1).contains(&retry), "{what}");
+                assert!(reset >= retry, "{what}");
+            } else {
+                assert_eq!(answer.header("retry-after"), None, "{what}");
+            }
+        };
+
+        let refused = fw.send(&one, &Req::get("/me")).await;
+        assert_eq!(refused.status, 401, "{fw:?}");
+        assert_eq!(
+            refused.header("ratelimit-limit"),
+            None,
+            "{fw:?}: not counted"
+        );
+        check(
+            &fw.send(&one, &a.post(&format!("/notes/{tag}-a"))).await,
+            if fw == Framework::Tonic { 200 } else { 201 },
+            "2",
+        );
+        let listed = fw.send(&two, &a.get("/notes")).await;
+        check(&listed, 200, "1");
+        let want = serde_json::json!([{"org_id": a.org.to_string(), "body": format!("{tag}-a")}]);
+        assert_eq!(
+            listed.json(),
+            want,
+            "{fw:?}: instance two's transaction is scoped to A"
+        );
+        check(&fw.send(&one, &a.get("/me")).await, 200, "0");
+        check(&fw.send(&two, &a.get("/me")).await, 429, "0");
+        check(
+            &fw.send(&one, &a.post(&format!("/notes/{tag}-over"))).await,
+            429,
+            "0",
+        );
+        check(&fw.send(&two, &b.get("/me")).await, 200, "2");
+
+        let hits: Vec<(uuid::Uuid, i32)> = env
+            .admin
+            .query(
+                "SELECT org_id, hits FROM tenant_guard.rate_counters ORDER BY hits DESC",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(hits, [(a.org, 3), (b.org, 1)], "{fw:?}");
+        let notes: Vec<String> = env.notes().await.into_iter().map(|(_, b)| b).collect();
+        assert_eq!(
+            notes,
+            [format!("{tag}-a")],
+            "{fw:?}: the refused write never ran"
+        );
     }
 }

@@ -15,6 +15,13 @@
 //! - `POST /notes/{body}/swallow`: inserts a note, runs a failing statement, ignores its error and
 //!   answers 200 (the commit cannot succeed: the guard's error replaces the answer);
 //! - `POST /notes/{body}/twice`: takes two transactions (a bug: 500);
+//! - `POST /notes/{body}/read-only`: inserts a note through a `TenantDb<ReadOnly>` (refused by
+//!   the database; the handler returns the error with `?`);
+//! - `POST /notes/{body}/elsewhere`: inserts a note for another org (refused by the policy's
+//!   `WITH CHECK`: 403 `forbidden_by_policy`);
+//! - `POST /notes/{body}/conflict`: inserts a note and the same `deferred` row twice, answers 201
+//!   (the deferred unique constraint fails the commit: 409 `conflict` replaces the answer);
+//! - `POST /notes/{body}/status/{code}`: inserts a note, answers `code` (HTTP apps only);
 //! - `GET /nested/notes`: the list behind a second guard without a pool (it uses the outer one's).
 //!
 //! The tonic app (a real gRPC server on a local port) serves the same operations as methods of
@@ -205,6 +212,10 @@ fn notes_json(rows: &[tenant_guard::postgres::tokio_postgres::Row]) -> Value {
 
 /// A statement that fails (a division by zero), for `/swallow`.
 const FAILING: &str = "SELECT 1 / 0";
+/// A note for another org than the caller's (the policy's `WITH CHECK` refuses it).
+const INSERT_ELSEWHERE: &str = "INSERT INTO notes (org_id, body) VALUES (gen_random_uuid(), $1)";
+/// A row of `deferred`, whose unique constraint is checked only at commit.
+const INSERT_DEFERRED: &str = "INSERT INTO deferred (body) VALUES ($1)";
 
 fn sleep_sql(body: &str) -> String {
     // The tag lets the test find the statement in pg_stat_activity; bodies are [a-z0-9-].
@@ -318,6 +329,38 @@ pub mod axum_app {
         StatusCode::OK.into_response()
     }
 
+    async fn read_only(db: TenantDb<ReadOnly>, Path(body): Path<String>) -> Response {
+        match db.execute(INSERT, &[&body]).await {
+            Ok(_) => StatusCode::CREATED.into_response(),
+            Err(e) => fail(&e),
+        }
+    }
+
+    async fn elsewhere(db: TenantDb, Path(body): Path<String>) -> Response {
+        match db.execute(INSERT_ELSEWHERE, &[&body]).await {
+            Ok(_) => StatusCode::CREATED.into_response(),
+            Err(e) => fail(&e),
+        }
+    }
+
+    async fn conflict(db: TenantDb, Path(body): Path<String>) -> Response {
+        for sql in [INSERT, INSERT_DEFERRED, INSERT_DEFERRED] {
+            if let Err(e) = db.execute(sql, &[&body]).await {
+                return fail(&e);
+            }
+        }
+        StatusCode::CREATED.into_response()
+    }
+
+    async fn with_status(db: TenantDb, Path((body, code)): Path<(String, u16)>) -> Response {
+        if let Err(e) = db.execute(INSERT, &[&body]).await {
+            return fail(&e);
+        }
+        StatusCode::from_u16(code)
+            .unwrap_or(StatusCode::IM_A_TEAPOT)
+            .into_response()
+    }
+
     pub fn router(config: &AppConfig) -> Router {
         let layer = TenantGuardLayer::from_config(config.guard());
         // A second guard without a pool inside the first: it uses the outer guard's pool.
@@ -336,6 +379,10 @@ pub mod axum_app {
             .route("/notes/{body}/escape", post(escape))
             .route("/notes/{body}/swallow", post(swallow))
             .route("/notes/{body}/twice", post(twice))
+            .route("/notes/{body}/read-only", post(read_only))
+            .route("/notes/{body}/elsewhere", post(elsewhere))
+            .route("/notes/{body}/conflict", post(conflict))
+            .route("/notes/{body}/status/{code}", post(with_status))
             .merge(nested)
             .route_layer(layer)
             .layer(Extension(config.gate.clone()))
@@ -481,6 +528,41 @@ pub mod actix_app {
         HttpResponse::Ok().finish()
     }
 
+    async fn read_only(
+        db: TenantDb<ReadOnly>,
+        body: web::Path<String>,
+    ) -> Result<HttpResponse, TenantGuardError> {
+        db.execute(INSERT, &[&*body]).await?;
+        Ok(HttpResponse::Created().finish())
+    }
+
+    async fn elsewhere(
+        db: TenantDb,
+        body: web::Path<String>,
+    ) -> Result<HttpResponse, TenantGuardError> {
+        db.execute(INSERT_ELSEWHERE, &[&*body]).await?;
+        Ok(HttpResponse::Created().finish())
+    }
+
+    async fn conflict(
+        db: TenantDb,
+        body: web::Path<String>,
+    ) -> Result<HttpResponse, TenantGuardError> {
+        for sql in [INSERT, INSERT_DEFERRED, INSERT_DEFERRED] {
+            db.execute(sql, &[&*body]).await?;
+        }
+        Ok(HttpResponse::Created().finish())
+    }
+
+    async fn with_status(
+        db: TenantDb,
+        path: web::Path<(String, u16)>,
+    ) -> Result<HttpResponse, TenantGuardError> {
+        db.execute(INSERT, &[&path.0]).await?;
+        let status = StatusCode::from_u16(path.1).unwrap_or(StatusCode::IM_A_TEAPOT);
+        Ok(HttpResponse::build(status).finish())
+    }
+
     /// Sends `req` through a fresh app sharing `config`'s verifier, pool and gate (call inside
     /// an actix system). An error the app did not render itself becomes actix's response for it.
     pub async fn send(config: &AppConfig, req: &Req) -> Answer {
@@ -502,6 +584,10 @@ pub mod actix_app {
                         .route("/notes/{body}/escape", web::post().to(escape))
                         .route("/notes/{body}/swallow", web::post().to(swallow))
                         .route("/notes/{body}/twice", web::post().to(twice))
+                        .route("/notes/{body}/read-only", web::post().to(read_only))
+                        .route("/notes/{body}/elsewhere", web::post().to(elsewhere))
+                        .route("/notes/{body}/conflict", web::post().to(conflict))
+                        .route("/notes/{body}/status/{code}", web::post().to(with_status))
                         .service(
                             // A second guard without a pool: it uses the outer guard's.
                             web::resource("/nested/notes")
@@ -594,6 +680,9 @@ pub mod tonic_app {
             ("POST", ["notes", body, "swallow"]) => ("Swallow", (*body).to_owned()),
             ("POST", ["notes", body, "twice"]) => ("Twice", (*body).to_owned()),
             ("POST", ["notes", body, "hold"]) => ("Hold", (*body).to_owned()),
+            ("POST", ["notes", body, "read-only"]) => ("ReadOnlyWrite", (*body).to_owned()),
+            ("POST", ["notes", body, "elsewhere"]) => ("Elsewhere", (*body).to_owned()),
+            ("POST", ["notes", body, "conflict"]) => ("Conflict", (*body).to_owned()),
             _ => return None,
         };
         Some(found)
@@ -661,6 +750,25 @@ pub mod tonic_app {
                 let db = db::<ReadWrite>(&request)?;
                 db.execute(INSERT, &[&body]).await.map_err(|e| status(&e))?;
                 gate.pass().await;
+                reply(String::new())
+            }
+            "ReadOnlyWrite" => {
+                let db = db::<ReadOnly>(&request)?;
+                db.execute(INSERT, &[&body]).await.map_err(|e| status(&e))?;
+                reply(String::new())
+            }
+            "Elsewhere" => {
+                let db = db::<ReadWrite>(&request)?;
+                db.execute(INSERT_ELSEWHERE, &[&body])
+                    .await
+                    .map_err(|e| status(&e))?;
+                reply(String::new())
+            }
+            "Conflict" => {
+                let db = db::<ReadWrite>(&request)?;
+                for sql in [INSERT, INSERT_DEFERRED, INSERT_DEFERRED] {
+                    db.execute(sql, &[&body]).await.map_err(|e| status(&e))?;
+                }
                 reply(String::new())
             }
             "Twice" => {

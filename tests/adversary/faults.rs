@@ -35,6 +35,18 @@ const SCHEMA: &str = "
     CREATE POLICY notes_org ON notes FOR ALL TO authenticated
         USING (org_id = (SELECT tenant_guard.org_id()))
         WITH CHECK (org_id = (SELECT tenant_guard.org_id()));
+    -- Checked only at commit: a duplicate body fails the commit, not the statement.
+    CREATE TABLE deferred (
+        org_id uuid NOT NULL DEFAULT tenant_guard.org_id(),
+        body text NOT NULL,
+        CONSTRAINT deferred_body_unique UNIQUE (body) DEFERRABLE INITIALLY DEFERRED
+    );
+    ALTER TABLE deferred ENABLE ROW LEVEL SECURITY;
+    ALTER TABLE deferred FORCE ROW LEVEL SECURITY;
+    GRANT SELECT, INSERT ON deferred TO authenticated;
+    CREATE POLICY deferred_org ON deferred FOR ALL TO authenticated
+        USING (org_id = (SELECT tenant_guard.org_id()))
+        WITH CHECK (org_id = (SELECT tenant_guard.org_id()));
 ";
 
 /// Upper bound for any wait on the database in these tests (a hang fails instead of blocking CI).
