@@ -58,7 +58,6 @@
 
 mod error;
 mod extract;
-mod headers;
 mod middleware;
 mod response;
 mod trace;

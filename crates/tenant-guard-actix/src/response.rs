@@ -5,7 +5,7 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use tenant_guard_core::{ErrorResponse, ToErrorResponse};
 
 /// Renders an error's [`ErrorResponse`]: its status, every header it names (`content-type`,
@@ -30,27 +30,42 @@ pub fn error_response<E: ToErrorResponse + ?Sized>(error: &E) -> HttpResponse {
 /// their wire form. Both versions accept exactly the same names and values, so nothing is lost;
 /// should a conversion ever fail, the response becomes a plain 500 rather than a partial one.
 pub(crate) fn render(error: &ErrorResponse) -> HttpResponse {
-    let status = StatusCode::from_u16(error.status().as_u16());
-    let headers: Result<Vec<_>, _> = error
-        .headers()
-        .map(|(name, value)| {
-            let name = HeaderName::from_bytes(name.as_str().as_bytes()).map_err(|_| ())?;
-            let value = HeaderValue::from_bytes(value.as_bytes()).map_err(|_| ())?;
-            Ok::<_, ()>((name, value))
-        })
-        .collect();
-    let (Ok(status), Ok(headers)) = (status, headers) else {
-        tracing::error!(
-            code = error.code(),
-            "error response not representable in actix-web"
-        );
-        return HttpResponse::InternalServerError().finish();
-    };
-    let mut response = HttpResponse::build(status);
-    for header in headers {
-        response.insert_header(header);
+    if let Ok(status) = StatusCode::from_u16(error.status().as_u16()) {
+        let mut response = HttpResponse::build(status).body(error.body());
+        let headers = response.headers_mut();
+        if error
+            .headers()
+            .all(|(name, value)| put(headers, &name, &value, true))
+        {
+            return response;
+        }
     }
-    response.body(error.body())
+    tracing::error!(
+        code = error.code(),
+        "error response not representable in actix-web"
+    );
+    HttpResponse::InternalServerError().finish()
+}
+
+/// Sets an `http` 1.x header on actix-web's (`http` 0.2) map by its wire form, replacing the
+/// value there or only filling in; `false` when it is not representable (never, in practice:
+/// both versions accept exactly the same names and values).
+pub(crate) fn put(
+    headers: &mut HeaderMap,
+    name: &http::HeaderName,
+    value: &http::HeaderValue,
+    replace: bool,
+) -> bool {
+    let (Ok(name), Ok(value)) = (
+        HeaderName::from_bytes(name.as_str().as_bytes()),
+        HeaderValue::from_bytes(value.as_bytes()),
+    ) else {
+        return false;
+    };
+    if replace || !headers.contains_key(&name) {
+        headers.insert(name, value);
+    }
+    true
 }
 
 #[cfg(test)]

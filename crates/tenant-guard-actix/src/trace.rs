@@ -9,15 +9,13 @@ use std::pin::Pin;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::error::InternalError;
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::HeaderMap;
 use actix_web::{Error, HttpMessage};
 use tenant_guard_core::RequestId;
+use tenant_guard_core::request_id::X_REQUEST_ID;
 use tenant_guard_core::trace::RequestTimer;
-use tenant_guard_http::RequestTrace;
+use tenant_guard_http::{HeaderUse, RequestTrace, pipeline_headers};
 use tracing::Instrument;
-
-/// The response header carrying the request id (actix-web's `http` 0.2 type).
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The future of both middlewares: actix-web services run on one thread, so it need not be `Send`.
 pub(crate) type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -28,31 +26,25 @@ pub(crate) type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 /// trace only: the middleware that started it records how the request ended.
 pub(crate) fn of(
     req: &ServiceRequest,
-    headers: &http::HeaderMap,
-) -> (RequestTrace, Option<RequestTimer>) {
-    if let Some(trace) = req.extensions().get::<RequestTrace>() {
-        return (trace.clone(), None);
+    uses: HeaderUse,
+) -> (http::HeaderMap, RequestTrace, Option<RequestTimer>) {
+    let headers = pipeline_headers(uses, |name| {
+        req.headers().get_all(name.as_str()).map(|v| v.as_bytes())
+    });
+    let outer = req.extensions().get::<RequestTrace>().cloned();
+    let route = req.match_pattern();
+    let (trace, timer) = RequestTrace::reuse_or_start(outer.as_ref(), &headers, route.as_deref());
+    if timer.is_some() {
+        let mut extensions = req.extensions_mut();
+        extensions.insert(trace.id().clone());
+        extensions.insert(trace.clone());
     }
-    let (mut trace, timer) = RequestTrace::start(headers);
-    trace.record_route(req.match_pattern().as_deref());
-    let mut extensions = req.extensions_mut();
-    extensions.insert(trace.id().clone());
-    extensions.insert(trace.clone());
-    (trace, Some(timer))
-}
-
-/// Records how the request ended on its span (when `timer` is the span's owner).
-pub(crate) fn finish(timer: Option<RequestTimer>, status: actix_web::http::StatusCode) {
-    if let Some(timer) = timer {
-        timer.finish(status.as_u16());
-    }
+    (headers, trace, timer)
 }
 
 /// Sets `x-request-id` (replacing the handler's; the id is visible ASCII, always valid).
 fn tag(headers: &mut HeaderMap, id: &RequestId) {
-    if let Ok(value) = HeaderValue::from_bytes(id.header_value().as_bytes()) {
-        headers.insert(X_REQUEST_ID, value);
-    }
+    crate::response::put(headers, &X_REQUEST_ID, id.header_value(), true);
 }
 
 /// Sets `x-request-id` on a response.
@@ -135,8 +127,7 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let headers = crate::headers::trace_headers(req.headers());
-        let (trace, timer) = of(&req, &headers);
+        let (_, trace, timer) = of(&req, HeaderUse::Trace);
         let span = trace.span().clone();
         let inner = span.in_scope(|| self.service.call(req));
         Box::pin(
@@ -144,11 +135,12 @@ where
                 match inner.await {
                     Ok(mut response) => {
                         tag_response(&mut response, trace.id());
-                        finish(timer, response.status());
+                        RequestTrace::finish(timer, response.status().as_u16());
                         Ok(response)
                     }
                     Err(error) => {
-                        finish(timer, error.as_response_error().status_code());
+                        let status = error.as_response_error().status_code();
+                        RequestTrace::finish(timer, status.as_u16());
                         Err(tag_error(error, trace.id()))
                     }
                 }

@@ -31,6 +31,18 @@ pub enum Admission {
     Pending(PendingAdmission),
 }
 
+impl Admission {
+    /// The verdict, awaiting a [`Pending`](Self::Pending) step: for adapters whose middleware is
+    /// an `async` block (the tower layer polls the steps itself).
+    pub async fn resolve(self) -> Result<Admitted, Refused> {
+        match self {
+            Self::Admitted(admitted) => Ok(admitted),
+            Self::Refused(refused) => Err(refused),
+            Self::Pending(pending) => pending.await,
+        }
+    }
+}
+
 /// An admitted request: the [`RequestContext`] for its handler and the [`Finisher`] that ends it.
 #[derive(Debug)]
 pub struct Admitted {

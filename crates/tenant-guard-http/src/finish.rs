@@ -106,12 +106,29 @@ impl Finisher {
     /// Sets `x-request-id` (replacing the handler's) and the `RateLimit-*` headers (unless the
     /// handler set its own) on a response's headers.
     pub fn stamp(&self, headers: &mut http::HeaderMap) {
-        headers.insert(X_REQUEST_ID, self.request_id.header_value().clone());
-        if let Some(status) = &self.rate_limit {
-            for (name, value) in status.headers() {
+        for (name, value, replace) in self.stamped_headers() {
+            if replace {
+                headers.insert(name, value);
+            } else {
                 headers.entry(name).or_insert(value);
             }
         }
+    }
+
+    /// What [`stamp`](Self::stamp) sets, for adapters whose header map is not `http`'s: each
+    /// header with whether it replaces the handler's (`x-request-id`) or only fills in
+    /// (`RateLimit-*`: the handler's own win).
+    pub fn stamped_headers(
+        &self,
+    ) -> impl Iterator<Item = (http::HeaderName, http::HeaderValue, bool)> + '_ {
+        let id = (X_REQUEST_ID, self.request_id.header_value().clone(), true);
+        let limits = self.rate_limit.iter().flat_map(|status| {
+            status
+                .headers()
+                .into_iter()
+                .map(|(name, value)| (name, value, false))
+        });
+        std::iter::once(id).chain(limits)
     }
 }
 

@@ -26,6 +26,7 @@
 //! |---|---|
 //! | request id, `request` span, W3C `traceparent`/`tracestate` | [`RequestTrace`], [`record_trace_context`] (span fields: `tenant_guard_core::trace`) |
 //! | authenticate, role check, rate limit, outer-pool rule | [`GuardConfig::admit`] → [`Admission`] |
+//! | the headers read, for frameworks on another `http` version | [`pipeline_headers`] |
 //! | the handler's context (principal, request id) | [`RequestContext`] |
 //! | the scoped transaction, checked out at its first statement | [`TenantDb`] ([`ReadOnly`], [`ReadWrite`]) |
 //! | commit/rollback by status, replacement responses, `x-request-id`, `RateLimit-*` | [`Finisher`], [`commits`] |
@@ -33,10 +34,11 @@
 //! | metrics (requests, rejections, orgs, pool, transactions) | recorded by the steps above through `tenant_guard_core::trace`/`metrics` |
 //! | tower / tonic / hyper | [`TenantGuardLayer`], [`RequestTracingLayer`] ([`GuardLayer`], [`TracingLayer`] for a framework's route template) |
 //!
-//! An adapter calls, per request: [`RequestTrace::start`] (or reuses the outer one), then
-//! [`GuardConfig::admit`]; on [`Admission::Refused`] it renders the refusal; otherwise it puts
+//! An adapter calls, per request: [`RequestTrace::reuse_or_start`], then
+//! [`GuardConfig::admit`] (and [`Admission::resolve`]); on a refusal it renders it; otherwise it puts
 //! the [`RequestContext`] into the request and calls the handler, then
-//! [`Finisher::finish`]`(commits(status))` and [`Finisher::stamp`]. Extractors call
+//! [`Finisher::finish`]`(commits(status))`, [`Finisher::stamp`] and [`RequestTrace::finish`].
+//! Extractors call
 //! [`RequestContext::db`]. Nothing else is the adapter's to decide; even its types are declared
 //! here ([`guard_builder!`], [`extractor_types!`], [`rejection_type!`]), so adapters only add
 //! their framework's trait impls.
@@ -52,6 +54,7 @@ mod db;
 mod finish;
 pub mod grpc;
 mod handoff;
+mod headers;
 mod layer;
 mod rejection;
 mod trace;
@@ -62,6 +65,7 @@ pub use context::RequestContext;
 pub use db::TenantDb;
 pub use finish::{Finish, Finisher, commits};
 pub use handoff::{Mode, ReadOnly, ReadWrite};
+pub use headers::{HeaderUse, pipeline_headers};
 pub use layer::TenantGuard;
 pub use layer::{
     GuardBody, GuardLayer, GuardService, NoRoute, RequestTracingLayer, ResponseFuture, RouteSource,

@@ -56,14 +56,39 @@ impl RequestTrace {
     /// its [`RequestId`]); the timer is `Some` for a new trace only: whoever opened the span
     /// records how the request ended.
     pub fn of<B>(request: &mut http::Request<B>) -> (Self, Option<RequestTimer>) {
-        if let Some(trace) = request.extensions().get::<Self>() {
+        let outer = request.extensions().get::<Self>();
+        let (trace, timer) = Self::reuse_or_start(outer, request.headers(), None);
+        if timer.is_some() {
+            let extensions = request.extensions_mut();
+            extensions.insert(trace.id.clone());
+            extensions.insert(trace.clone());
+        }
+        (trace, timer)
+    }
+
+    /// The `outer` trace (an outer layer's, from the request's extensions), else a new one for
+    /// `headers` with `route` recorded; the timer is `Some` for a new trace only (its opener
+    /// records how the request ended, see [`finish`](Self::finish)). For adapters whose
+    /// extensions are not `http`'s; store a new trace (and its [`RequestId`]) in them.
+    pub fn reuse_or_start(
+        outer: Option<&Self>,
+        headers: &HeaderMap,
+        route: Option<&str>,
+    ) -> (Self, Option<RequestTimer>) {
+        if let Some(trace) = outer {
             return (trace.clone(), None);
         }
-        let (trace, timer) = Self::start(request.headers());
-        let extensions = request.extensions_mut();
-        extensions.insert(trace.id.clone());
-        extensions.insert(trace.clone());
+        let (mut trace, timer) = Self::start(headers);
+        trace.record_route(route);
         (trace, Some(timer))
+    }
+
+    /// Records how the request ended (`status`, `latency_ms`) when `timer` is the span's: the
+    /// one [`reuse_or_start`](Self::reuse_or_start) gave the layer that opened it.
+    pub fn finish(timer: Option<RequestTimer>, status: u16) {
+        if let Some(timer) = timer {
+            timer.finish(status);
+        }
     }
 
     /// Records the matched route template once (the first layer that knows it).

@@ -4,14 +4,12 @@ use std::rc::Rc;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, forward_ready};
-use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage};
-use tenant_guard_core::ErrorResponse;
 use tenant_guard_core::trace::RequestTimer;
-use tenant_guard_http::{Admission, Finisher, GuardConfig, RequestContext, RequestTrace, commits};
+use tenant_guard_http::{Finisher, GuardConfig, HeaderUse, RequestContext, RequestTrace, commits};
 use tracing::Instrument;
 
-use crate::response::render;
+use crate::response::{put, render};
 use crate::trace::{self, LocalFuture};
 
 /// The service [`TenantGuard`](crate::TenantGuard) wraps around the inner one.
@@ -27,37 +25,14 @@ impl<S> TenantGuardMiddleware<S> {
     }
 }
 
-/// Answers a refused request without calling the inner service.
-fn refuse<B>(
-    req: ServiceRequest,
-    error: &ErrorResponse,
-    trace: &RequestTrace,
-    timer: Option<RequestTimer>,
-) -> ServiceResponse<EitherBody<B>> {
-    let mut response = req.into_response(render(error)).map_into_right_body();
-    trace::tag_response(&mut response, trace.id());
-    trace::finish(timer, response.status());
-    response
-}
-
-/// Adds the `RateLimit-*` headers of a request that passed the limiter (unless the handler set
-/// its own) and `x-request-id`.
-fn stamp<B>(response: &mut ServiceResponse<B>, finisher: &Finisher) {
-    trace::tag_response(response, finisher.request_id());
-    let Some(status) = finisher.rate_limit() else {
-        return;
-    };
+/// Sets what the pipeline stamps on a response (`x-request-id`, `RateLimit-*`) and records how
+/// the request ended.
+fn end<B>(response: &mut ServiceResponse<B>, finisher: &Finisher, timer: Option<RequestTimer>) {
     let headers = response.headers_mut();
-    for (name, value) in status.headers() {
-        // actix-web 4 speaks `http` 0.2: copy by wire form (always representable).
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_str().as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) && !headers.contains_key(&name)
-        {
-            headers.insert(name, value);
-        }
+    for (name, value, replace) in finisher.stamped_headers() {
+        put(headers, &name, &value, replace);
     }
+    RequestTrace::finish(timer, response.status().as_u16());
 }
 
 impl<S, B> Service<ServiceRequest> for TenantGuardMiddleware<S>
@@ -72,25 +47,23 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let headers = crate::headers::core_headers(req.headers());
-        let (trace, timer) = trace::of(&req, &headers);
+        let (headers, trace, timer) = trace::of(&req, HeaderUse::Authenticate);
         let outer = req.extensions().get::<RequestContext>().cloned();
         let admission = self.config.admit(&headers, &trace, outer.as_ref());
         let service = Rc::clone(&self.service);
         let span = trace.span().clone();
         Box::pin(
             async move {
-                let admitted = match admission {
-                    Admission::Admitted(admitted) => admitted,
-                    Admission::Refused(refused) => {
-                        return Ok(refuse(req, refused.response(), &trace, timer));
+                let (context, finisher) = match admission.resolve().await {
+                    Ok(admitted) => admitted.into_parts(),
+                    Err(refused) => {
+                        let response = render(refused.response());
+                        let mut response = req.into_response(response).map_into_right_body();
+                        trace::tag_response(&mut response, trace.id());
+                        RequestTrace::finish(timer, response.status().as_u16());
+                        return Ok(response);
                     }
-                    Admission::Pending(pending) => match pending.await {
-                        Ok(admitted) => admitted,
-                        Err(refused) => return Ok(refuse(req, refused.response(), &trace, timer)),
-                    },
                 };
-                let (context, finisher) = admitted.into_parts();
                 {
                     let mut extensions = req.extensions_mut();
                     extensions.insert(context.principal().clone());
@@ -100,7 +73,8 @@ where
                     Ok(response) => response,
                     Err(error) => {
                         drop(finisher.finish(false));
-                        trace::finish(timer, error.as_response_error().status_code());
+                        let status = error.as_response_error().status_code();
+                        RequestTrace::finish(timer, status.as_u16());
                         return Err(trace::tag_error(error, trace.id()));
                     }
                 };
@@ -110,8 +84,7 @@ where
                     None => response.map_into_left_body(),
                     Some(error) => response.into_response(render(&error)).map_into_right_body(),
                 };
-                stamp(&mut response, &finisher);
-                trace::finish(timer, response.status());
+                end(&mut response, &finisher, timer);
                 Ok(response)
             }
             .instrument(span),
