@@ -1064,3 +1064,136 @@ async fn two_instances_share_one_postgres_rate_limit_budget() {
         );
     }
 }
+
+/// With the framework's request-tracing middleware around the whole app (the table runs
+/// without it), that middleware opens the one `request` span and the guard inside records on
+/// it: identity, route template, status, latency for an admitted request; the refusal's code and
+/// no identity for a refused one (a forged token is never logged); and routes outside the guard
+/// (HTTP apps: `/healthz`, an unknown path) are traced too.
+#[actix_web::test]
+async fn the_outer_tracing_middleware_opens_the_span_the_guard_records_on() {
+    let verifier = adversary::tokens::verifier();
+    let mut config = AppConfig::new(verifier);
+    config.outer_tracing = true;
+    let a = Caller::new();
+    let forged = adversary::tokens::hs256_text(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        &adversary::tokens::claims().to_string(),
+        adversary::tokens::ATTACKER_SECRET.as_bytes(),
+    );
+    let (org, sub) = (a.org.to_string(), {
+        let me = Framework::Axum.send(&config, &a.get("/me")).await;
+        me.json()["user_id"].as_str().unwrap().to_owned()
+    });
+    type Fields<'a> = Vec<(&'static str, Option<&'a str>)>;
+    let admitted: Fields<'_> = vec![
+        ("org_id", Some(org.as_str())),
+        ("user_id", Some(sub.as_str())),
+        ("role", Some("authenticated")),
+        ("error_code", None),
+        ("cancelled", None),
+    ];
+    let refused = |code| -> Fields<'static> {
+        vec![
+            ("error_code", Some(code)),
+            ("org_id", None),
+            ("user_id", None),
+            ("role", None),
+        ]
+    };
+    // (request, status, route template, fields, HTTP apps only)
+    let cases: Vec<(Req, u16, Option<&str>, Fields<'_>, bool)> = vec![
+        (a.get("/me"), 200, Some("/me"), admitted.clone(), false),
+        (
+            Req::get("/me"),
+            401,
+            Some("/me"),
+            refused("missing_token"),
+            false,
+        ),
+        (
+            Req::get("/me").bearer(&forged),
+            401,
+            Some("/me"),
+            refused("invalid_signature"),
+            false,
+        ),
+        (
+            Req::get("/healthz"),
+            200,
+            Some("/healthz"),
+            vec![("org_id", None)],
+            true,
+        ),
+        (
+            a.get("/nowhere/1"),
+            404,
+            None,
+            vec![("error_code", None)],
+            true,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for fw in ALL {
+        for (req, status, route, fields, http_only) in &cases {
+            if *http_only && fw == Framework::Tonic {
+                continue;
+            }
+            let req = req.clone().header("x-request-id", "behaviour-req");
+            let capture = Capture::new();
+            let answer = {
+                let _trace = capture.set_default();
+                fw.send(&config, &req).await
+            };
+            let what = format!("{fw:?} {} {}", req.method, req.path);
+            let got = if fw == Framework::Tonic && answer.status == 200 {
+                200
+            } else {
+                answer.status
+            };
+            if got != *status {
+                failures.push(format!("{what}: status {got}, wanted {status}"));
+            }
+            if answer.header("x-request-id") != Some("behaviour-req") {
+                failures.push(format!(
+                    "{what}: x-request-id {:?}",
+                    answer.header("x-request-id")
+                ));
+            }
+            let spans = capture.spans_named("request");
+            let [span] = spans.as_slice() else {
+                failures.push(format!("{what}: {} request spans", spans.len()));
+                continue;
+            };
+            let mut want = fields.clone();
+            want.push(("request_id", Some("behaviour-req")));
+            if fw != Framework::Tonic {
+                want.push(("route", *route));
+                let status = status.to_string();
+                if span.field("status") != Some(status.as_str()) {
+                    failures.push(format!("{what}: span status {:?}", span.field("status")));
+                }
+            }
+            for (field, value) in want {
+                if span.field(field) != value {
+                    failures.push(format!(
+                        "{what}: span {field} {:?}, wanted {value:?}",
+                        span.field(field)
+                    ));
+                }
+            }
+            if span
+                .field("latency_ms")
+                .and_then(|l| l.parse::<f64>().ok())
+                .is_none()
+            {
+                failures.push(format!("{what}: no latency_ms"));
+            }
+            let logs = capture.all_text();
+            if logs.contains(&forged) || logs.contains(&a.token) || logs.contains("Bearer") {
+                failures.push(format!("{what}: a token in the logs"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

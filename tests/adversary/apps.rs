@@ -22,7 +22,11 @@
 //! - `POST /notes/{body}/conflict`: inserts a note and the same `deferred` row twice, answers 201
 //!   (the deferred unique constraint fails the commit: 409 `conflict` replaces the answer);
 //! - `POST /notes/{body}/status/{code}`: inserts a note, answers `code` (HTTP apps only);
-//! - `GET /nested/notes`: the list behind a second guard without a pool (it uses the outer one's).
+//! - `GET /nested/notes`: the list behind a second guard without a pool (it uses the outer one's);
+//! - `GET /healthz` (HTTP apps): outside the guard, no token needed.
+//!
+//! With [`AppConfig::outer_tracing`], each app is wrapped in its framework's request-tracing
+//! middleware, which opens the request span (the guard inside reuses it).
 //!
 //! The tonic app (a real gRPC server on a local port) serves the same operations as methods of
 //! `notes.Notes` (see [`tonic_app::method`]).
@@ -157,6 +161,8 @@ pub struct AppConfig {
     /// A guard configuration shared by every request (its per-org cap counts across them);
     /// built from the fields above when unset.
     pub shared_guard: Option<GuardConfig>,
+    /// Wrap the whole app in the framework's request-tracing middleware.
+    pub outer_tracing: bool,
 }
 
 impl AppConfig {
@@ -167,6 +173,7 @@ impl AppConfig {
             gate: Gate::closed(),
             rate_limit: None,
             shared_guard: None,
+            outer_tracing: false,
         }
     }
 
@@ -234,7 +241,9 @@ pub mod axum_app {
     use axum::http::StatusCode;
     use axum::response::{IntoResponse, Response};
     use axum::routing::{get, post};
-    use tenant_guard::axum::{Authenticated, ReadOnly, TenantDb, TenantGuardLayer, error_response};
+    use tenant_guard::axum::{
+        Authenticated, ReadOnly, RequestTracingLayer, TenantDb, TenantGuardLayer, error_response,
+    };
     use tower::ServiceExt;
 
     fn fail(e: &GuardError) -> Response {
@@ -367,7 +376,7 @@ pub mod axum_app {
         let nested = Router::new()
             .route("/nested/notes", get(list))
             .route_layer(TenantGuardLayer::new(config.verifier.clone()));
-        Router::new()
+        let router = Router::new()
             .route("/me", get(me))
             .route("/notes", get(list))
             .route("/notes/{body}", post(create))
@@ -385,7 +394,13 @@ pub mod axum_app {
             .route("/notes/{body}/status/{code}", post(with_status))
             .merge(nested)
             .route_layer(layer)
-            .layer(Extension(config.gate.clone()))
+            .route("/healthz", get(|| async { "ok" }))
+            .layer(Extension(config.gate.clone()));
+        if config.outer_tracing {
+            router.layer(RequestTracingLayer::new())
+        } else {
+            router
+        }
     }
 
     pub fn request(req: &Req) -> axum::http::Request<Body> {
@@ -436,7 +451,9 @@ pub mod actix_app {
     use super::*;
     use actix_web::http::StatusCode;
     use actix_web::{App, HttpResponse, test, web};
-    use tenant_guard::actix::{Authenticated, ReadOnly, TenantDb, TenantGuard, TenantGuardError};
+    use tenant_guard::actix::{
+        Authenticated, ReadOnly, RequestTracing, TenantDb, TenantGuard, TenantGuardError,
+    };
 
     async fn me(Authenticated(p): Authenticated) -> HttpResponse {
         HttpResponse::Ok()
@@ -569,7 +586,12 @@ pub mod actix_app {
         let guard = TenantGuard::from_config(config.guard());
         let app = test::init_service(
             App::new()
+                .wrap(actix_web::middleware::Condition::new(
+                    config.outer_tracing,
+                    RequestTracing::new(),
+                ))
                 .app_data(web::Data::new(config.gate.clone()))
+                .route("/healthz", web::get().to(HttpResponse::Ok))
                 .service(
                     web::scope("")
                         .wrap(guard)
@@ -829,7 +851,11 @@ pub mod tonic_app {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let outer = config
+            .outer_tracing
+            .then(tenant_guard::http::RequestTracingLayer::new);
         let server = tonic::transport::Server::builder()
+            .layer(tower::util::option_layer(outer))
             .layer(TenantGuardLayer::from_config(config.guard()))
             .layer(TenantGuardLayer::new(config.verifier.clone()))
             .add_service(Notes {
