@@ -353,6 +353,16 @@ fn rows() -> Vec<Row> {
             gone: &["limited"],
         },
         Row {
+            name: "a handler's own RateLimit-* header wins; the guard fills in the others",
+            setup: Setup::Limit(100),
+            steps: vec![Step {
+                remaining: Some("7"),
+                ..step(A, "GET", "/own-limit", Status(200))
+            }],
+            kept: &[],
+            gone: &[],
+        },
+        Row {
             name: "a shared limiter without its database fails closed (503), before the pool",
             setup: Setup::LimiterDown,
             steps: vec![step(
@@ -1130,6 +1140,14 @@ async fn the_outer_tracing_middleware_opens_the_span_the_guard_records_on() {
             404,
             None,
             vec![("error_code", None)],
+            true,
+        ),
+        // An extractor outside any guard: a wiring bug, a 500, never an unscoped handler.
+        (
+            a.get("/unguarded"),
+            500,
+            Some("/unguarded"),
+            vec![("org_id", None)],
             true,
         ),
     ];

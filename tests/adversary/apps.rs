@@ -23,7 +23,10 @@
 //!   (the deferred unique constraint fails the commit: 409 `conflict` replaces the answer);
 //! - `POST /notes/{body}/status/{code}`: inserts a note, answers `code` (HTTP apps only);
 //! - `GET /nested/notes`: the list behind a second guard without a pool (it uses the outer one's);
-//! - `GET /healthz` (HTTP apps): outside the guard, no token needed.
+//! - `GET /own-limit`: answers with its own `RateLimit-Remaining: 7` (the guard's must not
+//!   replace it);
+//! - `GET /healthz` (HTTP apps): outside the guard, no token needed;
+//! - `GET /unguarded` (HTTP apps): the notes list outside the guard (a wiring bug: 500).
 //!
 //! With [`AppConfig::outer_tracing`], each app is wrapped in its framework's request-tracing
 //! middleware, which opens the request span (the guard inside reuses it).
@@ -378,6 +381,10 @@ pub mod axum_app {
             .route_layer(TenantGuardLayer::new(config.verifier.clone()));
         let router = Router::new()
             .route("/me", get(me))
+            .route(
+                "/own-limit",
+                get(|| async { ([("ratelimit-remaining", "7")], "own") }),
+            )
             .route("/notes", get(list))
             .route("/notes/{body}", post(create))
             .route("/notes/{body}/refuse", post(refuse))
@@ -395,6 +402,7 @@ pub mod axum_app {
             .merge(nested)
             .route_layer(layer)
             .route("/healthz", get(|| async { "ok" }))
+            .route("/unguarded", get(list))
             .layer(Extension(config.gate.clone()));
         if config.outer_tracing {
             router.layer(RequestTracingLayer::new())
@@ -592,10 +600,19 @@ pub mod actix_app {
                 ))
                 .app_data(web::Data::new(config.gate.clone()))
                 .route("/healthz", web::get().to(HttpResponse::Ok))
+                .route("/unguarded", web::get().to(list))
                 .service(
                     web::scope("")
                         .wrap(guard)
                         .route("/me", web::get().to(me))
+                        .route(
+                            "/own-limit",
+                            web::get().to(|| async {
+                                HttpResponse::Ok()
+                                    .insert_header(("ratelimit-remaining", "7"))
+                                    .finish()
+                            }),
+                        )
                         .route("/notes", web::get().to(list))
                         .route("/notes/{body}", web::post().to(create))
                         .route("/notes/{body}/refuse", web::post().to(refuse))
@@ -695,6 +712,7 @@ pub mod tonic_app {
         let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
         let found = match (req.method, segments.as_slice()) {
             ("GET", ["me"]) => ("Me", String::new()),
+            ("GET", ["own-limit"]) => ("OwnLimit", String::new()),
             ("GET", ["notes"] | ["nested", "notes"]) => ("List", String::new()),
             ("POST", ["notes", body]) => ("Create", (*body).to_owned()),
             ("POST", ["notes", body, "refuse"]) => ("Refuse", (*body).to_owned()),
@@ -737,6 +755,13 @@ pub mod tonic_app {
                     .map_err(|e| status(&e))?;
                 let p = context.principal();
                 reply(json!({"user_id": p.user_id(), "org_id": p.org_id(), "role": p.role().as_str()}).to_string())
+            }
+            "OwnLimit" => {
+                let mut response = Response::new(Reply::default());
+                response
+                    .metadata_mut()
+                    .insert("ratelimit-remaining", "7".parse().expect("metadata"));
+                Ok(response)
             }
             "List" => {
                 let db = db::<ReadOnly>(&request)?;
