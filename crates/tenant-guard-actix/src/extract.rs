@@ -60,29 +60,20 @@ fn with_context<T>(
     ready(context.and_then(read).map_err(TenantGuardError::from))
 }
 
-impl FromRequest for Authenticated {
-    type Error = TenantGuardError;
-    type Future = Ready<Result<Self, TenantGuardError>>;
+/// `FromRequest` for an extractor read from the context with `$read`.
+macro_rules! from_context {
+    ($ty:ty, $read:expr $(, $m:ident)?) => {
+        impl$(<$m: Mode>)? FromRequest for $ty {
+            type Error = TenantGuardError;
+            type Future = Ready<Result<Self, TenantGuardError>>;
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        with_context(req, |c| Ok(Self::from_context(c)))
-    }
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                with_context(req, $read)
+            }
+        }
+    };
 }
 
-impl FromRequest for CurrentRequestId {
-    type Error = TenantGuardError;
-    type Future = Ready<Result<Self, TenantGuardError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        with_context(req, |c| Ok(Self::from_context(c)))
-    }
-}
-
-impl<M: Mode> FromRequest for TenantDb<M> {
-    type Error = TenantGuardError;
-    type Future = Ready<Result<Self, TenantGuardError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        with_context(req, Self::from_context)
-    }
-}
+from_context!(Authenticated, |c| Ok(Self::from_context(c)));
+from_context!(CurrentRequestId, |c| Ok(Self::from_context(c)));
+from_context!(TenantDb<M>, Self::from_context, M);

@@ -47,16 +47,26 @@ fn tag(headers: &mut HeaderMap, id: &RequestId) {
     crate::response::put(headers, &X_REQUEST_ID, id.header_value(), true);
 }
 
-/// Sets `x-request-id` on a response.
-pub(crate) fn tag_response<B>(response: &mut ServiceResponse<B>, id: &RequestId) {
-    tag(response.headers_mut(), id);
-}
-
-/// Sets `x-request-id` on the response an inner service's error turns into.
-pub(crate) fn tag_error(error: Error, id: &RequestId) -> Error {
-    let mut response = error.error_response();
-    tag(response.headers_mut(), id);
-    InternalError::from_response(error, response).into()
+/// Ends a request with the inner service's answer (or the guard's own): `x-request-id` on it
+/// (also on the response an error turns into) and, for the span's opener, how it ended.
+pub(crate) fn answered<B>(
+    result: Result<ServiceResponse<B>, Error>,
+    id: &RequestId,
+    timer: Option<RequestTimer>,
+) -> Result<ServiceResponse<B>, Error> {
+    match result {
+        Ok(mut response) => {
+            tag(response.headers_mut(), id);
+            RequestTrace::finish(timer, response.status().as_u16());
+            Ok(response)
+        }
+        Err(error) => {
+            let mut response = error.error_response();
+            RequestTrace::finish(timer, response.status().as_u16());
+            tag(response.headers_mut(), id);
+            Err(InternalError::from_response(error, response).into())
+        }
+    }
 }
 
 /// Middleware giving every request an id and a `tracing` span (the fields of
@@ -130,22 +140,6 @@ where
         let (_, trace, timer) = of(&req, HeaderUse::Trace);
         let span = trace.span().clone();
         let inner = span.in_scope(|| self.service.call(req));
-        Box::pin(
-            async move {
-                match inner.await {
-                    Ok(mut response) => {
-                        tag_response(&mut response, trace.id());
-                        RequestTrace::finish(timer, response.status().as_u16());
-                        Ok(response)
-                    }
-                    Err(error) => {
-                        let status = error.as_response_error().status_code();
-                        RequestTrace::finish(timer, status.as_u16());
-                        Err(tag_error(error, trace.id()))
-                    }
-                }
-            }
-            .instrument(span),
-        )
+        Box::pin(async move { answered(inner.await, trace.id(), timer) }.instrument(span))
     }
 }

@@ -57,11 +57,12 @@ where
                 let (context, finisher) = match admission.resolve().await {
                     Ok(admitted) => admitted.into_parts(),
                     Err(refused) => {
-                        let response = render(refused.response());
-                        let mut response = req.into_response(response).map_into_right_body();
-                        trace::tag_response(&mut response, trace.id());
-                        RequestTrace::finish(timer, response.status().as_u16());
-                        return Ok(response);
+                        let response = req.into_response(render(refused.response()));
+                        return trace::answered(
+                            Ok(response.map_into_right_body()),
+                            trace.id(),
+                            timer,
+                        );
                     }
                 };
                 {
@@ -73,9 +74,7 @@ where
                     Ok(response) => response,
                     Err(error) => {
                         drop(finisher.finish(false));
-                        let status = error.as_response_error().status_code();
-                        RequestTrace::finish(timer, status.as_u16());
-                        return Err(trace::tag_error(error, trace.id()));
+                        return trace::answered(Err(error), trace.id(), timer);
                     }
                 };
                 let status = http::StatusCode::from_u16(response.status().as_u16())
