@@ -11,6 +11,9 @@ use std::time::Duration;
 use common::{Env, TestError, snapshot, two_orgs};
 use tenant_guard_postgres::{GuardError, ScopeOptions, TenantTx, with_tenant_guard};
 
+/// Behind the pooler the guard does not reset the session (PgBouncer's `server_reset_query` does).
+const RESETS_SESSION: bool = false;
+
 async fn setup(size: usize) -> Env {
     common::pgbouncer_env(size).await
 }

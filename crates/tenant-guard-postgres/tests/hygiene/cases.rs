@@ -1,8 +1,8 @@
-// The hygiene cases of `hygiene.rs` as they run through PgBouncer in transaction mode
-// (`hygiene_pgbouncer.rs`, which defines `setup` and `builder`). Not the session-reset checks of
-// `hygiene.rs`/`session_state.rs`: behind such a pooler the client connection has no server
-// session of its own to reset (see `tenant_guard_postgres::pooler`).
-
+// The connection hygiene cases, shared by `hygiene.rs` (a direct connection) and
+// `hygiene_pgbouncer.rs` (through PgBouncer in transaction mode). Each includes this file after
+// defining `setup(size)`, `builder(db)` and `RESETS_SESSION` (whether the guard resets the
+// session after each transaction: not behind a transaction-mode pooler, where the client
+// connection has no server session of its own; see `tenant_guard_postgres::pooler`).
 async fn pid(tx: &TenantTx) -> i32 {
     tx.query_one("SELECT pg_backend_pid()", &[])
         .await
@@ -383,10 +383,12 @@ async fn committing_after_a_cancelled_statement_tells_the_truth() {
     snapshot(&env.pool).await.assert_clean();
 }
 
-/// A handler that changes the *session* (plain `SET ROLE`, `set_config(…, false)`) and commits
-/// leaves those values on the connection, as with any pool, but they never reach another
-/// request's statements: every guarded transaction sets role, claims, sub and org itself before
-/// its first statement.
+/// A handler that changes the *session* (plain `SET ROLE`, `set_config(…, false)`) and commits:
+/// the values never reach another request's statements (every guarded transaction sets role,
+/// claims, sub and org itself before its first statement). Where the guard owns the session
+/// (`RESETS_SESSION`: a direct connection), the session reset after the transaction also removes
+/// them from the connection (`tests/session_state.rs` covers the other kinds of session state);
+/// behind a transaction-mode pooler that is PgBouncer's `server_reset_query` to do.
 #[tokio::test]
 async fn a_handlers_session_settings_never_reach_the_next_request() {
     let env = setup(1).await;
@@ -441,4 +443,10 @@ async fn a_handlers_session_settings_never_reach_the_next_request() {
     assert_eq!(sub, bob.user_id());
     assert_eq!(claims_org, Some(bob.org_id().to_string()));
     assert_eq!(projects, 0, "alice's row is invisible to bob");
+    if RESETS_SESSION {
+        // Between requests, the connection is the login's again, without the planted values.
+        let snap = snapshot(&env.pool).await;
+        snap.assert_clean();
+        assert_eq!(snap.pid, alice_pid, "reset in place, not closed");
+    }
 }
