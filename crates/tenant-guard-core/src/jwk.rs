@@ -50,6 +50,7 @@ pub(crate) fn parse_jwks(json: &str) -> Result<Vec<VerifyKey>, AuthError> {
 /// verifier on the previous keys. A symmetric (`kty: oct`) key is always skipped: a published set
 /// is public, and an HMAC secret anyone can read lets anyone sign (RFC 8725, section 3.5). A set
 /// with no usable key is still an error.
+#[cfg_attr(not(feature = "jwks-remote"), allow(dead_code))] // used by remote sets only
 pub(crate) fn parse_remote_jwks(json: &str) -> Result<Vec<VerifyKey>, AuthError> {
     parse(json, true)
 }

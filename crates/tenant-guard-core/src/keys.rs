@@ -184,6 +184,7 @@ impl KeySet {
 
     /// A set from the JWKS JSON of a remote URL: unusable keys are skipped (logged) and symmetric
     /// keys never accepted; see [`crate::remote`].
+    #[cfg_attr(not(feature = "jwks-remote"), allow(dead_code))] // used by remote sets only
     pub(crate) fn from_remote_jwks_json(json: &str) -> Result<Self, AuthError> {
         let mut set = Self::new();
         for key in crate::jwk::parse_remote_jwks(json)? {
