@@ -46,6 +46,10 @@ pub use tenant_guard_core::*;
 #[cfg(feature = "postgres")]
 pub use tenant_guard_postgres as postgres;
 
+/// The sqlx backend: sqlx transactions scoped exactly like the tokio-postgres guard's.
+#[cfg(feature = "sqlx")]
+pub use tenant_guard_sqlx as sqlx;
+
 /// The request pipeline shared by every adapter, and its tower layer (tonic, hyper).
 #[cfg(feature = "http")]
 pub use tenant_guard_http as http;

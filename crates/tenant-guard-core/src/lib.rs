@@ -75,6 +75,7 @@ pub mod remote;
 pub mod request_id;
 pub mod response;
 pub mod role;
+pub mod scope;
 mod token;
 pub mod trace;
 pub mod verifier;

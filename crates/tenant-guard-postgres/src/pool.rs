@@ -20,7 +20,7 @@ use crate::options::ScopeOptions;
 use crate::pooler::{self, POOLER_ENV, Pooler};
 use crate::replica::{DEFAULT_READ_YOUR_WRITES, ReplicaFallback, Replicas};
 use crate::reset::{SESSION_CHECK_SQL, SessionReset};
-use crate::scope::{Identity, SCOPE_SQL, Scope};
+use crate::scope::{SCOPE_SQL, Scope};
 use crate::tls::{DatabaseUrl, TlsOptions, config_error as tls_config_error};
 use crate::tx::{Reset, TenantTx, TxSettings};
 
@@ -201,9 +201,10 @@ impl TenantPool {
             );
             return Err(GuardError::RoleNotAllowed(principal.role().to_string()));
         }
-        let scope = Scope::principal(principal, options.request_id);
-        self.checkout(scope, options.read_only, options.primary)
-            .await
+        let primary = options.is_primary();
+        let (request_id, read_only) = options.into_parts();
+        let scope = Scope::principal(principal, request_id);
+        self.checkout(scope, read_only, primary).await
     }
 
     /// Checks out a connection running as the service role (which bypasses RLS): the audited
@@ -224,9 +225,10 @@ impl TenantPool {
             role = %self.inner.service_role,
             "service-role transaction (bypasses row level security)"
         );
-        let scope = Scope::service(context, self.inner.service_role.clone(), options.request_id);
-        self.checkout(scope, options.read_only, options.primary)
-            .await
+        let primary = options.is_primary();
+        let (request_id, read_only) = options.into_parts();
+        let scope = Scope::service(context, self.inner.service_role.clone(), request_id);
+        self.checkout(scope, read_only, primary).await
     }
 
     /// Checks out a connection for a background job acting for one org: scoped exactly like a
@@ -250,9 +252,10 @@ impl TenantPool {
             "org-scoped job transaction"
         );
         let principal = context.org_principal(org_id, self.inner.job_role.clone());
-        let scope = Scope::principal(&principal, options.request_id);
-        self.checkout(scope, options.read_only, options.primary)
-            .await
+        let primary = options.is_primary();
+        let (request_id, read_only) = options.into_parts();
+        let scope = Scope::principal(&principal, request_id);
+        self.checkout(scope, read_only, primary).await
     }
 
     /// A connection for the transaction and the node it is on: a replica for a read-only
@@ -268,9 +271,9 @@ impl TenantPool {
             && read_only
             && !primary
         {
-            let wrote = match &scope.identity {
-                Identity::Principal(p) => replicas.wrote_recently(p.org_id(), p.user_id()),
-                Identity::Service { .. } => false,
+            let wrote = match scope.user() {
+                Some(p) => replicas.wrote_recently(p.org_id(), p.user_id()),
+                None => false,
             };
             if !wrote {
                 if let Some(conn) = replicas.checkout().await {
@@ -304,10 +307,8 @@ impl TenantPool {
         };
         #[cfg(feature = "metrics")]
         tenant_guard_core::metrics::record_tx_node(node);
-        let recorder = match (&self.inner.replicas, &scope.identity) {
-            (Some(replicas), Identity::Principal(p)) if !read_only => {
-                replicas.recorder(p.org_id(), p.user_id())
-            }
+        let recorder = match (&self.inner.replicas, scope.user()) {
+            (Some(replicas), Some(p)) if !read_only => replicas.recorder(p.org_id(), p.user_id()),
             _ => None,
         };
         let wait = started.elapsed();

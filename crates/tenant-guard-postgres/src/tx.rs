@@ -431,7 +431,7 @@ impl TenantTx {
 
     /// The request id recorded in `tenant_guard.request_id`, if any.
     pub fn request_id(&self) -> Option<&str> {
-        self.scope.request_id.as_deref()
+        self.scope.request_id()
     }
 
     fn client(&self) -> &ClientWrapper {

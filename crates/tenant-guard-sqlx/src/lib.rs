@@ -1,0 +1,72 @@
+//! The sqlx backend of tenant-guard: sqlx transactions scoped to a verified principal's org and
+//! role, so Row Level Security isolates tenants, with the same guarantees as the tokio-postgres
+//! guard (`tenant-guard-postgres`).
+//!
+//! ```no_run
+//! use tenant_guard_core::{Environment, Verifier};
+//! use tenant_guard_sqlx::{SqlxGuard, SqlxGuardError, with_tenant_guard};
+//!
+//! # async fn demo(token: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = tenant_guard_sqlx::pool_options()
+//!     .connect("postgres://authenticator@localhost/app")
+//!     .await?;
+//! let guard = SqlxGuard::new(pool);
+//! let verifier = Verifier::builder(Environment::Production).hmac_secret("…").build()?;
+//!
+//! // Per request: verify first (a bad token never costs a connection), then run scoped.
+//! let principal = verifier.verify(token)?;
+//! let count: i64 = with_tenant_guard(&guard, &principal, |tx| Box::pin(async move {
+//!     Ok::<_, SqlxGuardError>(
+//!         sqlx::query_scalar("SELECT count(*) FROM projects").fetch_one(&mut **tx).await?,
+//!     )
+//! }))
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What a transaction does: `BEGIN [READ ONLY]`, then the one scoping statement shared with the
+//! tokio-postgres guard ([`tenant_guard_core::scope::SCOPE_SQL`]: `role`, `request.jwt.claims`,
+//! `request.jwt.claim.sub`, `request.jwt.claim.role`, `tenant_guard.org_id`,
+//! `tenant_guard.request_id`, all transaction-local), then your statements. Unlike the
+//! tokio-postgres guard (which pipelines all three), these are separate round trips: sqlx has no
+//! pipelining. `BENCHMARKS.md` has the cost.
+//!
+//! # Hygiene
+//!
+//! A connection never carries one request's role or claims into the next:
+//! - the guard's settings are transaction-local: gone at `COMMIT`/`ROLLBACK`;
+//! - a transaction dropped unfinished (error, panic, cancelled future) is rolled back by sqlx
+//!   before the connection is used again (queued `ROLLBACK`, flushed on release);
+//! - a statement cancelled mid-flight: sqlx waits for its answer before the connection's next
+//!   use (bounded by [`RELEASE_TIMEOUT`], then the connection is closed);
+//! - session-level changes a handler committed are undone by the release hook of
+//!   [`pool_options`] ([`RESET_SQL`]);
+//! - a broken connection (killed backend, restart) fails sqlx's release ping and is closed.
+//!
+//! The tests in `tests/hygiene.rs` prove each against a real PostgreSQL.
+//!
+//! # Transaction-mode poolers (PgBouncer)
+//!
+//! sqlx prepares every statement under a name and caches it per connection; behind a pooler in
+//! transaction mode the next transaction may land on another server connection, where that
+//! name is unknown (or means another statement). Connect with
+//! `PgConnectOptions::statement_cache_capacity(0)`: sqlx then uses the unnamed statement, which
+//! lives only until the next `Parse` and works through a pooler.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod guard;
+mod pool;
+
+pub use error::SqlxGuardError;
+pub use guard::{
+    GuardedTx, SqlxGuard, SqlxGuardBuilder, TenantTransaction, with_org_job, with_service_role,
+    with_tenant_guard, with_tenant_guard_options,
+};
+pub use pool::{RELEASE_TIMEOUT, RESET_SQL, pool_options, release_hook};
+pub use tenant_guard_core::scope::{SCOPE_SQL, ScopeOptions};
+
+/// The driver, re-exported.
+pub use sqlx;
