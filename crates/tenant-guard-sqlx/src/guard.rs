@@ -91,6 +91,7 @@ pub struct SqlxGuard {
     user_roles: Vec<Role>,
     service_role: Role,
     job_role: Role,
+    unnamed_statements: bool,
 }
 
 impl fmt::Debug for SqlxGuard {
@@ -134,6 +135,17 @@ impl SqlxGuardBuilder {
         self
     }
 
+    /// Sends the guard's scoping statement unnamed (`persistent(false)`: parsed each time, never
+    /// left prepared on the server), for a transaction-mode pooler without protocol-level
+    /// prepared statements (PgBouncer before 1.21, or `max_prepared_statements = 0`). Connect
+    /// with `statement_cache_capacity(0)` and run your own queries with `.persistent(false)`
+    /// too: sqlx names every persistent statement even when it does not cache it. Default off.
+    #[must_use]
+    pub fn unnamed_statements(mut self, unnamed: bool) -> Self {
+        self.guard.unnamed_statements = unnamed;
+        self
+    }
+
     /// The guard.
     pub fn build(self) -> SqlxGuard {
         self.guard
@@ -155,6 +167,7 @@ impl SqlxGuard {
                 user_roles: vec![role("authenticated"), role("anon")],
                 service_role: role("service_role"),
                 job_role: role("authenticated"),
+                unnamed_statements: false,
             },
         }
     }
@@ -265,6 +278,7 @@ impl SqlxGuard {
                 .bind(sub)
                 .bind(org)
                 .bind(request_id)
+                .persistent(!self.unnamed_statements)
                 .execute(&mut *tx)
                 .await
                 .map_err(SqlxGuardError::from_scope)?;

@@ -48,11 +48,15 @@
 //!
 //! # Transaction-mode poolers (PgBouncer)
 //!
-//! sqlx prepares every statement under a name and caches it per connection; behind a pooler in
-//! transaction mode the next transaction may land on another server connection, where that
-//! name is unknown (or means another statement). Connect with
-//! `PgConnectOptions::statement_cache_capacity(0)`: sqlx then uses the unnamed statement, which
-//! lives only until the next `Parse` and works through a pooler.
+//! sqlx prepares every persistent statement (the default) under a name, per connection; behind
+//! a pooler in transaction mode the next transaction may land on another server connection,
+//! where that name is unknown or already taken. Measured (`tests/pooler.rs`):
+//! `PgConnectOptions::statement_cache_capacity(0)` alone does *not* avoid this: sqlx stops
+//! caching but still names each statement (and never closes it). Behind such a pooler (PgBouncer
+//! before 1.21, or `max_prepared_statements = 0`), connect with `statement_cache_capacity(0)`,
+//! build the guard with [`SqlxGuardBuilder::unnamed_statements`], and run queries with
+//! `.persistent(false)`. PgBouncer 1.21+ with `max_prepared_statements` set handles named
+//! statements itself; keep the defaults there.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
