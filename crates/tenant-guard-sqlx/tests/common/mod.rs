@@ -22,36 +22,8 @@ use uuid::Uuid;
 /// The pool's login: NOINHERIT, no table privileges, member of the app roles.
 pub const LOGIN: &str = "tg_sqlx_authenticator";
 
-pub const SCHEMA: &str = r#"
-CREATE TABLE projects (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    org_id uuid NOT NULL DEFAULT tenant_guard.org_id(),
-    name text NOT NULL
-);
-CREATE UNIQUE INDEX projects_org_name ON projects (org_id, name);
-CREATE POLICY projects_org ON projects FOR ALL TO authenticated
-    USING (org_id = (SELECT tenant_guard.org_id()))
-    WITH CHECK (org_id = (SELECT tenant_guard.org_id()));
-CREATE TABLE audit_log (
-    id bigserial PRIMARY KEY,
-    org_id uuid NOT NULL DEFAULT tenant_guard.org_id(),
-    request_id text DEFAULT tenant_guard.request_id(),
-    note text NOT NULL
-);
-CREATE POLICY audit_log_org ON audit_log FOR ALL TO authenticated
-    USING (org_id = (SELECT tenant_guard.org_id()))
-    WITH CHECK (org_id = (SELECT tenant_guard.org_id()));
-DO $$
-DECLARE t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['projects', 'audit_log'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO authenticated, service_role', t);
-    END LOOP;
-END $$;
-GRANT USAGE ON SEQUENCE audit_log_id_seq TO authenticated, service_role;
-"#;
+/// Two RLS tables (also the schema `scripts/sqlx-prepare.sh` prepares the macros against).
+pub const SCHEMA: &str = include_str!("../fixtures/schema.sql");
 
 pub struct Env {
     pub db: TestDatabase,
