@@ -60,11 +60,15 @@ mod error;
 mod extract;
 mod middleware;
 mod response;
+#[cfg(feature = "sqlx")]
+mod sqlx;
 mod trace;
 
 pub use error::TenantGuardError;
 pub use extract::{Authenticated, CurrentRequestId, TenantDb};
 pub use middleware::{TenantGuard, TenantGuardMiddleware};
 pub use response::error_response;
+#[cfg(feature = "sqlx")]
+pub use sqlx::SqlxDb;
 pub use tenant_guard_http::{Mode, ReadOnly, ReadWrite};
 pub use trace::{RequestTracing, RequestTracingMiddleware};

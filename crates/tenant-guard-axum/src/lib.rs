@@ -46,9 +46,13 @@ mod extract;
 mod rejection;
 mod response;
 mod route;
+#[cfg(feature = "sqlx")]
+mod sqlx;
 
 pub use extract::{Authenticated, CurrentRequestId, TenantDb};
 pub use rejection::TenantGuardRejection;
 pub use response::error_response;
 pub use route::{MatchedRoute, RequestTracing, RequestTracingLayer, TenantGuard, TenantGuardLayer};
+#[cfg(feature = "sqlx")]
+pub use sqlx::SqlxDb;
 pub use tenant_guard_http::{Mode, ReadOnly, ReadWrite, ResponseFuture};

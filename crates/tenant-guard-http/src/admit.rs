@@ -102,13 +102,22 @@ struct Ticket {
     principal: Principal,
     request_id: RequestId,
     pool: Option<(TenantPool, Option<Arc<OrgCap>>)>,
+    #[cfg(feature = "sqlx")]
+    sqlx: Option<tenant_guard_sqlx::SqlxGuard>,
 }
 
 impl Ticket {
     fn admit(self, rate_limit: Option<RateLimitStatus>) -> Admitted {
         let slot = TxSlot::new();
         let finisher = Finisher::new(slot.clone(), self.request_id.clone(), rate_limit);
-        let context = RequestContext::new(self.principal, self.request_id, self.pool, slot);
+        let context = RequestContext::new(
+            self.principal,
+            self.request_id,
+            self.pool,
+            #[cfg(feature = "sqlx")]
+            self.sqlx,
+            slot,
+        );
         Admitted { context, finisher }
     }
 }
@@ -174,6 +183,11 @@ impl GuardConfig {
             pool: match &self.pool {
                 Some(pool) => Some((pool.clone(), self.org_cap.clone())),
                 None => outer.and_then(RequestContext::pool_and_cap),
+            },
+            #[cfg(feature = "sqlx")]
+            sqlx: match &self.sqlx {
+                Some(guard) => Some(guard.clone()),
+                None => outer.and_then(RequestContext::sqlx_guard),
             },
         };
         match check {

@@ -30,6 +30,8 @@ use crate::cap::OrgCap;
 pub struct GuardConfig {
     pub(crate) verifier: Verifier,
     pub(crate) pool: Option<TenantPool>,
+    #[cfg(feature = "sqlx")]
+    pub(crate) sqlx: Option<tenant_guard_sqlx::SqlxGuard>,
     pub(crate) allowed_roles: Option<Arc<[Box<str>]>>,
     pub(crate) rate_limit: Option<Arc<dyn RateLimitBackend>>,
     pub(crate) org_cap: Option<Arc<OrgCap>>,
@@ -43,6 +45,8 @@ impl GuardConfig {
         Self {
             verifier,
             pool: None,
+            #[cfg(feature = "sqlx")]
+            sqlx: None,
             allowed_roles: None,
             rate_limit: None,
             org_cap: None,
@@ -55,6 +59,17 @@ impl GuardConfig {
     #[must_use]
     pub fn pool(mut self, pool: TenantPool) -> Self {
         self.pool = Some(pool);
+        self
+    }
+
+    /// The sqlx guard [`SqlxDb`](crate::SqlxDb) begins its transaction on (feature `sqlx`),
+    /// beside or instead of [`pool`](Self::pool); a nested guard without one uses the outer
+    /// guard's. The per-org cap ([`max_connections_per_org`](Self::max_connections_per_org))
+    /// applies to the tokio-postgres pool only.
+    #[cfg(feature = "sqlx")]
+    #[must_use]
+    pub fn sqlx_pool(mut self, guard: tenant_guard_sqlx::SqlxGuard) -> Self {
+        self.sqlx = Some(guard);
         self
     }
 
@@ -152,6 +167,8 @@ macro_rules! guard_builder {
                 self.config = self.config.pool(pool);
                 self
             }
+
+            $crate::__sqlx_builder!();
 
             /// Restricts the wrapped routes to tokens whose role is one of `roles` (403
             /// `role_not_allowed` otherwise); see

@@ -6,7 +6,7 @@ use tenant_guard_core::{Principal, RequestId};
 use tenant_guard_postgres::TenantPool;
 
 use crate::cap::OrgCap;
-use crate::db::{LazyTx, TenantDb};
+use crate::db::{Held, LazyTx, TenantDb};
 use crate::handoff::{Mode, TxSlot};
 use crate::rejection::GuardRejection;
 
@@ -36,7 +36,9 @@ struct Inner {
     principal: Principal,
     request_id: RequestId,
     pool: Option<(TenantPool, Option<Arc<OrgCap>>)>,
-    slot: TxSlot<LazyTx>,
+    #[cfg(feature = "sqlx")]
+    sqlx: Option<tenant_guard_sqlx::SqlxGuard>,
+    slot: TxSlot<Held>,
 }
 
 impl RequestContext {
@@ -44,13 +46,16 @@ impl RequestContext {
         principal: Principal,
         request_id: RequestId,
         pool: Option<(TenantPool, Option<Arc<OrgCap>>)>,
-        slot: TxSlot<LazyTx>,
+        #[cfg(feature = "sqlx")] sqlx: Option<tenant_guard_sqlx::SqlxGuard>,
+        slot: TxSlot<Held>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 principal,
                 request_id,
                 pool,
+                #[cfg(feature = "sqlx")]
+                sqlx,
                 slot,
             }),
         }
@@ -78,6 +83,34 @@ impl RequestContext {
     /// The pool (and its per-org cap) a nested guard without a pool uses.
     pub(crate) fn pool_and_cap(&self) -> Option<(TenantPool, Option<Arc<OrgCap>>)> {
         self.inner.pool.clone()
+    }
+
+    /// The sqlx guard a nested guard without one uses.
+    #[cfg(feature = "sqlx")]
+    pub(crate) fn sqlx_guard(&self) -> Option<tenant_guard_sqlx::SqlxGuard> {
+        self.inner.sqlx.clone()
+    }
+
+    /// The request's scoped sqlx transaction (feature `sqlx`); begun at its first use, ended by
+    /// the pipeline like [`db`](Self::db)'s. One transaction per request, whichever backend.
+    ///
+    /// # Errors
+    /// [`GuardRejection::MissingPool`] without a sqlx pool on the guard
+    /// ([`GuardConfig::sqlx_pool`](crate::GuardConfig::sqlx_pool));
+    /// [`GuardRejection::AlreadyExtracted`] when the request's transaction was already taken.
+    #[cfg(feature = "sqlx")]
+    pub fn sqlx_db<M: Mode>(&self) -> Result<crate::SqlxDb<M>, GuardRejection> {
+        let guard = self.inner.sqlx.clone().ok_or(GuardRejection::MissingPool)?;
+        self.inner
+            .slot
+            .check_out()
+            .map_err(|_| GuardRejection::AlreadyExtracted)?;
+        let held = crate::sqlx::SqlxHeld::new(
+            guard,
+            self.inner.principal.clone(),
+            self.inner.request_id.clone(),
+        );
+        Ok(crate::SqlxDb::new(held, self.inner.slot.clone()))
     }
 
     /// The request's scoped transaction. Nothing is checked out of the pool here: the connection

@@ -12,6 +12,17 @@ use tokio::sync::OnceCell;
 use crate::cap::{OrgCap, OrgPermit};
 use crate::handoff::{Mode, ReadWrite, TxSlot};
 
+/// What a request's transaction slot holds once its extractor is dropped: the transaction of
+/// one backend.
+#[derive(Debug)]
+pub(crate) enum Held {
+    /// tokio-postgres ([`TenantDb`]).
+    Postgres(LazyTx),
+    /// sqlx ([`SqlxDb`](crate::SqlxDb)).
+    #[cfg(feature = "sqlx")]
+    Sqlx(crate::sqlx::SqlxHeld),
+}
+
 /// The transaction of one request, begun on first use.
 #[derive(Debug)]
 pub(crate) struct LazyTx {
@@ -126,7 +137,7 @@ impl LazyTx {
 /// `TenantDb<ReadOnly>` opens the transaction `READ ONLY`.
 pub struct TenantDb<M: Mode = ReadWrite> {
     lazy: Option<LazyTx>,
-    slot: TxSlot<LazyTx>,
+    slot: TxSlot<Held>,
     mode: PhantomData<M>,
 }
 
@@ -140,7 +151,7 @@ impl<M: Mode> std::fmt::Debug for TenantDb<M> {
 }
 
 impl<M: Mode> TenantDb<M> {
-    pub(crate) fn new(lazy: LazyTx, slot: TxSlot<LazyTx>) -> Self {
+    pub(crate) fn new(lazy: LazyTx, slot: TxSlot<Held>) -> Self {
         Self {
             lazy: Some(lazy),
             slot,
@@ -252,7 +263,7 @@ impl<M: Mode> Drop for TenantDb<M> {
         if let Some(lazy) = self.lazy.take() {
             // Hand the transaction to the pipeline; if it already finished (the TenantDb escaped
             // the handler), dropping it here lets the guard roll it back.
-            drop(self.slot.give_back(lazy));
+            drop(self.slot.give_back(Held::Postgres(lazy)));
         }
     }
 }

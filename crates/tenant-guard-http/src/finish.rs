@@ -10,7 +10,7 @@ use futures_util::FutureExt as _;
 use tenant_guard_core::request_id::X_REQUEST_ID;
 use tenant_guard_core::{ErrorResponse, RateLimitStatus, RequestId, ToErrorResponse};
 
-use crate::db::{LazyTx, Parts};
+use crate::db::{Held, Parts};
 use crate::handoff::{Closed, TxSlot};
 
 /// Whether a response with `status` commits the request's transaction: 2xx and 3xx do.
@@ -27,14 +27,14 @@ pub fn commits(status: http::StatusCode) -> bool {
 /// [`stamp`](Self::stamp) the response.
 #[derive(Debug)]
 pub struct Finisher {
-    slot: TxSlot<LazyTx>,
+    slot: TxSlot<Held>,
     request_id: RequestId,
     rate_limit: Option<RateLimitStatus>,
 }
 
 impl Finisher {
     pub(crate) fn new(
-        slot: TxSlot<LazyTx>,
+        slot: TxSlot<Held>,
         request_id: RequestId,
         rate_limit: Option<RateLimitStatus>,
     ) -> Self {
@@ -65,7 +65,11 @@ impl Finisher {
                 );
                 return Finish::ready(Some(ErrorResponse::internal()));
             }
-            Closed::Returned(lazy) => lazy.into_parts(),
+            Closed::Returned(Held::Postgres(lazy)) => lazy.into_parts(),
+            #[cfg(feature = "sqlx")]
+            Closed::Returned(Held::Sqlx(held)) => {
+                return Finish(Some(Box::pin(crate::sqlx::finish(held, commit))), None);
+            }
         };
         match tx {
             None => Finish::ready(failed.filter(|_| !commit)),

@@ -28,7 +28,7 @@
 //! | authenticate, role check, rate limit, outer-pool rule | [`GuardConfig::admit`] → [`Admission`] |
 //! | the headers read, for frameworks on another `http` version | [`pipeline_headers`] |
 //! | the handler's context (principal, request id) | [`RequestContext`] |
-//! | the scoped transaction, checked out at its first statement | [`TenantDb`] ([`ReadOnly`], [`ReadWrite`]) |
+//! | the scoped transaction, checked out at its first statement | [`TenantDb`] ([`ReadOnly`], [`ReadWrite`]); over sqlx (feature `sqlx`): `SqlxDb` |
 //! | commit/rollback by status, replacement responses, `x-request-id`, `RateLimit-*` | [`Finisher`], [`commits`] |
 //! | error rendering (status, headers, JSON body) | `tenant_guard_core::ErrorResponse`, [`GuardRejection`]; gRPC statuses in [`grpc`] |
 //! | metrics (requests, rejections, orgs, pool, transactions) | recorded by the steps above through `tenant_guard_core::trace`/`metrics` |
@@ -57,6 +57,8 @@ mod handoff;
 mod headers;
 mod layer;
 mod rejection;
+#[cfg(feature = "sqlx")]
+mod sqlx;
 mod trace;
 
 pub use admit::{Admission, Admitted, PendingAdmission, Refused};
@@ -72,6 +74,8 @@ pub use layer::{
     TenantGuardLayer, TracedFuture, Tracing, TracingLayer,
 };
 pub use rejection::GuardRejection;
+#[cfg(feature = "sqlx")]
+pub use sqlx::SqlxDb;
 pub use trace::{RequestTrace, TRACEPARENT, TRACESTATE, record_trace_context};
 
 #[doc(hidden)]
@@ -80,4 +84,14 @@ pub mod __private {
         ErrorResponse, Principal, RateLimitBackend, RequestId, ToErrorResponse,
     };
     pub use tenant_guard_postgres::{GuardError, TenantPool};
+    #[cfg(feature = "sqlx")]
+    pub use tenant_guard_sqlx::{SqlxGuard, SqlxGuardError, sqlx::Error as SqlxError};
+}
+
+/// Without the `sqlx` feature, [`guard_builder!`] adds no `sqlx_pool`.
+#[cfg(not(feature = "sqlx"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __sqlx_builder {
+    () => {};
 }

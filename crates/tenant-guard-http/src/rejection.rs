@@ -35,6 +35,11 @@ pub enum GuardRejection {
     /// database down, …) or a statement of the handler.
     #[error("the tenant guard reported an error")]
     Guard(#[from] GuardError),
+    /// The sqlx guard reported an error (feature `sqlx`): beginning the transaction or a
+    /// statement of the handler.
+    #[cfg(feature = "sqlx")]
+    #[error("the tenant guard reported an error")]
+    Sqlx(#[from] tenant_guard_sqlx::SqlxGuardError),
 }
 
 impl GuardRejection {
@@ -43,6 +48,8 @@ impl GuardRejection {
     pub fn log(&self) {
         match self {
             Self::Guard(error) => tracing::warn!(%error, "database request failed"),
+            #[cfg(feature = "sqlx")]
+            Self::Sqlx(error) => tracing::warn!(%error, "database request failed"),
             bug => tracing::error!(error = %bug, "tenant-guard misconfiguration (server bug)"),
         }
     }
@@ -52,6 +59,8 @@ impl ToErrorResponse for GuardRejection {
     fn to_error_response(&self) -> ErrorResponse {
         match self {
             Self::Guard(error) => error.to_error_response(),
+            #[cfg(feature = "sqlx")]
+            Self::Sqlx(error) => error.to_error_response(),
             _ => ErrorResponse::internal(),
         }
     }
