@@ -163,6 +163,74 @@ async fn delete_project(db: TenantDb, id: web::Path<Uuid>) -> Reply {
     })
 }
 
+/// The same four handlers over sqlx (`DB_BACKEND=sqlx`): `SqlxDb` instead of `TenantDb`, the
+/// same SQL, the same answers.
+mod on_sqlx {
+    use super::*;
+    use tenant_guard::actix::SqlxDb;
+
+    type ProjectRow = (Uuid, Uuid, String);
+
+    fn project((id, org_id, name): ProjectRow) -> Project {
+        Project { id, org_id, name }
+    }
+
+    pub(super) async fn list_projects(mut db: SqlxDb<ReadOnly>) -> Reply {
+        let rows: Vec<ProjectRow> =
+            sqlx::query_as("SELECT id, org_id, name FROM projects ORDER BY created_at, id")
+                .fetch_all(db.conn().await?)
+                .await?;
+        Ok(HttpResponse::Ok().json(rows.into_iter().map(project).collect::<Vec<_>>()))
+    }
+
+    pub(super) async fn create_project(
+        Authenticated(principal): Authenticated,
+        mut db: SqlxDb,
+        body: web::Json<NewProject>,
+    ) -> Reply {
+        let name = body.name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Ok(client_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_name",
+                "name must be 1 to 200 characters",
+            ));
+        }
+        let row: ProjectRow = sqlx::query_as(
+            "INSERT INTO projects (org_id, name, created_by) VALUES ($1, $2, $3) \
+             RETURNING id, org_id, name",
+        )
+        .bind(principal.org_id())
+        .bind(name)
+        .bind(principal.user_id())
+        .fetch_one(db.conn().await?)
+        .await?;
+        Ok(HttpResponse::Created().json(project(row)))
+    }
+
+    pub(super) async fn get_project(mut db: SqlxDb<ReadOnly>, id: web::Path<Uuid>) -> Reply {
+        let row: Option<ProjectRow> =
+            sqlx::query_as("SELECT id, org_id, name FROM projects WHERE id = $1")
+                .bind(*id)
+                .fetch_optional(db.conn().await?)
+                .await?;
+        Ok(row.map_or_else(not_found, |row| HttpResponse::Ok().json(project(row))))
+    }
+
+    pub(super) async fn delete_project(mut db: SqlxDb, id: web::Path<Uuid>) -> Reply {
+        let deleted = sqlx::query("DELETE FROM projects WHERE id = $1")
+            .bind(*id)
+            .execute(db.conn().await?)
+            .await?
+            .rows_affected();
+        Ok(if deleted == 0 {
+            not_found()
+        } else {
+            HttpResponse::NoContent().finish()
+        })
+    }
+}
+
 /// actix-web's own JSON errors, in the contract's `{"error", "message"}` shape.
 fn json_error(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     use StatusCode as S;
@@ -239,6 +307,11 @@ async fn main() -> ExitCode {
         return common::fail(&"the listener was already taken".into());
     };
     let mut guard = TenantGuard::new(app.verifier.clone()).pool(app.pool.clone());
+    // DB_BACKEND=sqlx: the same routes over sqlx.
+    let on_sqlx = app.sqlx.is_some();
+    if let Some(sqlx) = &app.sqlx {
+        guard = guard.sqlx_pool(sqlx.clone());
+    }
     match common::rate_limiter(&app.config) {
         Ok(Some(limiter)) => guard = guard.rate_limit(limiter),
         Ok(None) => {}
@@ -249,6 +322,26 @@ async fn main() -> ExitCode {
         // The guard wraps each route, not the app: unknown paths stay 404 and wrong methods 405
         // without a token, as in the axum app.
         let guarded = |route: Route| route.wrap(guard.clone());
+        let projects = web::resource("/projects");
+        let projects = if on_sqlx {
+            projects
+                .route(guarded(get().to(on_sqlx::list_projects)))
+                .route(guarded(web::post().to(on_sqlx::create_project)))
+        } else {
+            projects
+                .route(guarded(get().to(list_projects)))
+                .route(guarded(web::post().to(create_project)))
+        };
+        let project = web::resource("/projects/{id}");
+        let project = if on_sqlx {
+            project
+                .route(guarded(get().to(on_sqlx::get_project)))
+                .route(guarded(web::delete().to(on_sqlx::delete_project)))
+        } else {
+            project
+                .route(guarded(get().to(get_project)))
+                .route(guarded(web::delete().to(delete_project)))
+        };
         App::new()
             .wrap_fn(move |mut req, service| {
                 let payload = req.take_payload();
@@ -270,18 +363,8 @@ async fn main() -> ExitCode {
                     .route(guarded(get().to(me)))
                     .default_service(web::to(|| method_not_allowed("GET,HEAD"))),
             )
-            .service(
-                web::resource("/projects")
-                    .route(guarded(get().to(list_projects)))
-                    .route(guarded(web::post().to(create_project)))
-                    .default_service(web::to(|| method_not_allowed("GET,HEAD,POST"))),
-            )
-            .service(
-                web::resource("/projects/{id}")
-                    .route(guarded(get().to(get_project)))
-                    .route(guarded(web::delete().to(delete_project)))
-                    .default_service(web::to(|| method_not_allowed("GET,HEAD,DELETE"))),
-            )
+            .service(projects.default_service(web::to(|| method_not_allowed("GET,HEAD,POST"))))
+            .service(project.default_service(web::to(|| method_not_allowed("GET,HEAD,DELETE"))))
             .default_service(web::to(|| async { not_found() }))
     })
     .disable_signals() // common::shutdown_signal() decides, as in the axum app

@@ -66,6 +66,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<tenant_guard::sqlx::SqlxGuardError> for ApiError {
+    fn from(error: tenant_guard::sqlx::SqlxGuardError) -> Self {
+        tracing::warn!(%error, "database error");
+        Self(error.to_error_response())
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        tenant_guard::sqlx::SqlxGuardError::from(error).into()
+    }
+}
+
 impl From<GuardError> for ApiError {
     fn from(error: GuardError) -> Self {
         tracing::warn!(%error, "database error");
@@ -190,6 +203,83 @@ async fn delete_project(db: TenantDb, id: Result<Path<Uuid>, PathRejection>) -> 
     }
 }
 
+/// The same four handlers over sqlx (`DB_BACKEND=sqlx`): `SqlxDb` instead of `TenantDb`, the
+/// same SQL, the same answers.
+mod on_sqlx {
+    use super::*;
+    use tenant_guard::axum::SqlxDb;
+
+    type ProjectRow = (Uuid, Uuid, String);
+
+    fn project((id, org_id, name): ProjectRow) -> Project {
+        Project { id, org_id, name }
+    }
+
+    pub(super) async fn list_projects(mut db: SqlxDb<ReadOnly>) -> Reply<Json<Vec<Project>>> {
+        let rows: Vec<ProjectRow> =
+            sqlx::query_as("SELECT id, org_id, name FROM projects ORDER BY created_at, id")
+                .fetch_all(db.conn().await?)
+                .await?;
+        Ok(Json(rows.into_iter().map(project).collect()))
+    }
+
+    pub(super) async fn create_project(
+        Authenticated(principal): Authenticated,
+        mut db: SqlxDb,
+        body: Result<Json<NewProject>, JsonRejection>,
+    ) -> Reply<(StatusCode, Json<Project>)> {
+        let Json(body) = body.map_err(bad_body)?;
+        let name = body.name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(client_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_name",
+                "name must be 1 to 200 characters",
+            ));
+        }
+        let row: ProjectRow = sqlx::query_as(
+            "INSERT INTO projects (org_id, name, created_by) VALUES ($1, $2, $3) \
+             RETURNING id, org_id, name",
+        )
+        .bind(principal.org_id())
+        .bind(name)
+        .bind(principal.user_id())
+        .fetch_one(db.conn().await?)
+        .await?;
+        Ok((StatusCode::CREATED, Json(project(row))))
+    }
+
+    pub(super) async fn get_project(
+        mut db: SqlxDb<ReadOnly>,
+        id: Result<Path<Uuid>, PathRejection>,
+    ) -> Reply<Json<Project>> {
+        let Path(id) = id.map_err(|_| not_found())?;
+        let row: Option<ProjectRow> =
+            sqlx::query_as("SELECT id, org_id, name FROM projects WHERE id = $1")
+                .bind(id)
+                .fetch_optional(db.conn().await?)
+                .await?;
+        row.map(|row| Json(project(row))).ok_or_else(not_found)
+    }
+
+    pub(super) async fn delete_project(
+        mut db: SqlxDb,
+        id: Result<Path<Uuid>, PathRejection>,
+    ) -> Reply<StatusCode> {
+        let Path(id) = id.map_err(|_| not_found())?;
+        let deleted = sqlx::query("DELETE FROM projects WHERE id = $1")
+            .bind(id)
+            .execute(db.conn().await?)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            Err(not_found())
+        } else {
+            Ok(StatusCode::NO_CONTENT)
+        }
+    }
+}
+
 /// Bounds the time a request body may take (`BODY_TIMEOUT_SECONDS`): the body stream fails with
 /// [`BodyTimedOut`] once the deadline passes, and the JSON extractor's rejection becomes 408. The
 /// handler's `TenantDb` holds no connection meanwhile (it checks out at the first statement).
@@ -292,10 +382,26 @@ async fn main() -> ExitCode {
         Ok(None) => {}
         Err(error) => return common::fail(&error),
     }
-    let router = Router::new()
+    let routes = match &app.sqlx {
+        // DB_BACKEND=sqlx: the same routes over sqlx.
+        Some(sqlx) => {
+            guard = guard.sqlx_pool(sqlx.clone());
+            Router::new()
+                .route(
+                    "/projects",
+                    get(on_sqlx::list_projects).post(on_sqlx::create_project),
+                )
+                .route(
+                    "/projects/{id}",
+                    get(on_sqlx::get_project).delete(on_sqlx::delete_project),
+                )
+        }
+        None => Router::new()
+            .route("/projects", get(list_projects).post(create_project))
+            .route("/projects/{id}", get(get_project).delete(delete_project)),
+    };
+    let router = routes
         .route("/me", get(me))
-        .route("/projects", get(list_projects).post(create_project))
-        .route("/projects/{id}", get(get_project).delete(delete_project))
         // `route_layer`: only the routes above need a token; the rest still 404s.
         .route_layer(guard)
         .route("/healthz", get(healthz))

@@ -421,6 +421,11 @@ fn run(example: &str) -> String {
 }
 
 fn run_via(example: &str, route: Route) -> String {
+    run_with(example, route, "postgres")
+}
+
+/// [`run_via`] with `DB_BACKEND=backend` (`postgres` or `sqlx`).
+fn run_with(example: &str, route: Route, backend: &str) -> String {
     let settings = Settings::from_env();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -443,6 +448,7 @@ fn run_via(example: &str, route: Route) -> String {
         ("APP_ENV", "test"),
         ("JWT_SECRET", SECRET),
         ("DATABASE_URL", url.as_str()),
+        ("DB_BACKEND", backend),
     ];
     if bouncer.is_some() {
         vars.extend([
@@ -812,6 +818,16 @@ fn axum_many_orgs_under_load_never_see_each_other() {
 #[test]
 fn actix_many_orgs_under_load_never_see_each_other() {
     run("reference_actix");
+}
+
+#[test]
+fn axum_on_sqlx_many_orgs_under_load_never_see_each_other() {
+    run_with("reference_axum", Route::Direct, "sqlx");
+}
+
+#[test]
+fn actix_on_sqlx_many_orgs_under_load_never_see_each_other() {
+    run_with("reference_actix", Route::Direct, "sqlx");
 }
 
 #[test]

@@ -47,13 +47,16 @@ const APP_VARS: &[&str] = &[
     "DB_POOL_SIZE",
     "DB_POOLER",
     "DATABASE_REPLICA_URLS",
+    "DB_BACKEND",
     "RATE_LIMIT_PER_MINUTE",
     "LOG_FORMAT",
     "BODY_TIMEOUT_SECONDS",
 ];
 
 /// The example binary `name`, built next to this test executable.
+/// `name` may carry a backend: `reference_axum+sqlx` is the axum app with `DB_BACKEND=sqlx`.
 fn example_binary(name: &str) -> PathBuf {
+    let name = name.split('+').next().unwrap_or(name);
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/reference_app-HASH → target/<profile>/examples/<name>
     let profile_dir = exe
@@ -134,6 +137,9 @@ impl RunningApp {
         let mut command = Command::new(example_binary(example));
         for var in APP_VARS {
             command.env_remove(var);
+        }
+        if let Some((_, backend)) = example.split_once('+') {
+            command.env("DB_BACKEND", backend);
         }
         let mut child = command
             .env("BIND", "127.0.0.1:0")
@@ -882,6 +888,26 @@ fn axum_reference_app_stalled_bodies_hold_no_connection() {
 #[test]
 fn actix_reference_app_stalled_bodies_hold_no_connection() {
     check_stalled_bodies_hold_no_connection("reference_actix");
+}
+
+#[test]
+fn axum_reference_app_on_sqlx_keeps_the_contract() {
+    check_contract("reference_axum+sqlx");
+}
+
+#[test]
+fn actix_reference_app_on_sqlx_keeps_the_contract() {
+    check_contract("reference_actix+sqlx");
+}
+
+#[test]
+fn axum_reference_app_on_sqlx_stalled_bodies_hold_no_connection() {
+    check_stalled_bodies_hold_no_connection("reference_axum+sqlx");
+}
+
+#[test]
+fn actix_reference_app_on_sqlx_stalled_bodies_hold_no_connection() {
+    check_stalled_bodies_hold_no_connection("reference_actix+sqlx");
 }
 
 #[test]

@@ -121,6 +121,9 @@ pub struct Config {
     pub db_pooler: Pooler,
     /// `DATABASE_REPLICA_URLS`: comma-separated hot standbys for the `ReadOnly` (GET) routes.
     pub replica_urls: Option<String>,
+    /// `DB_BACKEND`: the database driver handlers use, tokio-postgres (`postgres`, the default)
+    /// or sqlx (`sqlx`); any other value refuses to start.
+    pub db_backend: DbBackend,
     /// `RATE_LIMIT_PER_MINUTE`: per-org limit on the authenticated routes (see [`rate_limiter`]).
     pub rate_limit_per_minute: Option<u32>,
     /// `LOG_FORMAT`.
@@ -149,11 +152,21 @@ impl std::fmt::Debug for Config {
             .field("db_pool_size", &self.db_pool_size)
             .field("db_pooler", &self.db_pooler)
             .field("replica_urls", &self.replica_urls.as_ref().map(|_| "<set>"))
+            .field("db_backend", &self.db_backend)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("log_format", &self.log_format)
             .field("body_timeout", &self.body_timeout)
             .finish()
     }
+}
+
+/// The database driver the handlers use (`DB_BACKEND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbBackend {
+    /// tokio-postgres through `TenantPool` / `TenantDb` (the default).
+    Postgres,
+    /// sqlx through `SqlxGuard` / `SqlxDb`.
+    Sqlx,
 }
 
 impl Config {
@@ -216,6 +229,13 @@ impl Config {
                 .parse()
                 .map_err(|_| format!("DB_POOLER must be `none` or `transaction`, got {v:?}"))?,
         };
+        let db_backend = match non_empty("DB_BACKEND").as_deref().map(str::trim) {
+            None | Some("postgres") => DbBackend::Postgres,
+            Some("sqlx") => DbBackend::Sqlx,
+            Some(v) => {
+                return Err(format!("DB_BACKEND must be `postgres` or `sqlx`, got {v:?}").into());
+            }
+        };
         let log_format = match non_empty("LOG_FORMAT") {
             Some(v) if v.trim().eq_ignore_ascii_case("json") => LogFormat::Json,
             _ => LogFormat::Human,
@@ -233,6 +253,7 @@ impl Config {
             db_pool_size,
             db_pooler,
             replica_urls: non_empty("DATABASE_REPLICA_URLS"),
+            db_backend,
             rate_limit_per_minute,
             log_format,
             body_timeout,
@@ -380,8 +401,11 @@ pub fn print_demo_tokens(tokens: &DemoTokens, addr: SocketAddr) {
 /// The database the app talks to: the pool, and the throwaway server when one was started.
 #[derive(Debug)]
 pub struct Database {
-    /// The guarded pool; the only way the app reaches the database.
+    /// The guarded pool; the only way the app reaches the database (with `DB_BACKEND=sqlx`,
+    /// only the startup checks use it).
     pub pool: TenantPool,
+    /// The sqlx guard, with `DB_BACKEND=sqlx`.
+    pub sqlx: Option<tenant_guard::sqlx::SqlxGuard>,
     // Dropped in this order: the throwaway database, then its server (both removed).
     throwaway_database: Option<TestDatabase>,
     throwaway_server: Option<TestPostgres>,
@@ -433,6 +457,10 @@ pub async fn open_database_with_schema(
     } else {
         tenant_guard::postgres::support::apply(&pg_config, schema_sql).await?;
     }
+    let sqlx = match config.db_backend {
+        DbBackend::Postgres => None,
+        DbBackend::Sqlx => Some(sqlx_guard(&url, &pool_config, config.db_pool_size)?),
+    };
     let mut builder = TenantPool::builder(pool_config)
         .pooler(config.db_pooler)
         .max_size(config.db_pool_size)
@@ -446,9 +474,32 @@ pub async fn open_database_with_schema(
     let pool = builder.build()?;
     Ok(Database {
         pool,
+        sqlx,
         throwaway_database,
         throwaway_server,
     })
+}
+
+/// The sqlx pool of `DB_BACKEND=sqlx`: the same login, size, timeouts as the tokio-postgres pool
+/// (statement timeout in the startup packet, so the release hook's reset keeps it), with the
+/// session-reset hook of `tenant_guard::sqlx::pool_options`.
+fn sqlx_guard(
+    url: &str,
+    pool_config: &tenant_guard::postgres::tokio_postgres::Config,
+    size: usize,
+) -> Result<tenant_guard::sqlx::SqlxGuard, StartError> {
+    let options: sqlx::postgres::PgConnectOptions = url
+        .parse()
+        .map_err(|_| "DATABASE_URL is not a valid PostgreSQL URL for sqlx")?;
+    let options = options
+        .username(pool_config.get_user().unwrap_or_default())
+        .options([("statement_timeout", "10s")]);
+    let pool = tenant_guard::sqlx::pool_options()
+        .max_connections(u32::try_from(size).unwrap_or(u32::MAX))
+        .acquire_timeout(Duration::from_secs(5))
+        // Connect at the first request, like deadpool: a start does not need the database up.
+        .connect_lazy_with(options);
+    Ok(tenant_guard::sqlx::SqlxGuard::new(pool))
 }
 
 /// Binds `addr` (non-blocking, as tokio and actix expect).
@@ -510,6 +561,8 @@ pub struct App {
     pub verifier: Verifier,
     /// The guarded pool.
     pub pool: TenantPool,
+    /// The sqlx guard (`DB_BACKEND=sqlx`).
+    pub sqlx: Option<tenant_guard::sqlx::SqlxGuard>,
     listener: Option<TcpListener>,
     addr: SocketAddr,
     database: Database,
@@ -532,6 +585,7 @@ impl App {
         tracing::info!(environment = %config.environment, %addr, "reference app configured");
         Ok(Self {
             pool: database.pool.clone(),
+            sqlx: database.sqlx.clone(),
             config,
             verifier,
             listener: Some(listener),
