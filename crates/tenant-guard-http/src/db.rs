@@ -15,6 +15,9 @@ use crate::handoff::{Mode, ReadWrite, TxSlot};
 /// What a request's transaction slot holds once its extractor is dropped: the transaction of
 /// one backend.
 #[derive(Debug)]
+// One per request, moved once into the slot: boxing the larger variant would add an allocation
+// to the default backend's path for nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Held {
     /// tokio-postgres ([`TenantDb`]).
     Postgres(LazyTx),
