@@ -77,9 +77,11 @@ fn role(name: &str) -> Role {
 /// let guard = SqlxGuard::new(pool);
 /// let names: Vec<String> = with_tenant_guard(&guard, principal, |tx| Box::pin(async move {
 ///     // No `WHERE org_id = …`: Row Level Security only lets the principal's org through.
-///     Ok(sqlx::query_scalar("SELECT name FROM projects ORDER BY name")
-///         .fetch_all(&mut **tx)
-///         .await?)
+///     Ok::<_, SqlxGuardError>(
+///         sqlx::query_scalar("SELECT name FROM projects ORDER BY name")
+///             .fetch_all(&mut **tx)
+///             .await?,
+///     )
 /// }))
 /// .await?;
 /// # Ok(())
