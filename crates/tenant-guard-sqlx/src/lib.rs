@@ -55,7 +55,8 @@
 //! caching but still names each statement (and never closes it). Behind such a pooler (PgBouncer
 //! before 1.21, or `max_prepared_statements = 0`), connect with `statement_cache_capacity(0)`,
 //! build the guard with [`SqlxGuardBuilder::unnamed_statements`], and run queries with
-//! `.persistent(false)`. PgBouncer 1.21+ with `max_prepared_statements` set handles named
+//! `.persistent(false)` (tested through the testkit's PgBouncer in `tests/pooler.rs`). PgBouncer
+//! 1.21+ with `max_prepared_statements` set handles named
 //! statements itself; keep the defaults there.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

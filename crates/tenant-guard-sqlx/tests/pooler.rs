@@ -77,3 +77,79 @@ async fn unnamed_statements_leave_nothing_prepared() {
     let n = prepared_after_three_requests(&env, false).await;
     assert_eq!(n, 0, "nothing named stays on the server connection");
 }
+
+/// Through the testkit's PgBouncer in `pool_mode = transaction` (one server connection shared
+/// by four client connections): with `statement_cache_capacity(0)`, the guard's
+/// `unnamed_statements` and `.persistent(false)` queries, every transaction is scoped and each
+/// org sees only its rows.
+#[tokio::test]
+async fn through_a_transaction_mode_pgbouncer() {
+    use sqlx::postgres::PgConnectOptions;
+    use std::time::Duration;
+    use tenant_guard_testkit::{PgBouncerOptions, TestPgBouncer, TestPostgres};
+
+    let server = TestPostgres::shared().expect("test server");
+    let (db, _admin) = common::database_on(server).await;
+    let bouncer = TestPgBouncer::start(
+        server,
+        PgBouncerOptions::default()
+            .default_pool_size(1)
+            .user(common::LOGIN),
+    )
+    .expect("PgBouncer (Debian: apt-get install pgbouncer)");
+    let options: PgConnectOptions = bouncer.url_for(db.name(), common::LOGIN).parse().unwrap();
+    let pool = tenant_guard_sqlx::pool_options()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options.statement_cache_capacity(0))
+        .await
+        .unwrap();
+    let guard = tenant_guard_sqlx::SqlxGuard::builder(pool)
+        .unnamed_statements(true)
+        .build();
+    let issuer = tenant_guard_testkit::TestIssuer::new();
+    let (alice, bob) = two_orgs(&issuer);
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let guard = guard.clone();
+        let who = if i % 2 == 0 {
+            alice.clone()
+        } else {
+            bob.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            with_tenant_guard(&guard, &who, |tx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO audit_log (note) VALUES ($1)")
+                        .bind(format!("n{i}"))
+                        .persistent(false)
+                        .execute(&mut **tx)
+                        .await?;
+                    let (mine, org): (i64, uuid::Uuid) = sqlx::query_as(
+                        "SELECT count(*) FILTER (WHERE org_id = tenant_guard.org_id()), \
+                                tenant_guard.org_id() FROM audit_log",
+                    )
+                    .persistent(false)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log")
+                        .persistent(false)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                    Ok::<_, SqlxGuardError>((mine, all, org))
+                })
+            })
+            .await
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (mine, all, org) = task.await.unwrap().unwrap();
+        let expected = if i % 2 == 0 {
+            alice.org_id()
+        } else {
+            bob.org_id()
+        };
+        assert_eq!(org, expected, "scoped to its own org through the pooler");
+        assert_eq!(mine, all, "RLS shows only the org's rows");
+    }
+}
