@@ -166,6 +166,8 @@ pub struct AppConfig {
     pub shared_guard: Option<GuardConfig>,
     /// Wrap the whole app in the framework's request-tracing middleware.
     pub outer_tracing: bool,
+    /// The tonic app's inner (nested, pool-less) guard; `GuardConfig::new(verifier)` when unset.
+    pub nested_guard: Option<GuardConfig>,
 }
 
 impl AppConfig {
@@ -177,6 +179,7 @@ impl AppConfig {
             rate_limit: None,
             shared_guard: None,
             outer_tracing: false,
+            nested_guard: None,
         }
     }
 
@@ -882,7 +885,12 @@ pub mod tonic_app {
         let server = tonic::transport::Server::builder()
             .layer(tower::util::option_layer(outer))
             .layer(TenantGuardLayer::from_config(config.guard()))
-            .layer(TenantGuardLayer::new(config.verifier.clone()))
+            .layer(TenantGuardLayer::from_config(
+                config
+                    .nested_guard
+                    .clone()
+                    .unwrap_or_else(|| GuardConfig::new(config.verifier.clone())),
+            ))
             .add_service(Notes {
                 gate: config.gate.clone(),
             })

@@ -57,6 +57,28 @@ impl Principal {
         }))
     }
 
+    /// The principal of a request **without a token** on a route group that opted into
+    /// anonymous access (tenant-guard-http's `allow_anonymous`): `role` (normally `anon`), no
+    /// user (`sub` is empty), no org (the nil UUID), claims `{"role": role}`. Row Level Security
+    /// decides what it sees.
+    ///
+    /// ```
+    /// let anon = tenant_guard_core::Principal::anonymous(tenant_guard_core::Role::new("anon")?);
+    /// assert_eq!((anon.user_id(), anon.role().as_str()), ("", "anon"));
+    /// assert!(anon.org_id().is_nil());
+    /// # Ok::<(), tenant_guard_core::InvalidRole>(())
+    /// ```
+    pub fn anonymous(role: Role) -> Self {
+        let claims = serde_json::json!({ "role": role.as_str() });
+        Self::from_verified(
+            "".into(),
+            Uuid::nil(),
+            role,
+            claims.to_string().into_boxed_str(),
+            u64::MAX,
+        )
+    }
+
     /// Whether this principal still needs its org (verified from an issuer whose org is chosen
     /// per request): never true for a principal handed out by [`crate::Verifier::authenticate`].
     pub(crate) fn needs_org(&self) -> bool {

@@ -8,16 +8,19 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tenant_guard_core::{
-    ErrorResponse, Principal, RateLimitCheck, RateLimitStatus, RequestId, ToErrorResponse, trace,
+    AuthError, ErrorResponse, Identity, PendingOrg, Principal, RateLimitCheck, RateLimitStatus,
+    RequestId, Role, ToErrorResponse, trace,
 };
 use tenant_guard_postgres::TenantPool;
 use tracing::Span;
+use uuid::Uuid;
 
 use crate::cap::OrgCap;
 use crate::config::GuardConfig;
 use crate::context::RequestContext;
 use crate::finish::Finisher;
 use crate::handoff::TxSlot;
+use crate::membership::{OrgError, OrgMembership};
 use crate::trace::RequestTrace;
 
 /// The verdict on a request: [`GuardConfig::admit`]'s answer.
@@ -138,9 +141,11 @@ impl GuardConfig {
     ///
     /// `outer` is the context an outer guard already put into the request, if any.
     ///
-    /// Steps to come (issue 14) slot in between 2 and 4 as further [`Admission::Pending`] steps:
-    /// an asynchronous org-membership lookup that picks the org before scoping, and an opt-in
-    /// path that admits a request without a token as the `anon` role.
+    /// With [`org_membership`](Self::org_membership), a token without an org gets its org from
+    /// the request and step 2 waits on the membership lookup (an [`Admission::Pending`] step,
+    /// unless the answer is cached): 400 `org_required`/`invalid_org_header`, 403
+    /// `not_a_member`/`org_mismatch`. With [`allow_anonymous`](Self::allow_anonymous), a request
+    /// without a token is admitted as the anonymous principal (a bad token is still 401).
     ///
     /// ```
     /// use tenant_guard_core::{Environment, Verifier};
@@ -165,12 +170,126 @@ impl GuardConfig {
         outer: Option<&RequestContext>,
     ) -> Admission {
         let span = trace.span();
-        let principal = match span.in_scope(|| self.authorize(headers)) {
-            Ok(principal) => principal,
-            Err(error) => return Admission::Refused(Refused::new(span, error.to_error_response())),
+        let pool = match &self.pool {
+            Some(pool) => Some((pool.clone(), self.org_cap.clone())),
+            None => outer.and_then(RequestContext::pool_and_cap),
         };
+        #[cfg(feature = "sqlx")]
+        let sqlx = match &self.sqlx {
+            Some(guard) => Some(guard.clone()),
+            None => outer.and_then(RequestContext::sqlx_guard),
+        };
+        let principal = match span.in_scope(|| self.identify(headers, pool.as_ref())) {
+            Ok(Identified::Ready(principal)) => principal,
+            Ok(Identified::Lookup(lookup)) => {
+                let (config, span) = (self.clone(), span.clone());
+                let (request_id, first) = (trace.id().clone(), outer.is_none());
+                return Admission::Pending(PendingAdmission(Box::pin(async move {
+                    let principal = match lookup.run().await {
+                        Ok(principal) => principal,
+                        Err(error) => return Err(Refused::new(&span, error)),
+                    };
+                    match config.proceed(
+                        principal,
+                        &span,
+                        request_id,
+                        pool,
+                        #[cfg(feature = "sqlx")]
+                        sqlx,
+                        first,
+                    ) {
+                        Admission::Admitted(admitted) => Ok(admitted),
+                        Admission::Refused(refused) => Err(refused),
+                        Admission::Pending(pending) => pending.await,
+                    }
+                })));
+            }
+            Err(error) => return Admission::Refused(Refused::new(span, error)),
+        };
+        self.proceed(
+            principal,
+            span,
+            trace.id().clone(),
+            pool,
+            #[cfg(feature = "sqlx")]
+            sqlx,
+            outer.is_none(),
+        )
+    }
+
+    /// Steps 1–2 (and the org choice): the principal, or the membership lookup still to run.
+    fn identify(
+        &self,
+        headers: &http::HeaderMap,
+        pool: Option<&(TenantPool, Option<Arc<OrgCap>>)>,
+    ) -> Result<Identified, ErrorResponse> {
+        let Some(membership) = &self.membership else {
+            return match self.authorize(headers) {
+                Ok(principal) => Ok(Identified::Ready(principal)),
+                Err(AuthError::MissingToken) if self.anonymous.is_some() => {
+                    Ok(Identified::Ready(self.anonymous_principal()))
+                }
+                Err(error) => Err(error.to_error_response()),
+            };
+        };
+        let identity = match self.verifier.authenticate_identity(headers) {
+            Ok(identity) => identity,
+            Err(AuthError::MissingToken) if self.anonymous.is_some() => {
+                return Ok(Identified::Ready(self.anonymous_principal()));
+            }
+            Err(error) => return Err(error.to_error_response()),
+        };
+        let requested = membership
+            .requested_org(headers)
+            .map_err(|e| e.to_error_response())?;
+        let pending = match identity {
+            Identity::Org(principal) => {
+                // The token's org is authoritative.
+                if requested.is_some_and(|org| org != principal.org_id()) {
+                    return Err(OrgError::Mismatch.to_error_response());
+                }
+                self.check_role(&principal)
+                    .map_err(|e| e.to_error_response())?;
+                return Ok(Identified::Ready(principal));
+            }
+            Identity::NeedsOrg(pending) => pending,
+            // A kind of identity this pipeline does not know: refuse.
+            _ => return Err(AuthError::InvalidOrg.to_error_response()),
+        };
+        let org = requested.ok_or_else(|| OrgError::Missing.to_error_response())?;
+        let lookup = Lookup {
+            config: self.clone(),
+            membership: Arc::clone(membership),
+            pool: pool.map(|(pool, _)| pool.clone()),
+            pending,
+            org,
+        };
+        match membership.cached(lookup.pending.user_id(), org) {
+            Some(answer) => lookup.member(answer).map(Identified::Ready),
+            None => Ok(Identified::Lookup(lookup)),
+        }
+    }
+
+    fn anonymous_principal(&self) -> Principal {
+        let role = self
+            .anonymous
+            .clone()
+            .unwrap_or_else(|| unreachable!("only called with anonymous access on"));
+        Principal::anonymous(role)
+    }
+
+    /// Steps 3–5: record the identity, the rate limit, the pool.
+    fn proceed(
+        &self,
+        principal: Principal,
+        span: &Span,
+        request_id: RequestId,
+        pool: Option<(TenantPool, Option<Arc<OrgCap>>)>,
+        #[cfg(feature = "sqlx")] sqlx: Option<tenant_guard_sqlx::SqlxGuard>,
+        first: bool,
+    ) -> Admission {
         // A guard nested in another one authenticates again but records the identity once.
-        if outer.is_none() {
+        if first {
             trace::record_principal(span, &principal);
         }
         let check = self
@@ -179,16 +298,10 @@ impl GuardConfig {
             .map(|l| l.check_request(&principal));
         let ticket = Ticket {
             principal,
-            request_id: trace.id().clone(),
-            pool: match &self.pool {
-                Some(pool) => Some((pool.clone(), self.org_cap.clone())),
-                None => outer.and_then(RequestContext::pool_and_cap),
-            },
+            request_id,
+            pool,
             #[cfg(feature = "sqlx")]
-            sqlx: match &self.sqlx {
-                Some(guard) => Some(guard.clone()),
-                None => outer.and_then(RequestContext::sqlx_guard),
-            },
+            sqlx,
         };
         match check {
             None => Admission::Admitted(ticket.admit(None)),
@@ -208,5 +321,62 @@ impl GuardConfig {
                 })))
             }
         }
+    }
+}
+
+/// What authentication found.
+enum Identified {
+    Ready(Principal),
+    Lookup(Lookup),
+}
+
+/// A membership lookup to run before the request is scoped.
+struct Lookup {
+    config: GuardConfig,
+    membership: Arc<OrgMembership>,
+    pool: Option<TenantPool>,
+    pending: PendingOrg,
+    org: Uuid,
+}
+
+impl Lookup {
+    async fn run(self) -> Result<Principal, ErrorResponse> {
+        let Some(pool) = &self.pool else {
+            tracing::error!("org membership configured on a guard without a pool (server bug)");
+            return Err(OrgError::NoPool.to_error_response());
+        };
+        match self
+            .membership
+            .lookup(pool, self.pending.user_id(), self.org)
+            .await
+        {
+            Ok(answer) => self.member(answer),
+            Err(error) => {
+                if let OrgError::Lookup(cause) = &error {
+                    tracing::warn!(error = %cause, "the membership lookup failed");
+                }
+                Err(error.to_error_response())
+            }
+        }
+    }
+
+    /// The principal of a member (with the membership's role), or the refusal.
+    fn member(self, answer: Option<Role>) -> Result<Principal, ErrorResponse> {
+        let Some(role) = answer else {
+            return Err(OrgError::NotAMember.to_error_response());
+        };
+        if self
+            .pool
+            .as_ref()
+            .is_some_and(|p| !p.allows_user_role(&role))
+        {
+            tracing::warn!(org_id = %self.org, %role, "the membership's role is not a user role of the pool");
+            return Err(OrgError::RoleNotAllowed.to_error_response());
+        }
+        let principal = self.pending.into_member(self.org, role);
+        self.config
+            .check_role(&principal)
+            .map_err(|e| e.to_error_response())?;
+        Ok(principal)
     }
 }

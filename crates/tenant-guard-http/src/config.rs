@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use tenant_guard_core::{AuthError, Principal, RateLimitBackend, Verifier};
+use tenant_guard_core::{AuthError, Principal, RateLimitBackend, Role, Verifier};
 use tenant_guard_postgres::TenantPool;
 
 use crate::cap::OrgCap;
+use crate::membership::OrgMembership;
 
 /// What the guard does for the routes it wraps: who verifies tokens, which roles may pass, the
 /// rate limit, and the pool [`TenantDb`](crate::TenantDb) checks its connection out of.
@@ -35,6 +36,8 @@ pub struct GuardConfig {
     pub(crate) allowed_roles: Option<Arc<[Box<str>]>>,
     pub(crate) rate_limit: Option<Arc<dyn RateLimitBackend>>,
     pub(crate) org_cap: Option<Arc<OrgCap>>,
+    pub(crate) membership: Option<Arc<OrgMembership>>,
+    pub(crate) anonymous: Option<Role>,
 }
 
 impl GuardConfig {
@@ -50,6 +53,8 @@ impl GuardConfig {
             allowed_roles: None,
             rate_limit: None,
             org_cap: None,
+            membership: None,
+            anonymous: None,
         }
     }
 
@@ -131,14 +136,77 @@ impl GuardConfig {
         self
     }
 
-    /// Verifies the token, then applies the role requirement.
-    pub(crate) fn authorize(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
-        let principal = self.verifier.authenticate(headers)?;
+    /// Header-selected orgs, checked in the database (off by default: without it, an org header
+    /// is ignored and a token without an org is 403 `invalid_org`). For a token of an issuer with
+    /// [`org_from_request`](tenant_guard_core::IssuerProfile::org_from_request), the org comes
+    /// from the request and the membership SQL, run over this guard's pool (or the outer
+    /// guard's) as a dedicated lookup role, decides: a member is scoped to that org with the role
+    /// the membership grants (still subject to [`allow_roles`](Self::allow_roles)); anyone else
+    /// is refused with 403 `not_a_member`, before any scoping. A token that names its own org
+    /// wins, and a header naming another is 403 `org_mismatch`. See [`OrgMembership`].
+    ///
+    /// ```
+    /// # use tenant_guard_core::{Environment, IssuerProfile, Verifier};
+    /// use tenant_guard_http::{GuardConfig, OrgMembership};
+    ///
+    /// let verifier = Verifier::builder(Environment::Production)
+    ///     .add_issuer(
+    ///         IssuerProfile::new("https://idp.example/")
+    ///             .hmac_secret("a-long-random-secret-from-your-vault")
+    ///             .org_from_request(true),
+    ///     )
+    ///     .build()?;
+    /// let membership = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"));
+    /// let cache = membership.cache_handle(); // `cache.invalidate(user, org)` on revocation
+    /// let config = GuardConfig::new(verifier).org_membership(membership);
+    /// # let _ = (cache, config);
+    /// # Ok::<(), tenant_guard_core::AuthError>(())
+    /// ```
+    #[must_use]
+    pub fn org_membership(mut self, membership: OrgMembership) -> Self {
+        self.membership = Some(Arc::new(membership));
+        self
+    }
+
+    /// Opens the routes to requests **without a token**: they get a transaction scoped to
+    /// `role` (normally `anon`, which must be one of the pool's user roles) with no user and no
+    /// org ([`Principal::anonymous`]), so Row Level Security decides what they see. A request
+    /// that presents a token is authenticated as usual: a bad token is still 401. Wrap only the
+    /// public route group in such a guard.
+    ///
+    /// ```
+    /// # use tenant_guard_core::{Environment, Role, Verifier};
+    /// # let verifier = Verifier::builder(Environment::Production).hmac_secret("a-long-random-secret-from-your-vault").build().unwrap();
+    /// let public = tenant_guard_http::GuardConfig::new(verifier).allow_anonymous(Role::new("anon")?);
+    /// # Ok::<(), tenant_guard_core::InvalidRole>(())
+    /// ```
+    #[must_use]
+    pub fn allow_anonymous(mut self, role: Role) -> Self {
+        self.anonymous = Some(role);
+        self
+    }
+
+    /// The request headers admission reads besides `Authorization`, cookies and the trace
+    /// headers (the org header of [`org_membership`](Self::org_membership)): an adapter that
+    /// copies headers into an [`http::HeaderMap`] for [`admit`](Self::admit) copies these too.
+    pub fn admission_headers(&self) -> impl Iterator<Item = &http::HeaderName> {
+        self.membership.iter().map(|m| m.header_name())
+    }
+
+    /// Applies the role requirement of [`allow_roles`](Self::allow_roles).
+    pub(crate) fn check_role(&self, principal: &Principal) -> Result<(), AuthError> {
         if let Some(allowed) = &self.allowed_roles
             && !allowed.iter().any(|r| **r == *principal.role().as_str())
         {
             return Err(AuthError::RoleNotAllowed);
         }
+        Ok(())
+    }
+
+    /// Verifies the token, then applies the role requirement.
+    pub(crate) fn authorize(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+        let principal = self.verifier.authenticate(headers)?;
+        self.check_role(&principal)?;
         Ok(principal)
     }
 }
@@ -200,6 +268,22 @@ macro_rules! guard_builder {
             #[must_use]
             pub fn max_connections_per_org(mut self, limit: usize) -> Self {
                 self.config = self.config.max_connections_per_org(limit);
+                self
+            }
+
+            /// Header-selected orgs checked against a membership table (403 `not_a_member`);
+            /// see [`GuardConfig::org_membership`]($crate::GuardConfig::org_membership).
+            #[must_use]
+            pub fn org_membership(mut self, membership: $crate::OrgMembership) -> Self {
+                self.config = self.config.org_membership(membership);
+                self
+            }
+
+            /// Requests without a token get a transaction scoped to `role` (normally `anon`);
+            /// see [`GuardConfig::allow_anonymous`]($crate::GuardConfig::allow_anonymous).
+            #[must_use]
+            pub fn allow_anonymous(mut self, role: $crate::__private::Role) -> Self {
+                self.config = self.config.allow_anonymous(role);
                 self
             }
 

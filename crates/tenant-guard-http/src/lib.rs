@@ -56,6 +56,7 @@ pub mod grpc;
 mod handoff;
 mod headers;
 mod layer;
+mod membership;
 mod rejection;
 #[cfg(feature = "sqlx")]
 mod sqlx;
@@ -73,6 +74,10 @@ pub use layer::{
     GuardBody, GuardLayer, GuardService, NoRoute, RequestTracingLayer, ResponseFuture, RouteSource,
     TenantGuardLayer, TracedFuture, Tracing, TracingLayer,
 };
+pub use membership::{
+    DEFAULT_MEMBERSHIP_CACHE_CAPACITY, DEFAULT_MEMBERSHIP_CACHE_TTL, DEFAULT_MEMBERSHIP_SQL,
+    MembershipCache, OrgMembership,
+};
 pub use rejection::GuardRejection;
 #[cfg(feature = "sqlx")]
 pub use sqlx::SqlxDb;
@@ -81,7 +86,7 @@ pub use trace::{RequestTrace, TRACEPARENT, TRACESTATE, record_trace_context};
 #[doc(hidden)]
 pub mod __private {
     pub use tenant_guard_core::{
-        ErrorResponse, Principal, RateLimitBackend, RequestId, ToErrorResponse,
+        ErrorResponse, Principal, RateLimitBackend, RequestId, Role, ToErrorResponse,
     };
     pub use tenant_guard_postgres::{GuardError, TenantPool};
     #[cfg(feature = "sqlx")]

@@ -258,6 +258,32 @@ impl TenantPool {
         self.checkout(scope, read_only, primary).await
     }
 
+    /// Whether [`begin`](Self::begin) accepts principals of `role` (one of the pool's
+    /// [`user_roles`](TenantPoolBuilder::user_roles)): for a pipeline that picks a role itself
+    /// (from a membership) and wants to refuse it before checking a connection out.
+    pub fn allows_user_role(&self, role: &Role) -> bool {
+        self.inner.user_roles.contains(role)
+    }
+
+    /// Checks out a `READ ONLY` connection running as `role` for an org-membership lookup: the
+    /// named, audited path a request pipeline uses to ask whether a verified user belongs to the
+    /// org the request chose, **before** anything is scoped to that org. `role` is a dedicated
+    /// role (granted to the pool's login, allowed to read the membership table and nothing
+    /// else), never the request's role; the claims name the lookup (`service_reason` =
+    /// `membership-lookup`), not the user. Emits a `debug` event on the `tenant_guard::audit`
+    /// target per lookup (lookups are cached by the caller).
+    pub async fn begin_membership_lookup(&self, role: &Role) -> Result<TenantTx, GuardError> {
+        tracing::debug!(
+            target: "tenant_guard::audit",
+            %role,
+            "org-membership lookup transaction"
+        );
+        let context = ServiceContext::new("membership-lookup");
+        let scope = Scope::service(&context, role.clone(), None);
+        // From the primary: a membership just granted or revoked must be seen at once.
+        self.checkout(scope, true, true).await
+    }
+
     /// A connection for the transaction and the node it is on: a replica for a read-only
     /// transaction when the pool has replicas and no rule sends it to the primary (see
     /// [`crate::replica`]), the primary otherwise.

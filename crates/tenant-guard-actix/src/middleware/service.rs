@@ -47,7 +47,15 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let (headers, trace, timer) = trace::of(&req, HeaderUse::Authenticate);
+        let (mut headers, trace, timer) = trace::of(&req, HeaderUse::Authenticate);
+        // The headers the guard's configuration reads too (the org header of org_membership).
+        for name in self.config.admission_headers() {
+            for value in req.headers().get_all(name.as_str()) {
+                if let Ok(value) = http::HeaderValue::from_bytes(value.as_bytes()) {
+                    headers.append(name.clone(), value);
+                }
+            }
+        }
         let outer = req.extensions().get::<RequestContext>().cloned();
         let admission = self.config.admit(&headers, &trace, outer.as_ref());
         let service = Rc::clone(&self.service);

@@ -1,0 +1,439 @@
+//! The org chosen per request and checked in the database: [`OrgMembership`] (where the org comes
+//! from, the membership SQL, the lookup role) and [`MembershipCache`] (its answers, briefly).
+//!
+//! Only tokens of an issuer configured with
+//! [`IssuerProfile::org_from_request`](tenant_guard_core::IssuerProfile::org_from_request) (no org
+//! claim) are scoped to the org a request names; the header is a *request*, never identity: the
+//! guard runs the membership SQL for (token `sub`, header org) and scopes the transaction to that
+//! org with the role the membership grants, or refuses with 403 `not_a_member`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderName, StatusCode};
+use tenant_guard_core::{ErrorResponse, Role, ToErrorResponse};
+use tenant_guard_postgres::tokio_postgres::types::{ToSql, Type};
+use tenant_guard_postgres::{GuardError, TenantPool};
+use uuid::Uuid;
+
+/// The default membership SQL: `$1` is the token's `sub`, `$2` the requested org; the first
+/// column of the row (if any) is the member's role.
+pub const DEFAULT_MEMBERSHIP_SQL: &str =
+    "SELECT role FROM memberships WHERE user_id = $1 AND org_id = $2";
+
+/// Default number of cached (user, org) answers.
+pub const DEFAULT_MEMBERSHIP_CACHE_CAPACITY: usize = 10_000;
+
+/// Default time an answer is cached.
+pub const DEFAULT_MEMBERSHIP_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// Header-selected orgs, checked in the database: the opt-in of
+/// [`GuardConfig::org_membership`](crate::GuardConfig::org_membership).
+///
+/// For a token that names no org (its issuer has `org_from_request(true)`), the org comes from
+/// `header` (a UUID; anything else is 400 `invalid_org_header`, no header 400 `org_required`);
+/// the guard runs [`sql`](Self::sql) as [`lookup_role`](Self::lookup_role) over its pool (through
+/// [`TenantPool::begin_membership_lookup`], read-only, never as the request's role) and scopes
+/// the request to that org with the role in the answer (which must pass
+/// [`allow_roles`](crate::GuardConfig::allow_roles) and the pool's user roles). No row: 403
+/// `not_a_member`.
+///
+/// A token that names its org is authoritative: its org wins, and a header naming another org is
+/// 403 `org_mismatch` (the same org is accepted; no lookup is made).
+///
+/// ```
+/// use std::time::Duration;
+/// use tenant_guard_core::Role;
+/// use tenant_guard_http::OrgMembership;
+///
+/// let membership = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"))
+///     .sql("SELECT role FROM app.memberships WHERE user_id = $1 AND org_id = $2")
+///     .lookup_role(Role::new("membership_reader")?)
+///     .cache(10_000, Duration::from_secs(30));
+/// let cache = membership.cache_handle(); // keep it to invalidate on membership changes
+/// # let _ = cache;
+/// # Ok::<(), tenant_guard_core::InvalidRole>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct OrgMembership {
+    header: HeaderName,
+    sql: Arc<str>,
+    role: Role,
+    cache: MembershipCache,
+}
+
+impl OrgMembership {
+    /// The org comes from `header`; the default SQL ([`DEFAULT_MEMBERSHIP_SQL`]), lookup role
+    /// (`service_role`: prefer a dedicated role) and cache.
+    pub fn from_header(header: HeaderName) -> Self {
+        Self {
+            header,
+            sql: DEFAULT_MEMBERSHIP_SQL.into(),
+            // A valid role name: the constructor cannot fail on it.
+            role: Role::new("service_role").unwrap_or_else(|_| unreachable!("valid role name")),
+            cache: MembershipCache::new(
+                DEFAULT_MEMBERSHIP_CACHE_CAPACITY,
+                DEFAULT_MEMBERSHIP_CACHE_TTL,
+            ),
+        }
+    }
+
+    /// The membership SQL: parameters `$1` (user id: bound as `uuid` or text, whichever the
+    /// statement's parameter type is) and `$2` (org id: `uuid` or text); the first column of the
+    /// first row (`text`, `NULL` = no membership) is the role. Write it so it returns at most
+    /// one row.
+    #[must_use]
+    pub fn sql(mut self, sql: impl Into<Arc<str>>) -> Self {
+        self.sql = sql.into();
+        self
+    }
+
+    /// The role the lookup runs as (granted to the pool's login; default `service_role`). A
+    /// dedicated `NOLOGIN` role that can read the membership table and nothing else is best.
+    #[must_use]
+    pub fn lookup_role(mut self, role: Role) -> Self {
+        self.role = role;
+        self
+    }
+
+    /// At most `capacity` cached answers (0 disables the cache), each for `ttl`.
+    #[must_use]
+    pub fn cache(mut self, capacity: usize, ttl: Duration) -> Self {
+        self.cache = MembershipCache::new(capacity, ttl);
+        self
+    }
+
+    /// The cache (a handle: clones share it), to invalidate answers when memberships change.
+    pub fn cache_handle(&self) -> MembershipCache {
+        self.cache.clone()
+    }
+
+    /// The header the org comes from.
+    pub fn header_name(&self) -> &HeaderName {
+        &self.header
+    }
+
+    /// The org the request names, if any; 400 when it is not one UUID.
+    pub(crate) fn requested_org(&self, headers: &HeaderMap) -> Result<Option<Uuid>, OrgError> {
+        let mut values = headers.get_all(&self.header).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(OrgError::Malformed);
+        }
+        let text = value.to_str().map_err(|_| OrgError::Malformed)?;
+        Uuid::try_parse(text.trim())
+            .map(Some)
+            .map_err(|_| OrgError::Malformed)
+    }
+
+    /// The cached answer for (user, org), if fresh.
+    pub(crate) fn cached(&self, user: &str, org: Uuid) -> Option<Option<Role>> {
+        self.cache.get(user, org)
+    }
+
+    /// Asks the database (and caches the answer): the member's role, or `None`.
+    pub(crate) async fn lookup(
+        &self,
+        pool: &TenantPool,
+        user: &str,
+        org: Uuid,
+    ) -> Result<Option<Role>, OrgError> {
+        let answer = self
+            .query(pool, user, org)
+            .await
+            .map_err(OrgError::Lookup)?;
+        let role = match answer {
+            None => None,
+            Some(name) => match Role::new(&name) {
+                Ok(role) => Some(role),
+                Err(_) => {
+                    tracing::warn!(%org, "the membership lookup returned an invalid role name");
+                    return Err(OrgError::RoleNotAllowed);
+                }
+            },
+        };
+        self.cache.insert(user, org, role.clone());
+        Ok(role)
+    }
+
+    async fn query(
+        &self,
+        pool: &TenantPool,
+        user: &str,
+        org: Uuid,
+    ) -> Result<Option<String>, GuardError> {
+        let tx = pool.begin_membership_lookup(&self.role).await?;
+        let statement = tx.prepare(&self.sql).await?;
+        let org_text = org.to_string();
+        let user_uuid = match statement.params().first() {
+            Some(&Type::UUID) => match Uuid::try_parse(user) {
+                Ok(uuid) => Some(uuid),
+                // A `sub` that is not a UUID is no member of a UUID-keyed table.
+                Err(_) => {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+            },
+            _ => None,
+        };
+        let user_param: &(dyn ToSql + Sync) = match &user_uuid {
+            Some(uuid) => uuid,
+            None => &user,
+        };
+        let org_param: &(dyn ToSql + Sync) = match statement.params().get(1) {
+            Some(&Type::UUID) => &org,
+            _ => &org_text,
+        };
+        let row = tx.query_opt(&statement, &[user_param, org_param]).await?;
+        tx.rollback().await?;
+        match row {
+            None => Ok(None),
+            Some(row) => row
+                .try_get::<_, Option<String>>(0)
+                .map_err(GuardError::Database),
+        }
+    }
+}
+
+/// The cached membership answers of one [`OrgMembership`]: bounded, each for a TTL, negative
+/// answers too (so a flood of requests for foreign orgs costs one lookup each per TTL). Clones
+/// share the cache.
+///
+/// Call [`invalidate`](Self::invalidate) (or [`invalidate_user`](Self::invalidate_user),
+/// [`invalidate_org`](Self::invalidate_org), [`clear`](Self::clear)) when a membership is granted,
+/// changed or revoked; otherwise a revoked member keeps access for at most the TTL.
+///
+/// ```
+/// use std::time::Duration;
+/// let cache = tenant_guard_http::MembershipCache::new(100, Duration::from_secs(30));
+/// cache.invalidate("user-1", uuid::Uuid::nil());
+/// assert_eq!(cache.len(), 0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct MembershipCache(Arc<Mutex<CacheInner>>);
+
+#[derive(Debug)]
+struct CacheInner {
+    capacity: usize,
+    ttl: Duration,
+    entries: HashMap<(Box<str>, Uuid), (Option<Role>, Instant)>,
+}
+
+impl MembershipCache {
+    /// A cache of at most `capacity` answers (0: nothing is cached), each for `ttl`.
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        Self(Arc::new(Mutex::new(CacheInner {
+            capacity,
+            ttl,
+            entries: HashMap::new(),
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, user: &str, org: Uuid) -> Option<Option<Role>> {
+        let mut inner = self.lock();
+        let ttl = inner.ttl;
+        let key = (Box::<str>::from(user), org);
+        match inner.entries.get(&key) {
+            Some((role, at)) if at.elapsed() < ttl => Some(role.clone()),
+            Some(_) => {
+                inner.entries.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn insert(&self, user: &str, org: Uuid, role: Option<Role>) {
+        let mut inner = self.lock();
+        if inner.capacity == 0 {
+            return;
+        }
+        if inner.entries.len() >= inner.capacity {
+            let ttl = inner.ttl;
+            inner.entries.retain(|_, (_, at)| at.elapsed() < ttl);
+        }
+        if inner.entries.len() >= inner.capacity {
+            // Still full of fresh answers: drop the oldest.
+            if let Some(oldest) = inner
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone())
+            {
+                inner.entries.remove(&oldest);
+            }
+        }
+        inner
+            .entries
+            .insert((user.into(), org), (role, Instant::now()));
+    }
+
+    /// Forgets the answer for `user` in `org`.
+    pub fn invalidate(&self, user: &str, org: Uuid) {
+        self.lock().entries.remove(&(Box::<str>::from(user), org));
+    }
+
+    /// Forgets every answer for `user`.
+    pub fn invalidate_user(&self, user: &str) {
+        self.lock().entries.retain(|(u, _), _| &**u != user);
+    }
+
+    /// Forgets every answer for `org`.
+    pub fn invalidate_org(&self, org: Uuid) {
+        self.lock().entries.retain(|(_, o), _| *o != org);
+    }
+
+    /// Forgets every answer.
+    pub fn clear(&self) {
+        self.lock().entries.clear();
+    }
+
+    /// The number of cached answers (at most the capacity).
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why the org of a request could not be chosen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum OrgError {
+    /// The token names no org and the request did not either.
+    #[error("the request names no organisation")]
+    Missing,
+    /// The org header is not exactly one UUID.
+    #[error("the organisation header is malformed")]
+    Malformed,
+    /// The token's org differs from the requested one.
+    #[error("the requested organisation is not the token's")]
+    Mismatch,
+    /// No membership of the user in the org.
+    #[error("not a member of the organisation")]
+    NotAMember,
+    /// The membership's role is not allowed here.
+    #[error("the membership's role is not allowed here")]
+    RoleNotAllowed,
+    /// The lookup failed (database).
+    #[error("the membership lookup failed")]
+    Lookup(#[source] GuardError),
+    /// No pool to run the lookup on.
+    #[error("org membership configured on a guard without a pool")]
+    NoPool,
+}
+
+impl ToErrorResponse for OrgError {
+    fn to_error_response(&self) -> ErrorResponse {
+        let (status, code, message, challenge) = match self {
+            Self::Missing => (
+                StatusCode::BAD_REQUEST,
+                "org_required",
+                "the request must name its organisation",
+                "Bearer error=\"invalid_request\", error_description=\"organisation required\"",
+            ),
+            Self::Malformed => (
+                StatusCode::BAD_REQUEST,
+                "invalid_org_header",
+                "the organisation header must be one UUID",
+                "Bearer error=\"invalid_request\", error_description=\"malformed organisation\"",
+            ),
+            Self::Mismatch => (
+                StatusCode::FORBIDDEN,
+                "org_mismatch",
+                "the requested organisation is not the token's",
+                "Bearer error=\"insufficient_scope\", error_description=\"organisation mismatch\"",
+            ),
+            Self::NotAMember => (
+                StatusCode::FORBIDDEN,
+                "not_a_member",
+                "not a member of the requested organisation",
+                "Bearer error=\"insufficient_scope\", error_description=\"not a member\"",
+            ),
+            Self::RoleNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "role_not_allowed",
+                "the role is not allowed here",
+                "Bearer error=\"insufficient_scope\", error_description=\"the token is not allowed here\"",
+            ),
+            Self::Lookup(error) => return error.to_error_response(),
+            Self::NoPool => return ErrorResponse::internal(),
+        };
+        ErrorResponse::new(status, code, message)
+            .with_www_authenticate(http::HeaderValue::from_static(challenge))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role() -> Role {
+        Role::new("authenticated").unwrap()
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_invalidates() {
+        let cache = MembershipCache::new(3, Duration::from_secs(60));
+        let orgs: Vec<Uuid> = (1..=5).map(Uuid::from_u128).collect();
+        for org in &orgs {
+            cache.insert("u", *org, Some(role()));
+        }
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.get("u", orgs[4]), Some(Some(role())));
+        cache.invalidate("u", orgs[4]);
+        assert_eq!(cache.get("u", orgs[4]), None);
+        cache.insert("v", orgs[0], None);
+        assert_eq!(
+            cache.get("v", orgs[0]),
+            Some(None),
+            "negative answers are cached"
+        );
+        cache.invalidate_user("u");
+        assert_eq!(cache.len(), 1);
+        cache.invalidate_org(orgs[0]);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn answers_expire() {
+        let cache = MembershipCache::new(3, Duration::ZERO);
+        cache.insert("u", Uuid::nil(), Some(role()));
+        assert_eq!(cache.get("u", Uuid::nil()), None);
+        let off = MembershipCache::new(0, Duration::from_secs(60));
+        off.insert("u", Uuid::nil(), Some(role()));
+        assert!(off.is_empty());
+    }
+
+    #[test]
+    fn the_org_header_must_be_one_uuid() {
+        let m = OrgMembership::from_header(HeaderName::from_static("x-org-id"));
+        let mut headers = HeaderMap::new();
+        assert!(matches!(m.requested_org(&headers), Ok(None)));
+        headers.insert("x-org-id", "not-a-uuid".parse().unwrap());
+        assert!(matches!(
+            m.requested_org(&headers),
+            Err(OrgError::Malformed)
+        ));
+        let org = Uuid::from_u128(9);
+        headers.insert("x-org-id", org.to_string().parse().unwrap());
+        assert_eq!(m.requested_org(&headers).unwrap(), Some(org));
+        headers.append("x-org-id", org.to_string().parse().unwrap());
+        assert!(matches!(
+            m.requested_org(&headers),
+            Err(OrgError::Malformed)
+        ));
+        let r = OrgError::NotAMember.to_error_response();
+        assert_eq!((r.status().as_u16(), r.code()), (403, "not_a_member"));
+    }
+}

@@ -1,0 +1,371 @@
+//! Header-selected orgs checked in the database (`GuardConfig::org_membership`) and anonymous
+//! route groups (`GuardConfig::allow_anonymous`), through axum, actix-web and tonic, against a
+//! real PostgreSQL: the apps of `tests/adversary/apps.rs` with the guard configured for each.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod adversary;
+
+use std::time::Duration;
+
+use adversary::apps::{Answer, AppConfig, Req, actix_app, axum_app, tonic_app};
+use adversary::faults::{Caller, Env, LOGIN};
+use adversary::tokens::{NOW, SECRET, claims, good, with, without};
+use serde_json::{Value, json};
+use tenant_guard::core::{Environment, IssuerProfile, Role, Verifier};
+use tenant_guard::http::{GuardConfig, OrgMembership, grpc};
+use tenant_guard_testkit::TestPostgres;
+use uuid::Uuid;
+
+const ISSUER: &str = "https://idp.membership.test/";
+const READER: &str = "tg_membership_reader";
+
+/// The membership table: readable by the dedicated lookup role only (not by `authenticated`).
+fn schema() -> String {
+    format!(
+        "DO $$ BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{READER}') THEN
+                BEGIN
+                    CREATE ROLE {READER} NOLOGIN;
+                EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                END;
+            END IF;
+        END $$;
+        GRANT {READER} TO {LOGIN};
+        CREATE TABLE memberships (
+            user_id uuid NOT NULL,
+            org_id uuid NOT NULL,
+            role text NOT NULL,
+            PRIMARY KEY (user_id, org_id)
+        );
+        GRANT SELECT ON memberships TO {READER};
+        GRANT SELECT ON notes TO anon;
+        CREATE POLICY notes_public ON notes FOR SELECT TO anon USING (body LIKE '%-public');"
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framework {
+    Axum,
+    Actix,
+    Tonic,
+}
+
+impl Framework {
+    async fn send(self, config: &AppConfig, req: &Req) -> Answer {
+        match self {
+            Self::Axum => axum_app::send(config, req).await,
+            Self::Actix => actix_app::send(config, req).await,
+            Self::Tonic => tonic_app::send(config, req).await,
+        }
+    }
+}
+
+const ALL: [Framework; 3] = [Framework::Axum, Framework::Actix, Framework::Tonic];
+
+/// A verifier whose issuer's tokens may name no org.
+fn verifier() -> Verifier {
+    Verifier::builder(Environment::Production)
+        .add_issuer(
+            IssuerProfile::new(ISSUER)
+                .hmac_secret(SECRET)
+                .allowed_roles(["authenticated", "org_admin"])
+                .org_from_request(true),
+        )
+        .clock(|| NOW)
+        .build()
+        .expect("verifier")
+}
+
+/// A token of `user` without an org.
+fn token(user: Uuid) -> String {
+    good(&with(
+        with(without(claims(), "org_id"), "sub", json!(user)),
+        "iss",
+        json!(ISSUER),
+    ))
+}
+
+/// A token of `user` naming `org`.
+fn org_token(user: Uuid, org: Uuid) -> String {
+    good(&with(
+        with(with(claims(), "org_id", json!(org)), "sub", json!(user)),
+        "iss",
+        json!(ISSUER),
+    ))
+}
+
+fn req(method: &str, path: &str, token: Option<&str>, org: Option<&str>) -> Req {
+    let mut req = if method == "GET" {
+        Req::get(path)
+    } else {
+        Req::post(path)
+    };
+    if let Some(token) = token {
+        req = req.bearer(token);
+    }
+    if let Some(org) = org {
+        req = req.header("x-org-id", org);
+    }
+    req
+}
+
+/// Status and (HTTP frameworks) error code.
+fn expect(fw: Framework, answer: &Answer, status: u16, code: Option<&str>, what: &str) {
+    if fw == Framework::Tonic {
+        // Compared through the guard's status mapping (a success is `OK`).
+        let want = if status < 300 {
+            0
+        } else {
+            grpc::code(http::StatusCode::from_u16(status).unwrap())
+        };
+        let got = answer
+            .header("grpc-status")
+            .map_or(0, |s| s.parse().unwrap());
+        assert_eq!(got, want, "{fw:?}: {what}: {answer:?}");
+    } else {
+        assert_eq!(answer.status, status, "{fw:?}: {what}: {answer:?}");
+    }
+    if let Some(code) = code
+        && fw != Framework::Tonic
+    {
+        assert_eq!(answer.error_code(), code, "{fw:?}: {what}");
+    }
+}
+
+#[actix_web::test]
+async fn header_selected_orgs_are_checked_in_the_database() {
+    let server = TestPostgres::shared().expect("test server");
+    for fw in ALL {
+        let env = Env::new(server, 2, |b| b).await;
+        env.admin.batch_execute(&schema()).await.expect("schema");
+        let membership = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"))
+            .lookup_role(Role::new(READER).unwrap())
+            .cache(2, Duration::from_secs(600));
+        let cache = membership.cache_handle();
+        let mut config = AppConfig::new(verifier()).pool(env.pool.clone());
+        config.nested_guard = Some(GuardConfig::new(verifier()).org_membership(membership.clone()));
+        config.shared_guard = Some(config.guard().org_membership(membership));
+
+        let (user, x, y, z, w) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        // In w, a (hostile) row grants a role that is no user role of the pool.
+        env.admin
+            .execute(
+                "INSERT INTO memberships VALUES ($1, $2, 'authenticated'), ($1, $3, 'authenticated'), \
+                 ($1, $4, 'service_role')",
+                &[&user, &x, &z, &w],
+            )
+            .await
+            .unwrap();
+        let t = token(user);
+        let (xs, ys, zs) = (x.to_string(), y.to_string(), z.to_string());
+        let tag = format!("{fw:?}-m");
+
+        // A member: scoped to the chosen org, with the membership's role.
+        let a = fw
+            .send(
+                &config,
+                &req("POST", &format!("/notes/{tag}-x"), Some(&t), Some(&xs)),
+            )
+            .await;
+        expect(fw, &a, 201, None, "member writes");
+        let a = fw
+            .send(&config, &req("GET", "/notes", Some(&t), Some(&xs)))
+            .await;
+        expect(fw, &a, 200, None, "member reads");
+        assert_eq!(
+            a.json(),
+            json!([{"org_id": xs, "body": format!("{tag}-x")}]),
+            "{fw:?}"
+        );
+        let me = fw
+            .send(&config, &req("GET", "/me", Some(&t), Some(&zs)))
+            .await;
+        expect(fw, &me, 200, None, "member of z");
+        assert_eq!(me.json()["org_id"], Value::String(zs.clone()), "{fw:?}");
+        assert_eq!(
+            me.json()["role"],
+            "authenticated",
+            "{fw:?}: the membership's role"
+        );
+        let a = fw
+            .send(&config, &req("GET", "/me", Some(&t), Some(&w.to_string())))
+            .await;
+        expect(
+            fw,
+            &a,
+            403,
+            Some("role_not_allowed"),
+            "a membership granting service_role",
+        );
+
+        // Not a member; no org; a malformed org.
+        let a = fw
+            .send(
+                &config,
+                &req("POST", &format!("/notes/{tag}-y"), Some(&t), Some(&ys)),
+            )
+            .await;
+        expect(fw, &a, 403, Some("not_a_member"), "non-member");
+        let a = fw
+            .send(&config, &req("GET", "/notes", Some(&t), None))
+            .await;
+        expect(fw, &a, 400, Some("org_required"), "no org");
+        let a = fw
+            .send(
+                &config,
+                &req("GET", "/notes", Some(&t), Some("x'; DROP TABLE notes")),
+            )
+            .await;
+        expect(fw, &a, 400, Some("invalid_org_header"), "malformed org");
+        // A bad token is still 401, header or not.
+        let a = fw
+            .send(
+                &config,
+                &req("GET", "/notes", Some("not.a.token"), Some(&xs)),
+            )
+            .await;
+        expect(fw, &a, 401, None, "bad token");
+
+        // The cache is bounded (x, z, w, y were looked up; capacity 2).
+        assert!(cache.len() <= 2, "{fw:?}: {} cached", cache.len());
+
+        // Revoked: the cached answer holds until invalidated, then 403.
+        cache.clear();
+        let a = fw
+            .send(&config, &req("GET", "/notes", Some(&t), Some(&xs)))
+            .await;
+        expect(fw, &a, 200, None, "member again (cached now)");
+        env.admin
+            .execute("DELETE FROM memberships WHERE user_id = $1", &[&user])
+            .await
+            .unwrap();
+        let a = fw
+            .send(&config, &req("GET", "/notes", Some(&t), Some(&xs)))
+            .await;
+        expect(fw, &a, 200, None, "revoked but cached");
+        cache.invalidate(&user.to_string(), x);
+        let a = fw
+            .send(&config, &req("GET", "/notes", Some(&t), Some(&xs)))
+            .await;
+        expect(
+            fw,
+            &a,
+            403,
+            Some("not_a_member"),
+            "revoked after invalidation",
+        );
+
+        // A token naming its org is authoritative: another org in the header is 403.
+        let owned = org_token(user, y);
+        let a = fw
+            .send(&config, &req("GET", "/me", Some(&owned), Some(&xs)))
+            .await;
+        expect(
+            fw,
+            &a,
+            403,
+            Some("org_mismatch"),
+            "header against the token's org",
+        );
+        let a = fw
+            .send(&config, &req("GET", "/me", Some(&owned), Some(&ys)))
+            .await;
+        expect(fw, &a, 200, None, "header naming the token's org");
+        assert_eq!(a.json()["org_id"], Value::String(ys.clone()), "{fw:?}");
+
+        let notes = env.notes().await;
+        assert_eq!(
+            notes
+                .iter()
+                .filter(|(_, b)| b.starts_with(&tag))
+                .collect::<Vec<_>>(),
+            vec![&(x, format!("{tag}-x"))],
+            "{fw:?}: only the member's write, in the chosen org"
+        );
+        env.assert_pool_clean().await;
+    }
+}
+
+/// Without `org_membership`, an org header is ignored (the token's org scopes) and a token
+/// without an org is refused.
+#[actix_web::test]
+async fn the_org_header_is_ignored_without_the_feature() {
+    let server = TestPostgres::shared().expect("test server");
+    for fw in ALL {
+        let env = Env::new(server, 2, |b| b).await;
+        let caller = Caller::new();
+        let other = Uuid::new_v4().to_string();
+        let a = fw
+            .send(&env.app, &caller.get("/me").header("x-org-id", &other))
+            .await;
+        expect(fw, &a, 200, None, "header ignored");
+        assert_eq!(a.json()["org_id"], Value::String(caller.org.to_string()));
+        let config = AppConfig::new(verifier()).pool(env.pool.clone());
+        let a = fw
+            .send(
+                &config,
+                &req("GET", "/me", Some(&token(Uuid::new_v4())), Some(&other)),
+            )
+            .await;
+        expect(fw, &a, 403, Some("invalid_org"), "no org, no feature");
+    }
+}
+
+/// `allow_anonymous`: no token → the `anon` role (RLS decides); a bad token → 401.
+#[actix_web::test]
+async fn anonymous_route_groups_are_scoped_to_anon() {
+    let server = TestPostgres::shared().expect("test server");
+    for fw in ALL {
+        let env = Env::new(server, 2, |b| b).await;
+        env.admin.batch_execute(&schema()).await.expect("schema");
+        let caller = Caller::new();
+        let tag = format!("{fw:?}-anon");
+        for body in ["public", "private"] {
+            let a = fw
+                .send(&env.app, &caller.post(&format!("/notes/{tag}-{body}")))
+                .await;
+            expect(fw, &a, 201, None, "setup");
+        }
+        let mut config = env.app.clone();
+        let anon = Role::new("anon").unwrap();
+        config.nested_guard =
+            Some(GuardConfig::new(config.verifier.clone()).allow_anonymous(anon.clone()));
+        config.shared_guard = Some(config.guard().allow_anonymous(anon));
+        let a = fw.send(&config, &Req::get("/notes")).await;
+        expect(fw, &a, 200, None, "anonymous read");
+        assert_eq!(
+            a.json(),
+            json!([{"org_id": caller.org.to_string(), "body": format!("{tag}-public")}]),
+            "{fw:?}: RLS shows anon the public note only"
+        );
+        let me = fw.send(&config, &Req::get("/me")).await;
+        expect(fw, &me, 200, None, "anonymous principal");
+        assert_eq!(me.json()["role"], "anon", "{fw:?}");
+        assert_eq!(me.json()["user_id"], "", "{fw:?}");
+        let a = fw
+            .send(&config, &Req::get("/notes").bearer("not.a.token"))
+            .await;
+        expect(fw, &a, 401, None, "bad token");
+        assert!(a.header("www-authenticate").is_some(), "{fw:?}");
+        let a = fw
+            .send(&config, &Req::post(&format!("/notes/{tag}-w")))
+            .await;
+        assert!(a.status >= 400, "{fw:?}: anon cannot write: {a:?}");
+        let a = fw.send(&config, &caller.get("/me")).await;
+        assert_eq!(
+            a.json()["role"],
+            "authenticated",
+            "{fw:?}: tokens still work"
+        );
+        // Without the opt-in, no token is 401.
+        let a = fw.send(&env.app, &Req::get("/notes")).await;
+        expect(fw, &a, 401, Some("missing_token"), "no opt-in");
+        env.assert_pool_clean().await;
+    }
+}
