@@ -187,7 +187,7 @@ impl GuardConfig {
                 return Admission::Pending(PendingAdmission(Box::pin(async move {
                     let principal = match lookup.run().await {
                         Ok(principal) => principal,
-                        Err(error) => return Err(Refused::new(&span, error)),
+                        Err(error) => return Err(Refused::new(&span, *error)),
                     };
                     match config.proceed(
                         principal,
@@ -204,7 +204,7 @@ impl GuardConfig {
                     }
                 })));
             }
-            Err(error) => return Admission::Refused(Refused::new(span, error)),
+            Err(error) => return Admission::Refused(Refused::new(span, *error)),
         };
         self.proceed(
             principal,
@@ -222,14 +222,14 @@ impl GuardConfig {
         &self,
         headers: &http::HeaderMap,
         pool: Option<&(TenantPool, Option<Arc<OrgCap>>)>,
-    ) -> Result<Identified, ErrorResponse> {
+    ) -> Result<Identified, Box<ErrorResponse>> {
         let Some(membership) = &self.membership else {
             return match self.authorize(headers) {
                 Ok(principal) => Ok(Identified::Ready(principal)),
                 Err(AuthError::MissingToken) if self.anonymous.is_some() => {
                     Ok(Identified::Ready(self.anonymous_principal()))
                 }
-                Err(error) => Err(error.to_error_response()),
+                Err(error) => Err(refusal(&error)),
             };
         };
         let identity = match self.verifier.authenticate_identity(headers) {
@@ -237,26 +237,23 @@ impl GuardConfig {
             Err(AuthError::MissingToken) if self.anonymous.is_some() => {
                 return Ok(Identified::Ready(self.anonymous_principal()));
             }
-            Err(error) => return Err(error.to_error_response()),
+            Err(error) => return Err(refusal(&error)),
         };
-        let requested = membership
-            .requested_org(headers)
-            .map_err(|e| e.to_error_response())?;
+        let requested = membership.requested_org(headers).map_err(|e| refusal(&e))?;
         let pending = match identity {
             Identity::Org(principal) => {
                 // The token's org is authoritative.
                 if requested.is_some_and(|org| org != principal.org_id()) {
-                    return Err(OrgError::Mismatch.to_error_response());
+                    return Err(refusal(&OrgError::Mismatch));
                 }
-                self.check_role(&principal)
-                    .map_err(|e| e.to_error_response())?;
+                self.check_role(&principal).map_err(|e| refusal(&e))?;
                 return Ok(Identified::Ready(principal));
             }
             Identity::NeedsOrg(pending) => pending,
             // A kind of identity this pipeline does not know: refuse.
-            _ => return Err(AuthError::InvalidOrg.to_error_response()),
+            _ => return Err(refusal(&AuthError::InvalidOrg)),
         };
-        let org = requested.ok_or_else(|| OrgError::Missing.to_error_response())?;
+        let org = requested.ok_or_else(|| refusal(&OrgError::Missing))?;
         let lookup = Lookup {
             config: self.clone(),
             membership: Arc::clone(membership),
@@ -340,10 +337,10 @@ struct Lookup {
 }
 
 impl Lookup {
-    async fn run(self) -> Result<Principal, ErrorResponse> {
+    async fn run(self) -> Result<Principal, Box<ErrorResponse>> {
         let Some(pool) = &self.pool else {
             tracing::error!("org membership configured on a guard without a pool (server bug)");
-            return Err(OrgError::NoPool.to_error_response());
+            return Err(refusal(&OrgError::NoPool));
         };
         match self
             .membership
@@ -355,15 +352,15 @@ impl Lookup {
                 if let OrgError::Lookup(cause) = &error {
                     tracing::warn!(error = %cause, "the membership lookup failed");
                 }
-                Err(error.to_error_response())
+                Err(refusal(&error))
             }
         }
     }
 
     /// The principal of a member (with the membership's role), or the refusal.
-    fn member(self, answer: Option<Role>) -> Result<Principal, ErrorResponse> {
+    fn member(self, answer: Option<Role>) -> Result<Principal, Box<ErrorResponse>> {
         let Some(role) = answer else {
-            return Err(OrgError::NotAMember.to_error_response());
+            return Err(refusal(&OrgError::NotAMember));
         };
         if self
             .pool
@@ -371,12 +368,17 @@ impl Lookup {
             .is_some_and(|p| !p.allows_user_role(&role))
         {
             tracing::warn!(org_id = %self.org, %role, "the membership's role is not a user role of the pool");
-            return Err(OrgError::RoleNotAllowed.to_error_response());
+            return Err(refusal(&OrgError::RoleNotAllowed));
         }
         let principal = self.pending.into_member(self.org, role);
         self.config
             .check_role(&principal)
-            .map_err(|e| e.to_error_response())?;
+            .map_err(|e| refusal(&e))?;
         Ok(principal)
     }
+}
+
+/// A refusal, boxed (an `ErrorResponse` is large for a `Result`'s error).
+fn refusal(error: &impl ToErrorResponse) -> Box<ErrorResponse> {
+    Box::new(error.to_error_response())
 }
