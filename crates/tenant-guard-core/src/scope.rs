@@ -181,7 +181,7 @@ pub struct ScopeOptions {
 }
 
 impl ScopeOptions {
-    /// Records `id` (a [`RequestId`](tenant_guard_core::RequestId), or any text) in the
+    /// Records `id` (a [`RequestId`](crate::RequestId), or any text) in the
     /// transaction-local setting `tenant_guard.request_id`, for audit triggers and logs.
     #[must_use]
     pub fn request_id(mut self, id: impl fmt::Display) -> Self {
