@@ -2,10 +2,7 @@
 //! same as the tokio-postgres guard's (`tenant_guard_postgres::GuardError`).
 
 use http::StatusCode;
-use tenant_guard_core::{ErrorResponse, ToErrorResponse};
-
-/// Seconds a client is asked to wait (`Retry-After`) after a transient failure.
-const RETRY_AFTER_SECONDS: u64 = 1;
+use tenant_guard_core::{DbFailure, ErrorResponse, ToErrorResponse};
 
 /// An error of the sqlx guard: the pool, the scoping, or a statement run on a scoped
 /// transaction (convert a statement's `sqlx::Error` with `?`: `From<sqlx::Error>` classifies it).
@@ -204,81 +201,46 @@ impl SqlxGuardError {
 
     /// `true` for transient failures worth retrying later.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::PoolTimeout
-                | Self::PoolClosed
-                | Self::Unavailable(_)
-                | Self::TransactionConflict(_)
-                | Self::StatementTimeout(_)
-        )
+        self.failure().is_transient()
     }
 
     /// The stable error code of the HTTP body (`forbidden_by_policy`, `database_busy`, …).
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::PoolTimeout => "database_busy",
-            Self::PoolClosed | Self::Unavailable(_) => "database_unavailable",
-            Self::ForbiddenByPolicy(_) => "forbidden_by_policy",
-            Self::RoleNotAllowed(_) => "role_not_allowed",
-            Self::UniqueViolation(_) => "conflict",
-            Self::ConstraintViolation(_) => "constraint_violation",
-            Self::TransactionConflict(_) => "transaction_conflict",
-            Self::StatementTimeout(_) => "database_timeout",
-            Self::Database(_) => "database_error",
-            Self::Scope(_) => "internal_error",
-        }
+        self.failure().code()
     }
 
     /// The HTTP status adapters answer with.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::PoolTimeout
-            | Self::PoolClosed
-            | Self::Unavailable(_)
-            | Self::TransactionConflict(_)
-            | Self::StatementTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::ForbiddenByPolicy(_) | Self::RoleNotAllowed(_) => StatusCode::FORBIDDEN,
-            Self::UniqueViolation(_) => StatusCode::CONFLICT,
-            Self::ConstraintViolation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Scope(_) | Self::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.failure().status()
     }
 
-    fn public_message(&self) -> &'static str {
+    /// What this error means to a client: the same mapping as the tokio-postgres guard's.
+    pub fn failure(&self) -> DbFailure {
         match self {
-            Self::PoolTimeout => "the service is busy; retry shortly",
-            Self::PoolClosed | Self::Unavailable(_) => {
-                "the database is temporarily unavailable; retry shortly"
-            }
-            Self::ForbiddenByPolicy(_) => "the operation is not permitted for this organization",
-            Self::RoleNotAllowed(_) => "the token's role is not allowed here",
-            Self::UniqueViolation(_) => "a record with the same unique value already exists",
-            Self::ConstraintViolation(_) => "the data violates a database constraint",
-            Self::TransactionConflict(_) => "the request conflicted with another; retry it",
-            Self::StatementTimeout(_) => "the database took too long to answer; retry shortly",
-            Self::Scope(_) | Self::Database(_) => "internal server error",
+            Self::PoolTimeout => DbFailure::Busy,
+            Self::PoolClosed | Self::Unavailable(_) => DbFailure::Unavailable,
+            Self::ForbiddenByPolicy(_) => DbFailure::ForbiddenByPolicy,
+            Self::RoleNotAllowed(_) => DbFailure::RoleNotAllowed,
+            Self::UniqueViolation(_) => DbFailure::UniqueViolation,
+            Self::ConstraintViolation(_) => DbFailure::ConstraintViolation,
+            Self::TransactionConflict(_) => DbFailure::TransactionConflict,
+            Self::StatementTimeout(_) => DbFailure::StatementTimeout,
+            Self::Database(_) => DbFailure::Database,
+            Self::Scope(_) => DbFailure::Internal,
         }
     }
 }
 
 impl ToErrorResponse for SqlxGuardError {
     fn to_error_response(&self) -> ErrorResponse {
-        if let Self::Scope(_) = self {
-            return ErrorResponse::internal();
-        }
-        let response = ErrorResponse::new(self.status(), self.code(), self.public_message());
-        if self.is_transient() {
-            response.with_retry_after(RETRY_AFTER_SECONDS)
-        } else {
-            response
-        }
+        self.failure().to_error_response()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tenant_guard_core::RETRY_AFTER_SECONDS;
 
     #[test]
     fn pool_errors_are_503_with_retry_after() {
