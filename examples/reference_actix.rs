@@ -307,6 +307,10 @@ async fn main() -> ExitCode {
         return common::fail(&"the listener was already taken".into());
     };
     let mut guard = TenantGuard::new(app.verifier.clone()).pool(app.pool.clone());
+    // ORG_SOURCE=header: the org a request names in its header, checked by the membership lookup.
+    if let Some(membership) = &app.membership {
+        guard = guard.org_membership(membership.clone());
+    }
     // DB_BACKEND=sqlx: the same routes over sqlx.
     let on_sqlx = app.sqlx.is_some();
     if let Some(sqlx) = &app.sqlx {

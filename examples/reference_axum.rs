@@ -377,6 +377,10 @@ async fn main() -> ExitCode {
         None => return common::fail(&"the listener was already taken".into()),
     };
     let mut guard = TenantGuardLayer::new(app.verifier.clone()).pool(app.pool.clone());
+    // ORG_SOURCE=header: the org a request names in its header, checked by the membership lookup.
+    if let Some(membership) = &app.membership {
+        guard = guard.org_membership(membership.clone());
+    }
     match common::rate_limiter(&app.config) {
         Ok(Some(limiter)) => guard = guard.rate_limit(limiter),
         Ok(None) => {}

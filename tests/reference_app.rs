@@ -51,6 +51,12 @@ const APP_VARS: &[&str] = &[
     "RATE_LIMIT_PER_MINUTE",
     "LOG_FORMAT",
     "BODY_TIMEOUT_SECONDS",
+    "ORG_SOURCE",
+    "ORG_HEADER",
+    "MEMBERSHIP_SQL",
+    "MEMBERSHIP_ROLE",
+    "MEMBERSHIP_CACHE_TTL_SECONDS",
+    "MEMBERSHIP_CACHE_SIZE",
 ];
 
 /// The example binary `name`, built next to this test executable.
@@ -1373,4 +1379,288 @@ fn axum_reference_app_starts_against_an_oidc_issuer_from_env() {
 #[test]
 fn actix_reference_app_starts_against_an_oidc_issuer_from_env() {
     check_oidc_issuer_from_env("reference_actix");
+}
+
+/// Runs `sql` on `database` as its superuser (a fresh connection on a throwaway runtime).
+fn admin_sql(database: &TestDatabase, sql: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = database.connect().await.expect("connect");
+        client.batch_execute(sql).await.expect("admin SQL");
+    });
+}
+
+/// A token of `sub` that names no org.
+fn token_without_org(sub: &str) -> String {
+    let mut claims = claims(sub, ORG_A);
+    claims.as_object_mut().expect("object").remove("org_id");
+    sign(&claims, SECRET)
+}
+
+/// `GET path` with a bearer token and an org header.
+fn get_in_org(app: &RunningApp, path: &str, token: &str, header: &str, org: &str) -> Reply {
+    let bearer = format!("Bearer {token}");
+    app.request(
+        "GET",
+        path,
+        &[("authorization", &bearer), (header, org)],
+        "",
+    )
+}
+
+/// `ORG_SOURCE=header` (issue 14): tokens without an org name it in `x-org-id` (or `ORG_HEADER`),
+/// the membership lookup in the reference schema's `memberships` table decides. A member gets 200
+/// scoped to the chosen org (RLS shows that org's rows only, writes land there); a non-member 403
+/// `not_a_member`; a token naming its org with another org in the header 403 `org_mismatch`; a
+/// revoked membership is 403 once the cached answer expires (`MEMBERSHIP_CACHE_TTL_SECONDS`).
+fn check_header_selected_orgs(example: &str, header: Option<&str>) {
+    let database = TestPostgres::shared()
+        .expect("test PostgreSQL")
+        .create_database()
+        .expect("test database");
+    let url = database.url().to_owned();
+    let mut vars = vec![
+        ("APP_ENV", "test"),
+        ("JWT_SECRET", SECRET),
+        ("DATABASE_URL", url.as_str()),
+        ("ORG_SOURCE", "header"),
+        ("MEMBERSHIP_CACHE_TTL_SECONDS", "1"),
+    ];
+    if let Some(header) = header {
+        vars.push(("ORG_HEADER", header));
+    }
+    // Declared after the database: the app stops before its database is dropped.
+    let mut app = RunningApp::start_with(example, &vars, None);
+    let header = header.unwrap_or("x-org-id");
+    // The app applied the schema: memberships and one project in each org, written directly.
+    admin_sql(
+        &database,
+        &format!(
+            "INSERT INTO memberships (user_id, org_id) VALUES ('carol', '{ORG_A}');
+             INSERT INTO projects (org_id, name) VALUES ('{ORG_A}', 'a-row'), ('{ORG_B}', 'b-row');"
+        ),
+    );
+    let carol = token_without_org("carol");
+
+    // A member, no org in the token: scoped to the org the header names.
+    let me = get_in_org(&app, "/me", &carol, header, ORG_A);
+    assert_eq!(me.status, 200, "{me:?}");
+    assert_eq!(
+        me.json(),
+        serde_json::json!({"user_id": "carol", "org_id": ORG_A, "role": "authenticated"})
+    );
+    let listed = get_in_org(&app, "/projects", &carol, header, ORG_A);
+    assert_eq!(listed.status, 200, "{listed:?}");
+    let names: Vec<(String, String)> = listed
+        .json()
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|p| {
+            (
+                p["org_id"].as_str().unwrap().to_owned(),
+                p["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![(ORG_A.to_owned(), "a-row".to_owned())],
+        "only the chosen org's rows"
+    );
+    let bearer = format!("Bearer {carol}");
+    let created = app.request(
+        "POST",
+        "/projects",
+        &[
+            ("authorization", &bearer),
+            (header, ORG_A),
+            ("content-type", "application/json"),
+        ],
+        &format!(r#"{{"name": "by-carol", "org_id": "{ORG_B}"}}"#),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(created.json()["org_id"], ORG_A, "written in the chosen org");
+
+    // Not a member of B: 403 with a JSON body and an RFC 6750 challenge, like the other 403s.
+    for path in ["/me", "/projects"] {
+        let reply = get_in_org(&app, path, &carol, header, ORG_B);
+        assert_eq!(reply.assert_error(403, "non-member"), "not_a_member");
+        let www = reply.header("www-authenticate").unwrap_or_default();
+        assert!(
+            www.starts_with("Bearer") && www.contains("insufficient_scope"),
+            "{www}"
+        );
+        assert!(!reply.body.contains(&carol), "token echoed");
+    }
+    // Nobody's member at all, and no org named: refused, never scoped.
+    let dave = token_without_org("dave");
+    get_in_org(&app, "/projects", &dave, header, ORG_A).assert_error(403, "dave");
+    let code = app
+        .get("/projects", Some(&carol))
+        .assert_error(400, "no org named");
+    assert_eq!(code, "org_required");
+    let code = get_in_org(&app, "/projects", &carol, header, "not-a-uuid")
+        .assert_error(400, "malformed org");
+    assert_eq!(code, "invalid_org_header");
+
+    // A token that names its org wins: another org in the header is 403, the same one is fine.
+    let alice = sign(&claims("alice", ORG_A), SECRET);
+    let code = get_in_org(&app, "/me", &alice, header, ORG_B).assert_error(403, "mismatch");
+    assert_eq!(code, "org_mismatch");
+    let same = get_in_org(&app, "/me", &alice, header, ORG_A);
+    assert_eq!(same.status, 200, "{same:?}");
+    assert_eq!(app.get("/me", Some(&alice)).status, 200, "no header needed");
+
+    // Revoked in the database: refused once the cached answer (1 s) has expired.
+    admin_sql(&database, "DELETE FROM memberships WHERE user_id = 'carol'");
+    std::thread::sleep(Duration::from_millis(1_500));
+    let reply = get_in_org(&app, "/projects", &carol, header, ORG_A);
+    assert_eq!(reply.assert_error(403, "revoked"), "not_a_member");
+
+    // Nothing was written outside org A, and only carol's one project.
+    let carols = get_in_org(&app, "/projects", &alice, header, ORG_A).json();
+    assert_eq!(
+        carols.as_array().expect("array").len(),
+        2,
+        "a-row and by-carol: {carols}"
+    );
+    assert!(app.terminate(), "SIGTERM must shut {example} down cleanly");
+}
+
+/// Runs `example` with `vars` (no database needed: it must refuse before or at the lookup check)
+/// and returns its stderr, asserting it exited non-zero without a `listening on` line.
+fn start_refused(example: &str, vars: &[(&str, &str)]) -> String {
+    let mut command = Command::new(example_binary(example));
+    for var in APP_VARS {
+        command.env_remove(var);
+    }
+    let output = command
+        .env("BIND", "127.0.0.1:0")
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the example");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "{vars:?}: it must refuse to start: {stderr}"
+    );
+    assert!(output.stdout.is_empty(), "{vars:?}: no listening line");
+    stderr
+}
+
+/// Fail closed: every bad value of the org-source variables refuses to start, naming the variable
+/// (a membership variable without `ORG_SOURCE=header` too: it would be silently ignored).
+fn check_org_source_misconfiguration(example: &str) {
+    let database = TestPostgres::shared()
+        .expect("test PostgreSQL")
+        .create_database()
+        .expect("test database");
+    let url = database.url().to_owned();
+    let base = [
+        ("APP_ENV", "test"),
+        ("JWT_SECRET", SECRET),
+        ("DATABASE_URL", url.as_str()),
+    ];
+    for (extra, named) in [
+        (&[("ORG_SOURCE", "headers")][..], "ORG_SOURCE"),
+        (
+            &[("ORG_SOURCE", "header"), ("ORG_HEADER", "x org")][..],
+            "ORG_HEADER",
+        ),
+        (
+            &[("ORG_SOURCE", "header"), ("ORG_HEADER", "Authorization")][..],
+            "ORG_HEADER",
+        ),
+        (
+            &[("ORG_SOURCE", "header"), ("MEMBERSHIP_ROLE", "bad role;")][..],
+            "MEMBERSHIP_ROLE",
+        ),
+        (
+            &[
+                ("ORG_SOURCE", "header"),
+                ("MEMBERSHIP_CACHE_TTL_SECONDS", "-1"),
+            ][..],
+            "MEMBERSHIP_CACHE_TTL_SECONDS",
+        ),
+        (
+            &[("ORG_SOURCE", "header"), ("MEMBERSHIP_CACHE_SIZE", "many")][..],
+            "MEMBERSHIP_CACHE_SIZE",
+        ),
+        (
+            &[
+                ("ORG_SOURCE", "header"),
+                ("MEMBERSHIP_SQL", "SELECT 'authenticated'"),
+            ][..],
+            "MEMBERSHIP_SQL",
+        ),
+        (
+            &[(
+                "MEMBERSHIP_SQL",
+                "SELECT role FROM m WHERE u = $1 AND o = $2",
+            )][..],
+            "MEMBERSHIP_SQL",
+        ),
+        (&[("ORG_HEADER", "x-tenant")][..], "ORG_HEADER"),
+        // Checked against the database at start: a missing table, a role that does not exist.
+        (
+            &[
+                ("ORG_SOURCE", "header"),
+                (
+                    "MEMBERSHIP_SQL",
+                    "SELECT role FROM no_such_table WHERE u = $1 AND o = $2",
+                ),
+            ][..],
+            "MEMBERSHIP_SQL",
+        ),
+        (
+            &[
+                ("ORG_SOURCE", "header"),
+                ("MEMBERSHIP_ROLE", "no_such_role"),
+            ][..],
+            "MEMBERSHIP_ROLE",
+        ),
+    ] {
+        let vars: Vec<(&str, &str)> = base.iter().chain(extra).copied().collect();
+        let stderr = start_refused(example, &vars);
+        assert!(stderr.contains(named), "{extra:?}: {stderr}");
+        assert!(
+            !stderr.contains(SECRET),
+            "{extra:?}: the secret in the message"
+        );
+    }
+}
+
+#[test]
+fn axum_reference_app_checks_header_selected_orgs() {
+    check_header_selected_orgs("reference_axum", None);
+}
+
+#[test]
+fn actix_reference_app_checks_header_selected_orgs() {
+    check_header_selected_orgs("reference_actix", Some("x-tenant"));
+}
+
+#[test]
+fn axum_reference_app_on_sqlx_checks_header_selected_orgs() {
+    check_header_selected_orgs("reference_axum+sqlx", Some("x-tenant"));
+}
+
+#[test]
+fn actix_reference_app_on_sqlx_checks_header_selected_orgs() {
+    check_header_selected_orgs("reference_actix+sqlx", None);
+}
+
+#[test]
+fn axum_reference_app_refuses_a_bad_org_source() {
+    check_org_source_misconfiguration("reference_axum");
+}
+
+#[test]
+fn actix_reference_app_refuses_a_bad_org_source() {
+    check_org_source_misconfiguration("reference_actix");
 }

@@ -48,11 +48,31 @@ pub const DEMO_ORGS: [(&str, &str); 2] = [
 /// How long demo tokens stay valid.
 const DEMO_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 
-/// The app's schema on top of the library's support SQL: one tenant table under forced RLS.
+/// The role the membership lookup of `ORG_SOURCE=header` runs as by default (`MEMBERSHIP_ROLE`):
+/// `NOLOGIN`, allowed to read `memberships` and nothing else.
+pub const MEMBERSHIP_READER: &str = "membership_reader";
+
+/// The app's schema on top of the library's support SQL: one tenant table under forced RLS, and
+/// the `memberships` table `ORG_SOURCE=header` checks (readable by [`MEMBERSHIP_READER`] only:
+/// neither `authenticated` nor `anon` may read or write it).
 ///
 /// Idempotent: safe to apply on every start.
 pub const SCHEMA_SQL: &str = r#"
 SET LOCAL client_min_messages = warning;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'membership_reader') THEN
+        CREATE ROLE membership_reader NOLOGIN;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END $$;
+CREATE TABLE IF NOT EXISTS public.memberships (
+    user_id text NOT NULL,
+    org_id uuid NOT NULL,
+    role text NOT NULL DEFAULT 'authenticated',
+    PRIMARY KEY (user_id, org_id)
+);
+REVOKE ALL ON public.memberships FROM PUBLIC;
+GRANT SELECT ON public.memberships TO membership_reader;
 CREATE TABLE IF NOT EXISTS public.projects (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     org_id uuid NOT NULL,
@@ -83,6 +103,7 @@ DO $$ BEGIN
     END IF;
 END $$;
 SELECT tenant_guard.grant_app_roles('authenticator');
+GRANT membership_reader TO authenticator;
 "#;
 
 /// Output format of the logs on stderr (`LOG_FORMAT`).
@@ -132,6 +153,138 @@ pub struct Config {
     /// ones get 408. (The guard holds no connection while a body arrives; this bounds the
     /// socket and the task.)
     pub body_timeout: Duration,
+    /// `ORG_SOURCE` and the membership variables: where a request's org comes from.
+    pub org_source: OrgSource,
+}
+
+/// Where a request's org comes from (`ORG_SOURCE`).
+#[derive(Debug, Clone)]
+pub enum OrgSource {
+    /// `token` (the default): the org claim of the verified token, nothing else.
+    Token,
+    /// `header`: tokens may carry no org; the request names it in a header and the membership
+    /// lookup decides (a token that names its org still wins).
+    Header(MembershipConfig),
+}
+
+/// The membership lookup of `ORG_SOURCE=header`.
+#[derive(Debug, Clone)]
+pub struct MembershipConfig {
+    /// `ORG_HEADER` (default `x-org-id`).
+    pub header: http::HeaderName,
+    /// `MEMBERSHIP_SQL` (default: the library's, which fits [`SCHEMA_SQL`]'s `memberships`).
+    pub sql: String,
+    /// `MEMBERSHIP_ROLE` (default [`MEMBERSHIP_READER`]): the role the lookup runs as.
+    pub role: tenant_guard::Role,
+    /// `MEMBERSHIP_CACHE_TTL_SECONDS` (default 30; 0: every request asks the database).
+    pub cache_ttl: Duration,
+    /// `MEMBERSHIP_CACHE_SIZE` (default 10 000; 0: nothing is cached).
+    pub cache_size: usize,
+}
+
+/// The variables that only mean something with `ORG_SOURCE=header`.
+const MEMBERSHIP_VARS: [&str; 5] = [
+    "ORG_HEADER",
+    "MEMBERSHIP_SQL",
+    "MEMBERSHIP_ROLE",
+    "MEMBERSHIP_CACHE_TTL_SECONDS",
+    "MEMBERSHIP_CACHE_SIZE",
+];
+
+/// Headers the org may not come from: the pipeline reads them for something else.
+const RESERVED_HEADERS: [&str; 5] = [
+    "authorization",
+    "cookie",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+];
+
+impl OrgSource {
+    /// Reads `ORG_SOURCE` and, for `header`, the membership variables; any bad value (or a
+    /// membership variable without `ORG_SOURCE=header`) is an error naming the variable.
+    fn from_lookup(non_empty: &dyn Fn(&str) -> Option<String>) -> Result<Self, StartError> {
+        let source = non_empty("ORG_SOURCE");
+        match source.as_deref().map(str::trim) {
+            None | Some("token") => {
+                if let Some(var) = MEMBERSHIP_VARS.iter().find(|v| non_empty(v).is_some()) {
+                    return Err(format!(
+                        "{var} is set but ORG_SOURCE is not `header`: set ORG_SOURCE=header to \
+                         choose orgs per request, or unset {var}"
+                    )
+                    .into());
+                }
+                return Ok(Self::Token);
+            }
+            Some("header") => {}
+            Some(v) => {
+                return Err(format!("ORG_SOURCE must be `token` or `header`, got {v:?}").into());
+            }
+        }
+        let header = match non_empty("ORG_HEADER") {
+            None => http::HeaderName::from_static("x-org-id"),
+            Some(v) => {
+                let name = http::HeaderName::from_bytes(v.trim().as_bytes())
+                    .map_err(|_| format!("ORG_HEADER must be a header name, got {v:?}"))?;
+                if RESERVED_HEADERS.contains(&name.as_str()) {
+                    return Err(format!(
+                        "ORG_HEADER may not be {name:?}: the guard reads that header for \
+                         something else"
+                    )
+                    .into());
+                }
+                name
+            }
+        };
+        let sql = non_empty("MEMBERSHIP_SQL").map_or_else(
+            || tenant_guard::http::DEFAULT_MEMBERSHIP_SQL.to_owned(),
+            |v| v.trim().to_owned(),
+        );
+        if !(sql.contains("$1") && sql.contains("$2")) {
+            return Err(
+                "MEMBERSHIP_SQL must use $1 (the token's sub) and $2 (the requested org)".into(),
+            );
+        }
+        let role = match non_empty("MEMBERSHIP_ROLE") {
+            None => tenant_guard::Role::new(MEMBERSHIP_READER)?,
+            Some(v) => tenant_guard::Role::new(v.trim())
+                .map_err(|_| format!("MEMBERSHIP_ROLE must be a role name, got {v:?}"))?,
+        };
+        let cache_ttl = match non_empty("MEMBERSHIP_CACHE_TTL_SECONDS") {
+            None => tenant_guard::http::DEFAULT_MEMBERSHIP_CACHE_TTL,
+            Some(v) => Duration::from_secs(v.trim().parse::<u64>().map_err(|_| {
+                format!("MEMBERSHIP_CACHE_TTL_SECONDS must be a whole number of seconds, got {v:?}")
+            })?),
+        };
+        let cache_size = match non_empty("MEMBERSHIP_CACHE_SIZE") {
+            None => tenant_guard::http::DEFAULT_MEMBERSHIP_CACHE_CAPACITY,
+            Some(v) => v.trim().parse::<usize>().map_err(|_| {
+                format!("MEMBERSHIP_CACHE_SIZE must be a non-negative integer, got {v:?}")
+            })?,
+        };
+        Ok(Self::Header(MembershipConfig {
+            header,
+            sql,
+            role,
+            cache_ttl,
+            cache_size,
+        }))
+    }
+
+    /// Whether tokens may come without an org (the org chosen per request).
+    pub fn per_request(&self) -> bool {
+        matches!(self, Self::Header(_))
+    }
+}
+
+impl MembershipConfig {
+    /// The guard's [`OrgMembership`](tenant_guard::http::OrgMembership).
+    pub fn org_membership(&self) -> tenant_guard::http::OrgMembership {
+        tenant_guard::http::OrgMembership::from_header(self.header.clone())
+            .sql(self.sql.as_str())
+            .lookup_role(self.role.clone())
+            .cache(self.cache_size, self.cache_ttl)
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -156,6 +309,7 @@ impl std::fmt::Debug for Config {
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("log_format", &self.log_format)
             .field("body_timeout", &self.body_timeout)
+            .field("org_source", &self.org_source)
             .finish()
     }
 }
@@ -236,6 +390,7 @@ impl Config {
                 return Err(format!("DB_BACKEND must be `postgres` or `sqlx`, got {v:?}").into());
             }
         };
+        let org_source = OrgSource::from_lookup(&non_empty)?;
         let log_format = match non_empty("LOG_FORMAT") {
             Some(v) if v.trim().eq_ignore_ascii_case("json") => LogFormat::Json,
             _ => LogFormat::Human,
@@ -257,6 +412,7 @@ impl Config {
             rate_limit_per_minute,
             log_format,
             body_timeout,
+            org_source,
         })
     }
 }
@@ -309,7 +465,12 @@ impl std::fmt::Debug for DemoTokens {
 /// environment this fails with a message naming the missing variables. With both, both kinds of
 /// token are accepted.
 pub fn verifier(config: &Config) -> Result<(Verifier, Option<DemoTokens>), StartError> {
-    let builder = VerifierBuilder::from_env()?;
+    let mut builder = VerifierBuilder::from_env()?;
+    if config.org_source.per_request() {
+        // ORG_SOURCE=header: tokens of the configured issuer may name no org (the header and
+        // the membership lookup choose it; a token that names its org still wins).
+        builder = builder.org_from_request(true);
+    }
     // Any key source counts: JWT_SECRET, JWT_JWKS_FILE, JWT_JWKS_URL, JWT_OIDC_ISSUER, JWT_ISSUERS…
     if !builder.has_key_source() && config.environment.is_development() {
         let secret = random_secret();
@@ -552,6 +713,32 @@ pub fn rate_limiter(config: &Config) -> Result<Option<tenant_guard::RateLimiter>
     Ok(Some(tenant_guard::RateLimiter::per_minute(per_minute)?))
 }
 
+/// The guard's membership lookup for `ORG_SOURCE=header`, run once against the database first:
+/// a broken `MEMBERSHIP_SQL` or `MEMBERSHIP_ROLE` (a typo, a missing table or grant, a role the
+/// login cannot switch to) refuses to start, naming the variables.
+pub async fn org_membership(
+    config: &Config,
+    pool: &TenantPool,
+) -> Result<Option<tenant_guard::http::OrgMembership>, StartError> {
+    let OrgSource::Header(settings) = &config.org_source else {
+        return Ok(None);
+    };
+    let membership = settings.org_membership();
+    membership.check(pool).await.map_err(|error| {
+        format!(
+            "the membership lookup (MEMBERSHIP_SQL as MEMBERSHIP_ROLE={}) fails: {error}",
+            settings.role
+        )
+    })?;
+    tracing::info!(
+        header = %settings.header,
+        role = %settings.role,
+        cache_ttl_s = settings.cache_ttl.as_secs(),
+        "orgs chosen per request, checked by the membership lookup"
+    );
+    Ok(Some(membership))
+}
+
 /// Everything an app needs, started and checked: the recipe of the reference apps.
 #[derive(Debug)]
 pub struct App {
@@ -563,6 +750,8 @@ pub struct App {
     pub pool: TenantPool,
     /// The sqlx guard (`DB_BACKEND=sqlx`).
     pub sqlx: Option<tenant_guard::sqlx::SqlxGuard>,
+    /// The membership lookup of `ORG_SOURCE=header` (checked against the database at start).
+    pub membership: Option<tenant_guard::http::OrgMembership>,
     listener: Option<TcpListener>,
     addr: SocketAddr,
     database: Database,
@@ -579,6 +768,7 @@ impl App {
         let listener = bind(config.bind)?;
         let addr = listener.local_addr()?;
         let database = open_database(&config).await?;
+        let membership = org_membership(&config, &database.pool).await?;
         if let Some(demo) = &demo {
             print_demo_tokens(demo, addr);
         }
@@ -586,6 +776,7 @@ impl App {
         Ok(Self {
             pool: database.pool.clone(),
             sqlx: database.sqlx.clone(),
+            membership,
             config,
             verifier,
             listener: Some(listener),

@@ -491,6 +491,9 @@ impl VerifierBuilder {
         /// Maps the IdP role name `from` to the allowed Postgres role `to`; see
         /// [`IssuerProfile::map_role`].
         fn map_role(from: impl Into<String>, to: impl Into<String>);
+        /// Tokens may carry no org claim (the org is then chosen per request and checked by a
+        /// membership lookup); see [`IssuerProfile::org_from_request`].
+        fn org_from_request(allowed: bool);
     }
 
     /// Trusts the OpenID Connect issuer `issuer`: tokens must carry exactly this `iss`, and the

@@ -114,6 +114,23 @@ impl OrgMembership {
         &self.header
     }
 
+    /// Runs the membership SQL once, as the lookup role, for a user and an org that belong to no
+    /// one, and discards the answer (nothing is cached): for a service's startup, so that a typo
+    /// in the SQL, a missing table or grant, or a lookup role the pool's login cannot switch to is
+    /// an error then, not a 5xx on the first request that names an org.
+    ///
+    /// ```no_run
+    /// # async fn run(pool: tenant_guard_postgres::TenantPool) -> Result<(), tenant_guard_postgres::GuardError> {
+    /// let membership = tenant_guard_http::OrgMembership::from_header(http::HeaderName::from_static("x-org-id"));
+    /// membership.check(&pool).await?; // refuse to start on a broken lookup
+    /// # Ok(()) }
+    /// ```
+    pub async fn check(&self, pool: &TenantPool) -> Result<(), GuardError> {
+        // The nil UUID is a valid value for a text or a uuid `user_id` column alike.
+        const NOBODY: &str = "00000000-0000-0000-0000-000000000000";
+        self.query(pool, NOBODY, Uuid::nil()).await.map(drop)
+    }
+
     /// The org the request names, if any; 400 when it is not one UUID.
     pub(crate) fn requested_org(&self, headers: &HeaderMap) -> Result<Option<Uuid>, OrgError> {
         let mut values = headers.get_all(&self.header).iter();
