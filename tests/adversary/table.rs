@@ -1025,3 +1025,259 @@ pub fn issuer_rows(trap: &Trap) -> Vec<Row> {
     );
     t.rows
 }
+
+const ORG_REQUIRED: Expect = Expect::Refused(400, "org_required");
+const BAD_ORG_HEADER: Expect = Expect::Refused(400, "invalid_org_header");
+const NOT_A_MEMBER: Expect = Expect::Refused(403, "not_a_member");
+const ORG_MISMATCH: Expect = Expect::Refused(403, "org_mismatch");
+
+/// Malformed `x-org-id` values: each must be 400 `invalid_org_header` where the header is read,
+/// and ignored where it is not.
+fn malformed_org_headers() -> Vec<(String, Vec<u8>)> {
+    let mut values: Vec<(String, Vec<u8>)> = [
+        ("empty", String::new()),
+        ("not a uuid", "not-a-uuid".to_owned()),
+        ("SQL", "' OR 1=1 --".to_owned()),
+        (
+            "SQL after a member org",
+            format!("{ORG}'; DROP TABLE notes; --"),
+        ),
+        ("a path", "../../../etc/passwd".to_owned()),
+        ("two orgs in one value", format!("{ORG},{OTHER_ORG}")),
+        ("two orgs, space-separated", format!("{ORG} {OTHER_ORG}")),
+        ("a JSON array", format!("[\"{ORG}\"]")),
+        ("overlong: 8 KB of digits", "1".repeat(8 * 1024)),
+        (
+            "overlong: a member org then 8 KB",
+            format!("{ORG}{}", "a".repeat(8 * 1024)),
+        ),
+        (
+            "a member org, one character short",
+            ORG[..ORG.len() - 1].to_owned(),
+        ),
+        (
+            "a uuid with a non-hex character",
+            format!("{}g", &ORG[..ORG.len() - 1]),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.into_bytes()))
+    .collect();
+    let mut latin1 = ORG.as_bytes().to_vec();
+    latin1.push(0xE9); // a trailing Latin-1 é: not UTF-8
+    values.push(("non-UTF-8 after a member org".to_owned(), latin1));
+    values.push(("non-UTF-8 only".to_owned(), vec![0xFF, 0xFE, 0x80, 0x81]));
+    let mut overlong_utf8 = ORG.as_bytes().to_vec();
+    overlong_utf8.extend_from_slice(&[0xC0, 0xAF]); // an overlong `/`
+    values.push((
+        "overlong UTF-8 after a member org".to_owned(),
+        overlong_utf8,
+    ));
+    values
+}
+
+/// Rows for a guard with `org_membership` (header `x-org-id`) and
+/// [`org_request_verifier`]: [`SUB`] is a member of [`ORG`] (role `authenticated`) and of nothing
+/// else. The header is a request, never identity: without the membership check nothing passes.
+pub fn org_header_rows() -> Vec<Row> {
+    let mut t = Table { rows: Vec::new() };
+    let no_org = good(&without(claims(), "org_id"));
+    let member = |value: &[u8]| Req::get("/me").bearer(&no_org).header("x-org-id", value);
+
+    t.raw(
+        "no org in the token, a member org in the header",
+        member(ORG.as_bytes()),
+        Expect::Ok,
+        vec![no_org.clone()],
+    );
+    t.raw(
+        "the header name in capitals",
+        Req::get("/me").bearer(&no_org).header("X-ORG-ID", ORG),
+        Expect::Ok,
+        vec![no_org.clone()],
+    );
+    t.raw(
+        "header org without membership",
+        member(OTHER_ORG.as_bytes()),
+        NOT_A_MEMBER,
+        vec![no_org.clone()],
+    );
+    t.raw(
+        "header org without membership, identity headers claiming membership",
+        member(OTHER_ORG.as_bytes())
+            .header("x-user-id", SUB)
+            .header("x-role", "org_admin")
+            .header("x-membership", "owner"),
+        NOT_A_MEMBER,
+        vec![no_org.clone()],
+    );
+    t.raw(
+        "no org anywhere",
+        Req::get("/me").bearer(&no_org),
+        ORG_REQUIRED,
+        vec![no_org.clone()],
+    );
+    t.raw(
+        "the org in another header",
+        Req::get("/me")
+            .bearer(&no_org)
+            .header("x-org", ORG)
+            .header("x-tenant-id", ORG)
+            .header("org_id", ORG),
+        ORG_REQUIRED,
+        vec![no_org.clone()],
+    );
+    t.raw(
+        "the org in the query string",
+        Req::get(&format!("/me?org_id={ORG}&x-org-id={ORG}")).bearer(&no_org),
+        ORG_REQUIRED,
+        vec![no_org.clone()],
+    );
+    for (name, value) in malformed_org_headers() {
+        t.raw(
+            format!("x-org-id {name}"),
+            member(&value),
+            BAD_ORG_HEADER,
+            vec![no_org.clone()],
+        );
+    }
+    // Duplicated: never "the first one", never "the last one".
+    for (name, first, second) in [
+        ("a member org twice", ORG, ORG),
+        ("a member org, then another", ORG, OTHER_ORG),
+        ("another org, then a member org", OTHER_ORG, ORG),
+    ] {
+        t.raw(
+            format!("x-org-id duplicated: {name}"),
+            member(first.as_bytes()).header("x-org-id", second),
+            BAD_ORG_HEADER,
+            vec![no_org.clone()],
+        );
+    }
+    t.raw(
+        "x-org-id duplicated, different spelling of the name",
+        member(ORG.as_bytes()).header("X-Org-Id", OTHER_ORG),
+        BAD_ORG_HEADER,
+        vec![no_org.clone()],
+    );
+
+    // A token that names its org is authoritative.
+    let with_org = good(&claims());
+    t.raw(
+        "the token's org, the same org in the header",
+        Req::get("/me").bearer(&with_org).header("x-org-id", ORG),
+        Expect::Ok,
+        vec![with_org.clone()],
+    );
+    t.raw(
+        "the token's org, another org in the header",
+        Req::get("/me")
+            .bearer(&with_org)
+            .header("x-org-id", OTHER_ORG),
+        ORG_MISMATCH,
+        vec![with_org.clone()],
+    );
+    t.raw(
+        "the token's org, a malformed header",
+        Req::get("/me")
+            .bearer(&with_org)
+            .header("x-org-id", "' OR 1=1 --"),
+        BAD_ORG_HEADER,
+        vec![with_org.clone()],
+    );
+
+    // The header never stands in for authentication.
+    t.raw(
+        "a member org in the header, no token",
+        Req::get("/me").header("x-org-id", ORG),
+        MISSING,
+        Vec::new(),
+    );
+    let forged = hs256_text(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        &without(claims(), "org_id").to_string(),
+        ATTACKER_SECRET.as_bytes(),
+    );
+    t.raw(
+        "a member org in the header, a forged token without org",
+        Req::get("/me").bearer(&forged).header("x-org-id", ORG),
+        BAD_SIG,
+        vec![forged],
+    );
+    let expired = good(&with(without(claims(), "org_id"), "exp", json!(NOW - 3600)));
+    t.raw(
+        "a member org in the header, an expired token without org",
+        Req::get("/me").bearer(&expired).header("x-org-id", ORG),
+        EXPIRED,
+        vec![expired],
+    );
+    let other_user = good(&with(
+        without(claims(), "org_id"),
+        "sub",
+        json!("someone-else"),
+    ));
+    t.raw(
+        "a member org in the header, another user's token",
+        Req::get("/me").bearer(&other_user).header("x-org-id", ORG),
+        NOT_A_MEMBER,
+        vec![other_user],
+    );
+    let service = good(&with(
+        without(claims(), "org_id"),
+        "role",
+        json!("service_role"),
+    ));
+    t.raw(
+        "a member org in the header, a token with a role not allowed",
+        Req::get("/me").bearer(&service).header("x-org-id", ORG),
+        ROLE,
+        vec![service],
+    );
+    t.rows
+}
+
+/// Rows for a guard **without** `org_membership` (same [`org_request_verifier`]): the org header
+/// is ignored, never trusted; a token without an org is refused.
+pub fn unchecked_org_header_rows() -> Vec<Row> {
+    let mut t = Table { rows: Vec::new() };
+    let with_org = good(&claims());
+    let no_org = good(&without(claims(), "org_id"));
+    t.raw(
+        "no org_membership: the token's org, another org in the header (ignored)",
+        Req::get("/me")
+            .bearer(&with_org)
+            .header("x-org-id", OTHER_ORG),
+        Expect::Ok,
+        vec![with_org.clone()],
+    );
+    t.raw(
+        "no org_membership: the token's org, the header twice (ignored)",
+        Req::get("/me")
+            .bearer(&with_org)
+            .header("x-org-id", OTHER_ORG)
+            .header("x-org-id", ORG),
+        Expect::Ok,
+        vec![with_org.clone()],
+    );
+    for (name, value) in malformed_org_headers() {
+        t.raw(
+            format!("no org_membership: the token's org, x-org-id {name} (ignored)"),
+            Req::get("/me").bearer(&with_org).header("x-org-id", &value),
+            Expect::Ok,
+            vec![with_org.clone()],
+        );
+    }
+    t.raw(
+        "no org_membership: no org in the token, a member org in the header",
+        Req::get("/me").bearer(&no_org).header("x-org-id", ORG),
+        BAD_ORG,
+        vec![no_org.clone()],
+    );
+    t.raw(
+        "no org_membership: no org in the token, nothing in the header",
+        Req::get("/me").bearer(&no_org),
+        BAD_ORG,
+        vec![no_org],
+    );
+    t.rows
+}

@@ -43,6 +43,21 @@ pub fn verifier() -> Verifier {
         .expect("verifier")
 }
 
+/// [`verifier`] whose tokens may carry no org (`org_from_request`): the org is then chosen per
+/// request, by a guard with `org_membership` (the rows of `table::org_header_rows`).
+pub fn org_request_verifier() -> Verifier {
+    Verifier::builder(Environment::Production)
+        .hmac_secret(SECRET)
+        .allowed_roles(["authenticated", "org_admin"])
+        .org_from_request(true)
+        .clock(|| NOW)
+        .build()
+        .expect("verifier")
+}
+
+/// An org [`SUB`] is no member of (the rows of `table::org_header_rows`).
+pub const OTHER_ORG: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+
 /// A Supabase-shaped claim set valid at [`NOW`], with non-id values that must stay secret.
 pub fn claims() -> Value {
     json!({
