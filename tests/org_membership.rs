@@ -13,7 +13,8 @@ use adversary::tokens::{NOW, SECRET, claims, good, with, without};
 use serde_json::{Value, json};
 use tenant_guard::core::{Environment, IssuerProfile, Role, Verifier};
 use tenant_guard::http::{GuardConfig, OrgMembership, grpc};
-use tenant_guard_testkit::TestPostgres;
+use tenant_guard::postgres::{LoginPolicy, Pooler, TenantPool};
+use tenant_guard_testkit::{PgBouncerOptions, TestPgBouncer, TestPostgres};
 use uuid::Uuid;
 
 const ISSUER: &str = "https://idp.membership.test/";
@@ -367,5 +368,112 @@ async fn anonymous_route_groups_are_scoped_to_anon() {
         let a = fw.send(&env.app, &Req::get("/notes")).await;
         expect(fw, &a, 401, Some("missing_token"), "no opt-in");
         env.assert_pool_clean().await;
+    }
+}
+
+/// Behind a transaction-mode PgBouncer (`Pooler::Transaction`, one server connection): the
+/// membership lookup sends no named statement (its parameters go as untyped text the server
+/// types from the SQL), members are scoped, non-members refused, a `sub` the `uuid` column
+/// cannot hold is no member (not a 5xx), and no prepared statement is left on the server
+/// connection the next transaction gets.
+#[actix_web::test]
+async fn header_selected_orgs_work_behind_a_transaction_mode_pooler() {
+    let server = TestPostgres::shared().expect("test server");
+    let bouncer = TestPgBouncer::start(
+        server,
+        PgBouncerOptions::default().default_pool_size(1).user(LOGIN),
+    )
+    .expect("PgBouncer (Debian: apt-get install pgbouncer)");
+    for fw in ALL {
+        let env = Env::new(server, 2, |b| b).await;
+        env.admin.batch_execute(&schema()).await.expect("schema");
+        let mut login = bouncer.config(&env.db);
+        login.user(LOGIN);
+        let pool = TenantPool::builder(login)
+            .pooler(Pooler::Transaction)
+            .login_policy(LoginPolicy::Refuse)
+            .max_size(4)
+            .wait_timeout(Duration::from_secs(10))
+            .build()
+            .expect("pool through PgBouncer");
+        let membership = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"))
+            .lookup_role(Role::new(READER).unwrap())
+            // Every request asks the database: the lookup itself is what is tested.
+            .cache(0, Duration::from_secs(600));
+        membership
+            .check(&pool)
+            .await
+            .expect("the startup check, unnamed");
+        let mut config = AppConfig::new(verifier()).pool(pool.clone());
+        config.nested_guard = Some(GuardConfig::new(verifier()).org_membership(membership.clone()));
+        config.shared_guard = Some(config.guard().org_membership(membership));
+
+        let (user, x, y) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        env.admin
+            .execute(
+                "INSERT INTO memberships VALUES ($1, $2, 'authenticated')",
+                &[&user, &x],
+            )
+            .await
+            .unwrap();
+        let t = token(user);
+        let (xs, ys) = (x.to_string(), y.to_string());
+        let tag = format!("{fw:?}-pooler");
+        for round in 0..3 {
+            let a = fw
+                .send(
+                    &config,
+                    &req(
+                        "POST",
+                        &format!("/notes/{tag}-{round}"),
+                        Some(&t),
+                        Some(&xs),
+                    ),
+                )
+                .await;
+            expect(fw, &a, 201, None, "member writes through the pooler");
+            let a = fw
+                .send(&config, &req("GET", "/me", Some(&t), Some(&ys)))
+                .await;
+            expect(fw, &a, 403, Some("not_a_member"), "non-member");
+        }
+        let me = fw
+            .send(&config, &req("GET", "/me", Some(&t), Some(&xs)))
+            .await;
+        expect(fw, &me, 200, None, "member");
+        assert_eq!(me.json()["org_id"], Value::String(xs.clone()), "{fw:?}");
+        // `sub` is no UUID, the column is: no member (SQLSTATE 22P02 in the lookup), not a 5xx.
+        let odd = good(&with(
+            with(without(claims(), "org_id"), "sub", json!("not-a-uuid")),
+            "iss",
+            json!(ISSUER),
+        ));
+        let a = fw
+            .send(&config, &req("GET", "/me", Some(&odd), Some(&xs)))
+            .await;
+        expect(
+            fw,
+            &a,
+            403,
+            Some("not_a_member"),
+            "a sub the column cannot hold",
+        );
+
+        let notes = env.notes().await;
+        let mine: Vec<_> = notes.iter().filter(|(_, b)| b.starts_with(&tag)).collect();
+        assert_eq!(mine.len(), 3, "{fw:?}: {notes:?}");
+        assert!(mine.iter().all(|(org, _)| *org == x), "{fw:?}: {mine:?}");
+        // The one server connection holds no named statement.
+        let tx = pool
+            .begin_membership_lookup(&Role::new(READER).unwrap())
+            .await
+            .unwrap();
+        let named: i64 = tx
+            .query_one("SELECT count(*) FROM pg_prepared_statements", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(named, 0, "{fw:?}: a named statement behind the pooler");
+        tx.rollback().await.unwrap();
     }
 }

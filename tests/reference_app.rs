@@ -79,6 +79,16 @@ fn example_binary(name: &str) -> PathBuf {
     path
 }
 
+/// The process's PgBouncer (`pool_mode = transaction`, two server connections per database).
+fn pgbouncer() -> &'static TestPgBouncer {
+    static BOUNCER: std::sync::OnceLock<TestPgBouncer> = std::sync::OnceLock::new();
+    BOUNCER.get_or_init(|| {
+        let server = TestPostgres::shared().expect("test PostgreSQL");
+        TestPgBouncer::start(server, PgBouncerOptions::default().default_pool_size(2))
+            .expect("PgBouncer (Debian: apt-get install pgbouncer)")
+    })
+}
+
 /// A running app process; killed (and its log shown if the test failed) on drop.
 struct RunningApp {
     child: Child,
@@ -110,14 +120,9 @@ impl RunningApp {
     /// Like [`start`](Self::start), with `DATABASE_URL` pointing at the process's PgBouncer
     /// (`pool_mode = transaction`, two server connections per database) and `DB_POOLER=transaction`.
     fn start_through_pgbouncer(example: &str) -> Self {
-        static BOUNCER: std::sync::OnceLock<TestPgBouncer> = std::sync::OnceLock::new();
         let server = TestPostgres::shared().expect("test PostgreSQL");
-        let bouncer = BOUNCER.get_or_init(|| {
-            TestPgBouncer::start(server, PgBouncerOptions::default().default_pool_size(2))
-                .expect("PgBouncer (Debian: apt-get install pgbouncer)")
-        });
         let database = server.create_database().expect("test database");
-        let url = bouncer.url(&database);
+        let url = pgbouncer().url(&database);
         Self::start_with(
             example,
             &[
@@ -1416,12 +1421,19 @@ fn get_in_org(app: &RunningApp, path: &str, token: &str, header: &str, org: &str
 /// scoped to the chosen org (RLS shows that org's rows only, writes land there); a non-member 403
 /// `not_a_member`; a token naming its org with another org in the header 403 `org_mismatch`; a
 /// revoked membership is 403 once the cached answer expires (`MEMBERSHIP_CACHE_TTL_SECONDS`).
-fn check_header_selected_orgs(example: &str, header: Option<&str>) {
+///
+/// `through_pgbouncer`: `DATABASE_URL` is the process's transaction-mode PgBouncer, with
+/// `DB_POOLER=transaction` (the lookup then uses no named statement).
+fn check_header_selected_orgs(example: &str, header: Option<&str>, through_pgbouncer: bool) {
     let database = TestPostgres::shared()
         .expect("test PostgreSQL")
         .create_database()
         .expect("test database");
-    let url = database.url().to_owned();
+    let url = if through_pgbouncer {
+        pgbouncer().url(&database)
+    } else {
+        database.url().to_owned()
+    };
     let mut vars = vec![
         ("APP_ENV", "test"),
         ("JWT_SECRET", SECRET),
@@ -1429,6 +1441,9 @@ fn check_header_selected_orgs(example: &str, header: Option<&str>) {
         ("ORG_SOURCE", "header"),
         ("MEMBERSHIP_CACHE_TTL_SECONDS", "1"),
     ];
+    if through_pgbouncer {
+        vars.extend([("DB_POOLER", "transaction"), ("DB_POOL_SIZE", "6")]);
+    }
     if let Some(header) = header {
         vars.push(("ORG_HEADER", header));
     }
@@ -1637,22 +1652,32 @@ fn check_org_source_misconfiguration(example: &str) {
 
 #[test]
 fn axum_reference_app_checks_header_selected_orgs() {
-    check_header_selected_orgs("reference_axum", None);
+    check_header_selected_orgs("reference_axum", None, false);
 }
 
 #[test]
 fn actix_reference_app_checks_header_selected_orgs() {
-    check_header_selected_orgs("reference_actix", Some("x-tenant"));
+    check_header_selected_orgs("reference_actix", Some("x-tenant"), false);
 }
 
 #[test]
 fn axum_reference_app_on_sqlx_checks_header_selected_orgs() {
-    check_header_selected_orgs("reference_axum+sqlx", Some("x-tenant"));
+    check_header_selected_orgs("reference_axum+sqlx", Some("x-tenant"), false);
 }
 
 #[test]
 fn actix_reference_app_on_sqlx_checks_header_selected_orgs() {
-    check_header_selected_orgs("reference_actix+sqlx", None);
+    check_header_selected_orgs("reference_actix+sqlx", None, false);
+}
+
+#[test]
+fn axum_reference_app_checks_header_selected_orgs_through_pgbouncer() {
+    check_header_selected_orgs("reference_axum", None, true);
+}
+
+#[test]
+fn actix_reference_app_checks_header_selected_orgs_through_pgbouncer() {
+    check_header_selected_orgs("reference_actix", Some("x-tenant"), true);
 }
 
 #[test]

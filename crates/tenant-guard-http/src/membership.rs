@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, StatusCode};
 use tenant_guard_core::{ErrorResponse, Role, ToErrorResponse};
-use tenant_guard_postgres::tokio_postgres::types::{ToSql, Type};
+use tenant_guard_postgres::tokio_postgres::error::SqlState;
+use tenant_guard_postgres::tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 use tenant_guard_postgres::{GuardError, TenantPool};
 use uuid::Uuid;
 
@@ -82,7 +83,14 @@ impl OrgMembership {
     /// The membership SQL: parameters `$1` (user id: bound as `uuid` or text, whichever the
     /// statement's parameter type is) and `$2` (org id: `uuid` or text); the first column of the
     /// first row (`text`, `NULL` = no membership) is the role. Write it so it returns at most
-    /// one row.
+    /// one row (more is an error).
+    ///
+    /// Behind a transaction-mode pooler (the pool's
+    /// [`Pooler::Transaction`](tenant_guard_postgres::Pooler::Transaction)) nothing is prepared:
+    /// both parameters go as text of type `unknown`, which the server types from the SQL and
+    /// parses (any column type with a text form works: `uuid`, `text`, `bigint`; a value the
+    /// type cannot parse is no membership). Give a bare parameter whose type the SQL does not
+    /// fix a cast (`$1::text`); cast a role column of an enum type to `text`.
     #[must_use]
     pub fn sql(mut self, sql: impl Into<Arc<str>>) -> Self {
         self.sql = sql.into();
@@ -183,6 +191,9 @@ impl OrgMembership {
         org: Uuid,
     ) -> Result<Option<String>, GuardError> {
         let tx = pool.begin_membership_lookup(&self.role).await?;
+        if tx.pooler().is_transaction() {
+            return Self::query_unnamed(tx, &self.sql, user, org).await;
+        }
         let statement = tx.prepare(&self.sql).await?;
         let org_text = org.to_string();
         let user_uuid = match statement.params().first() {
@@ -213,6 +224,77 @@ impl OrgMembership {
                 .map_err(GuardError::Database),
         }
     }
+}
+
+impl OrgMembership {
+    /// The lookup behind a transaction-mode pooler ([`Pooler::Transaction`]): no named statement
+    /// (which would outlive the transaction on a server connection the next one may not get), so
+    /// no parameter types learned from the server either. The SQL goes as the extended
+    /// protocol's unnamed statement with both parameters as text of type `unknown`: the server
+    /// types them from the SQL (`user_id = $1` against a `uuid` or a `text` column) and parses
+    /// the text, as it would a quoted literal. A value the column's type cannot parse (a `sub`
+    /// that is not a UUID, for a `uuid` column: SQLSTATE 22P02) is no member, as in the
+    /// prepared path.
+    ///
+    /// [`Pooler::Transaction`]: tenant_guard_postgres::Pooler::Transaction
+    async fn query_unnamed(
+        tx: tenant_guard_postgres::TenantTx,
+        sql: &str,
+        user: &str,
+        org: Uuid,
+    ) -> Result<Option<String>, GuardError> {
+        let mut org_text = [0u8; 36];
+        let org_text = org.hyphenated().encode_lower(&mut org_text);
+        let (user, org) = (UntypedText(user), UntypedText(org_text));
+        let params: [(&(dyn ToSql + Sync), Type); 2] =
+            [(&user, Type::UNKNOWN), (&org, Type::UNKNOWN)];
+        let rows = match tx.query_typed(sql, &params).await {
+            Ok(rows) => rows,
+            Err(error) if error.sqlstate() == Some(&SqlState::INVALID_TEXT_REPRESENTATION) => {
+                tx.rollback().await.ok();
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        tx.rollback().await?;
+        match rows.as_slice() {
+            [] => Ok(None),
+            [row] => row
+                .try_get::<_, Option<String>>(0)
+                .map_err(GuardError::Database),
+            // As `query_opt` refuses in the prepared path.
+            _ => Err(GuardError::Config(
+                "the membership SQL returned more than one row".into(),
+            )),
+        }
+    }
+}
+
+/// A parameter sent as text of type `unknown` (the server infers its type from the SQL and
+/// parses the text with that type's input function): what a quoted literal in the SQL would be,
+/// without the quoting.
+#[derive(Debug)]
+struct UntypedText<'a>(&'a str);
+
+impl ToSql for UntypedText<'_> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _: &Type) -> Format {
+        Format::Text
+    }
+
+    to_sql_checked!();
 }
 
 /// The cached membership answers of one [`OrgMembership`]: bounded, each for a TTL, negative
