@@ -12,7 +12,7 @@ use adversary::faults::{Caller, Env, LOGIN};
 use adversary::tokens::{NOW, SECRET, claims, good, with, without};
 use serde_json::{Value, json};
 use tenant_guard::core::{Environment, IssuerProfile, Role, Verifier};
-use tenant_guard::http::{GuardConfig, OrgMembership, grpc};
+use tenant_guard::http::{GuardConfig, OrgMembership, TokenOrg, grpc};
 use tenant_guard::postgres::{LoginPolicy, Pooler, TenantPool};
 use tenant_guard_testkit::{PgBouncerOptions, TestPgBouncer, TestPostgres};
 use uuid::Uuid;
@@ -475,5 +475,127 @@ async fn header_selected_orgs_work_behind_a_transaction_mode_pooler() {
             .get(0);
         assert_eq!(named, 0, "{fw:?}: a named statement behind the pooler");
         tx.rollback().await.unwrap();
+    }
+}
+
+/// `TokenOrg::Default`: the token's org is where a request lands without a header (with the
+/// token's role, no lookup); a header naming another org overrides it only after the membership
+/// check (403 `not_a_member` otherwise), with the membership's role; a malformed header is still
+/// 400. The default (`Authoritative`) refuses the same header with `org_mismatch`.
+#[actix_web::test]
+async fn a_default_token_org_yields_to_a_checked_header() {
+    let server = TestPostgres::shared().expect("test server");
+    for fw in ALL {
+        let env = Env::new(server, 2, |b| b).await;
+        env.admin.batch_execute(&schema()).await.expect("schema");
+        let membership = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"))
+            .lookup_role(Role::new(READER).unwrap())
+            .token_org(TokenOrg::Default)
+            .cache(100, Duration::from_secs(600));
+        let cache = membership.cache_handle();
+        let mut config = AppConfig::new(verifier()).pool(env.pool.clone());
+        config.nested_guard = Some(GuardConfig::new(verifier()).org_membership(membership.clone()));
+        config.shared_guard = Some(config.guard().org_membership(membership));
+        let mut strict = AppConfig::new(verifier()).pool(env.pool.clone());
+        let authoritative = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"))
+            .lookup_role(Role::new(READER).unwrap());
+        strict.nested_guard =
+            Some(GuardConfig::new(verifier()).org_membership(authoritative.clone()));
+        strict.shared_guard = Some(strict.guard().org_membership(authoritative));
+
+        // The token names y (no membership row needed there: the token says so); the user is a
+        // member of x, and of w with the role anon; of nothing else.
+        let (user, x, y, z, w) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        env.admin
+            .execute(
+                "INSERT INTO memberships VALUES ($1, $2, 'authenticated'), ($1, $3, 'anon')",
+                &[&user, &x, &w],
+            )
+            .await
+            .unwrap();
+        let t = org_token(user, y);
+        let (xs, ys, zs) = (x.to_string(), y.to_string(), z.to_string());
+        let tag = format!("{fw:?}-default");
+
+        for (header, what) in [(None, "no header"), (Some(ys.as_str()), "the token's org")] {
+            let me = fw.send(&config, &req("GET", "/me", Some(&t), header)).await;
+            expect(fw, &me, 200, None, what);
+            assert_eq!(
+                me.json()["org_id"],
+                Value::String(ys.clone()),
+                "{fw:?}: {what}"
+            );
+            assert_eq!(
+                me.json()["role"],
+                "authenticated",
+                "{fw:?}: the token's role"
+            );
+        }
+        let me = fw
+            .send(&config, &req("GET", "/me", Some(&t), Some(&xs)))
+            .await;
+        expect(fw, &me, 200, None, "a checked header overrides");
+        assert_eq!(me.json()["org_id"], Value::String(xs.clone()), "{fw:?}");
+        let me = fw
+            .send(&config, &req("GET", "/me", Some(&t), Some(&w.to_string())))
+            .await;
+        expect(fw, &me, 200, None, "another checked header");
+        assert_eq!(me.json()["role"], "anon", "{fw:?}: the membership's role");
+        let a = fw
+            .send(
+                &config,
+                &req("POST", &format!("/notes/{tag}-x"), Some(&t), Some(&xs)),
+            )
+            .await;
+        expect(fw, &a, 201, None, "writes in the overriding org");
+        let a = fw
+            .send(
+                &config,
+                &req("POST", &format!("/notes/{tag}-z"), Some(&t), Some(&zs)),
+            )
+            .await;
+        expect(
+            fw,
+            &a,
+            403,
+            Some("not_a_member"),
+            "a header org without membership",
+        );
+        let a = fw
+            .send(&config, &req("GET", "/me", Some(&t), Some("' OR 1=1 --")))
+            .await;
+        expect(fw, &a, 400, Some("invalid_org_header"), "malformed header");
+        // Authoritative (the default) refuses the same override.
+        let a = fw
+            .send(&strict, &req("GET", "/me", Some(&t), Some(&xs)))
+            .await;
+        expect(fw, &a, 403, Some("org_mismatch"), "authoritative token org");
+
+        // Revoked and invalidated: the override is refused, the token's own org still works.
+        env.admin
+            .execute("DELETE FROM memberships WHERE user_id = $1", &[&user])
+            .await
+            .unwrap();
+        cache.invalidate_user(&user.to_string());
+        let a = fw
+            .send(&config, &req("GET", "/me", Some(&t), Some(&xs)))
+            .await;
+        expect(fw, &a, 403, Some("not_a_member"), "revoked override");
+        let a = fw.send(&config, &req("GET", "/me", Some(&t), None)).await;
+        expect(fw, &a, 200, None, "the token's org after the revocation");
+        let notes = env.notes().await;
+        let mine: Vec<_> = notes.iter().filter(|(_, b)| b.starts_with(&tag)).collect();
+        assert_eq!(
+            mine,
+            vec![&(x, format!("{tag}-x"))],
+            "{fw:?}: written in x only"
+        );
+        env.assert_pool_clean().await;
     }
 }

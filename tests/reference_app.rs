@@ -57,6 +57,7 @@ const APP_VARS: &[&str] = &[
     "MEMBERSHIP_ROLE",
     "MEMBERSHIP_CACHE_TTL_SECONDS",
     "MEMBERSHIP_CACHE_SIZE",
+    "TOKEN_ORG",
 ];
 
 /// The example binary `name`, built next to this test executable.
@@ -1621,6 +1622,11 @@ fn check_org_source_misconfiguration(example: &str) {
             "MEMBERSHIP_SQL",
         ),
         (&[("ORG_HEADER", "x-tenant")][..], "ORG_HEADER"),
+        (&[("TOKEN_ORG", "default")][..], "TOKEN_ORG"),
+        (
+            &[("ORG_SOURCE", "header"), ("TOKEN_ORG", "header")][..],
+            "TOKEN_ORG",
+        ),
         // Checked against the database at start: a missing table, a role that does not exist.
         (
             &[
@@ -1678,6 +1684,54 @@ fn axum_reference_app_checks_header_selected_orgs_through_pgbouncer() {
 #[test]
 fn actix_reference_app_checks_header_selected_orgs_through_pgbouncer() {
     check_header_selected_orgs("reference_actix", Some("x-tenant"), true);
+}
+
+/// `TOKEN_ORG=default`: a token's org is where a request lands without a header; a header naming
+/// another org overrides it only for a member of that org.
+fn check_token_org_default(example: &str) {
+    let database = TestPostgres::shared()
+        .expect("test PostgreSQL")
+        .create_database()
+        .expect("test database");
+    let url = database.url().to_owned();
+    let mut app = RunningApp::start_with(
+        example,
+        &[
+            ("APP_ENV", "test"),
+            ("JWT_SECRET", SECRET),
+            ("DATABASE_URL", &url),
+            ("ORG_SOURCE", "header"),
+            ("TOKEN_ORG", "default"),
+        ],
+        None,
+    );
+    admin_sql(
+        &database,
+        &format!("INSERT INTO memberships (user_id, org_id) VALUES ('alice', '{ORG_B}')"),
+    );
+    let alice = sign(&claims("alice", ORG_A), SECRET);
+    assert_eq!(
+        app.get("/me", Some(&alice)).json()["org_id"],
+        ORG_A,
+        "no header"
+    );
+    let me = get_in_org(&app, "/me", &alice, "x-org-id", ORG_B);
+    assert_eq!(me.status, 200, "{me:?}");
+    assert_eq!(me.json()["org_id"], ORG_B, "a member's header overrides");
+    let other = "cccccccc-0000-4000-8000-000000000003";
+    let code = get_in_org(&app, "/me", &alice, "x-org-id", other).assert_error(403, "no member");
+    assert_eq!(code, "not_a_member");
+    assert!(app.terminate(), "SIGTERM must shut {example} down cleanly");
+}
+
+#[test]
+fn axum_reference_app_lets_a_checked_header_override_a_default_token_org() {
+    check_token_org_default("reference_axum");
+}
+
+#[test]
+fn actix_reference_app_lets_a_checked_header_override_a_default_token_org() {
+    check_token_org_default("reference_actix");
 }
 
 #[test]

@@ -180,11 +180,15 @@ pub struct MembershipConfig {
     pub cache_ttl: Duration,
     /// `MEMBERSHIP_CACHE_SIZE` (default 10 000; 0: nothing is cached).
     pub cache_size: usize,
+    /// `TOKEN_ORG`: `authoritative` (default; a header naming another org than the token's is
+    /// 403 `org_mismatch`) or `default` (the header overrides it, membership-checked).
+    pub token_org: tenant_guard::http::TokenOrg,
 }
 
 /// The variables that only mean something with `ORG_SOURCE=header`.
-const MEMBERSHIP_VARS: [&str; 5] = [
+const MEMBERSHIP_VARS: [&str; 6] = [
     "ORG_HEADER",
+    "TOKEN_ORG",
     "MEMBERSHIP_SQL",
     "MEMBERSHIP_ROLE",
     "MEMBERSHIP_CACHE_TTL_SECONDS",
@@ -262,12 +266,22 @@ impl OrgSource {
                 format!("MEMBERSHIP_CACHE_SIZE must be a non-negative integer, got {v:?}")
             })?,
         };
+        let token_org = match non_empty("TOKEN_ORG").as_deref().map(str::trim) {
+            None | Some("authoritative") => tenant_guard::http::TokenOrg::Authoritative,
+            Some("default") => tenant_guard::http::TokenOrg::Default,
+            Some(v) => {
+                return Err(
+                    format!("TOKEN_ORG must be `authoritative` or `default`, got {v:?}").into(),
+                );
+            }
+        };
         Ok(Self::Header(MembershipConfig {
             header,
             sql,
             role,
             cache_ttl,
             cache_size,
+            token_org,
         }))
     }
 
@@ -284,6 +298,7 @@ impl MembershipConfig {
             .sql(self.sql.as_str())
             .lookup_role(self.role.clone())
             .cache(self.cache_size, self.cache_ttl)
+            .token_org(self.token_org)
     }
 }
 

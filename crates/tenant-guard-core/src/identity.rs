@@ -53,6 +53,21 @@ pub enum Identity {
 pub struct PendingOrg(pub(crate) Principal);
 
 impl PendingOrg {
+    /// The user of a principal whose token named its org, that org set aside: for a pipeline in
+    /// which the token's org is only a default and the request may name another one (checked by
+    /// membership before [`PendingOrg::into_member`], like a token that names no org). The
+    /// claims stay the token's, its org claim included: policies must read the chosen org from
+    /// the scoping (`tenant_guard.org_id()`), not from the claims.
+    ///
+    /// ```
+    /// # fn demo(principal: tenant_guard_core::Principal) {
+    /// let pending = tenant_guard_core::PendingOrg::from_principal(principal);
+    /// # let _ = pending; }
+    /// ```
+    pub fn from_principal(principal: Principal) -> Self {
+        Self(principal)
+    }
+
     /// The user id: the token's `sub`.
     pub fn user_id(&self) -> &str {
         self.0.user_id()

@@ -241,14 +241,20 @@ impl GuardConfig {
         };
         let requested = membership.requested_org(headers).map_err(|e| refusal(&e))?;
         let pending = match identity {
-            Identity::Org(principal) => {
-                // The token's org is authoritative.
-                if requested.is_some_and(|org| org != principal.org_id()) {
-                    return Err(refusal(&OrgError::Mismatch));
+            Identity::Org(principal) => match requested {
+                // Another org than the token's: refused (the token's org is authoritative), or
+                // checked like a token without an org (it is only the default).
+                Some(org) if org != principal.org_id() => {
+                    if membership.token_org_wins() {
+                        return Err(refusal(&OrgError::Mismatch));
+                    }
+                    PendingOrg::from_principal(principal)
                 }
-                self.check_role(&principal).map_err(|e| refusal(&e))?;
-                return Ok(Identified::Ready(principal));
-            }
+                _ => {
+                    self.check_role(&principal).map_err(|e| refusal(&e))?;
+                    return Ok(Identified::Ready(principal));
+                }
+            },
             Identity::NeedsOrg(pending) => pending,
             // A kind of identity this pipeline does not know: refuse.
             _ => return Err(refusal(&AuthError::InvalidOrg)),

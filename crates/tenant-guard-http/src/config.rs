@@ -143,7 +143,9 @@ impl GuardConfig {
     /// guard's) as a dedicated lookup role, decides: a member is scoped to that org with the role
     /// the membership grants (still subject to [`allow_roles`](Self::allow_roles)); anyone else
     /// is refused with 403 `not_a_member`, before any scoping. A token that names its own org
-    /// wins, and a header naming another is 403 `org_mismatch`. See [`OrgMembership`].
+    /// wins, and a header naming another is 403 `org_mismatch` (unless
+    /// [`TokenOrg::Default`](crate::TokenOrg::Default): then the header overrides it, after the
+    /// same membership check). See [`OrgMembership`].
     ///
     /// ```
     /// # use tenant_guard_core::{Environment, IssuerProfile, Verifier};

@@ -76,7 +76,7 @@ pub use layer::{
 };
 pub use membership::{
     DEFAULT_MEMBERSHIP_CACHE_CAPACITY, DEFAULT_MEMBERSHIP_CACHE_TTL, DEFAULT_MEMBERSHIP_SQL,
-    MembershipCache, OrgMembership,
+    MembershipCache, OrgMembership, TokenOrg,
 };
 pub use rejection::GuardRejection;
 #[cfg(feature = "sqlx")]

@@ -40,8 +40,10 @@ pub const DEFAULT_MEMBERSHIP_CACHE_TTL: Duration = Duration::from_secs(30);
 /// [`allow_roles`](crate::GuardConfig::allow_roles) and the pool's user roles). No row: 403
 /// `not_a_member`.
 ///
-/// A token that names its org is authoritative: its org wins, and a header naming another org is
-/// 403 `org_mismatch` (the same org is accepted; no lookup is made).
+/// A token that names its org is authoritative by default: its org wins, and a header naming
+/// another org is 403 `org_mismatch` (the same org is accepted; no lookup is made). With
+/// [`token_org(TokenOrg::Default)`](Self::token_org) the header overrides it instead, after the
+/// membership check.
 ///
 /// ```
 /// use std::time::Duration;
@@ -62,6 +64,36 @@ pub struct OrgMembership {
     sql: Arc<str>,
     role: Role,
     cache: MembershipCache,
+    token_org: TokenOrg,
+}
+
+/// What the org a token names counts for when the request names one too
+/// ([`OrgMembership::token_org`]). A token that names no org always needs the request's org and
+/// the membership check.
+///
+/// ```
+/// use tenant_guard_http::{OrgMembership, TokenOrg};
+///
+/// // Users switch orgs with the header; the token's org is where they land without one.
+/// let membership = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"))
+///     .token_org(TokenOrg::Default);
+/// # let _ = membership;
+/// assert_eq!(TokenOrg::default(), TokenOrg::Authoritative);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenOrg {
+    /// The token's org is the request's org (the default): a header naming the same org is
+    /// accepted (no lookup), a header naming another is 403 `org_mismatch`.
+    #[default]
+    Authoritative,
+    /// The token's org is only the default: without a header (or with one naming the same org)
+    /// the request is scoped to it with the token's role, as usual; a header naming another org
+    /// overrides it **after the membership check**, exactly as for a token without an org (403
+    /// `not_a_member` otherwise, the membership's role on success). The claims stay the
+    /// token's, its org claim included: with this mode, policies must read the org from
+    /// `tenant_guard.org_id()`, never from `request.jwt.claims`.
+    Default,
 }
 
 impl OrgMembership {
@@ -77,7 +109,23 @@ impl OrgMembership {
                 DEFAULT_MEMBERSHIP_CACHE_CAPACITY,
                 DEFAULT_MEMBERSHIP_CACHE_TTL,
             ),
+            token_org: TokenOrg::Authoritative,
         }
+    }
+
+    /// What the org a token names counts for against the request's (default
+    /// [`TokenOrg::Authoritative`]: it wins, another org in the header is 403 `org_mismatch`);
+    /// see [`TokenOrg`].
+    #[must_use]
+    pub fn token_org(mut self, mode: TokenOrg) -> Self {
+        self.token_org = mode;
+        self
+    }
+
+    /// Whether a header naming another org than the token's is refused (403 `org_mismatch`)
+    /// rather than checked.
+    pub(crate) fn token_org_wins(&self) -> bool {
+        self.token_org == TokenOrg::Authoritative
     }
 
     /// The membership SQL: parameters `$1` (user id: bound as `uuid` or text, whichever the
