@@ -12,7 +12,7 @@ use adversary::faults::{Caller, Env, LOGIN};
 use adversary::tokens::{NOW, SECRET, claims, good, with, without};
 use serde_json::{Value, json};
 use tenant_guard::core::{Environment, IssuerProfile, Role, Verifier};
-use tenant_guard::http::{GuardConfig, OrgMembership, TokenOrg, grpc};
+use tenant_guard::http::{GuardConfig, OrgMembership, OrgPath, TokenOrg, grpc};
 use tenant_guard::postgres::{LoginPolicy, Pooler, TenantPool};
 use tenant_guard_testkit::{PgBouncerOptions, TestPgBouncer, TestPostgres};
 use uuid::Uuid;
@@ -596,6 +596,137 @@ async fn a_default_token_org_yields_to_a_checked_header() {
             vec![&(x, format!("{tag}-x"))],
             "{fw:?}: written in x only"
         );
+        env.assert_pool_clean().await;
+    }
+}
+
+/// The org named in the path (`OrgMembership::from_path("/orgs/{org}")`), through axum and
+/// actix: checked by the same membership lookup; a malformed or percent-encoded segment is 400
+/// `invalid_org_path`; a path outside the template names no org (and the header is not read);
+/// a token's own org is authoritative against the path.
+#[actix_web::test]
+async fn orgs_named_in_the_path_are_checked_in_the_database() {
+    let server = TestPostgres::shared().expect("test server");
+    for fw in [Framework::Axum, Framework::Actix] {
+        let env = Env::new(server, 2, |b| b).await;
+        env.admin.batch_execute(&schema()).await.expect("schema");
+        let membership = OrgMembership::from_path(OrgPath::new("/orgs/{org}").unwrap())
+            .lookup_role(Role::new(READER).unwrap())
+            .cache(100, Duration::from_secs(600));
+        let cache = membership.cache_handle();
+        let mut config = AppConfig::new(verifier()).pool(env.pool.clone());
+        config.shared_guard = Some(config.guard().org_membership(membership));
+
+        let (user, x, y) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        env.admin
+            .execute(
+                "INSERT INTO memberships VALUES ($1, $2, 'authenticated')",
+                &[&user, &x],
+            )
+            .await
+            .unwrap();
+        // Notes in x and y, written directly.
+        env.admin
+            .execute(
+                "INSERT INTO notes (org_id, body) VALUES ($1, 'in-x'), ($2, 'in-y')",
+                &[&x, &y],
+            )
+            .await
+            .unwrap();
+        let t = token(user);
+        let (xs, ys) = (x.to_string(), y.to_string());
+
+        let me = fw
+            .send(
+                &config,
+                &req("GET", &format!("/orgs/{xs}/me"), Some(&t), None),
+            )
+            .await;
+        expect(fw, &me, 200, None, "member, org in the path");
+        assert_eq!(me.json()["org_id"], Value::String(xs.clone()), "{fw:?}");
+        let notes = fw
+            .send(
+                &config,
+                &req("GET", &format!("/orgs/{xs}/notes"), Some(&t), None),
+            )
+            .await;
+        expect(fw, &notes, 200, None, "member lists");
+        assert_eq!(
+            notes.json(),
+            json!([{"org_id": xs, "body": "in-x"}]),
+            "{fw:?}: the path's org only"
+        );
+        let a = fw
+            .send(
+                &config,
+                &req("GET", &format!("/orgs/{ys}/notes"), Some(&t), None),
+            )
+            .await;
+        expect(fw, &a, 403, Some("not_a_member"), "non-member");
+        for bad in [
+            "not-a-uuid".to_owned(),
+            format!("%35{}", &xs[1..]),
+            format!("{xs}%00"),
+            "1".repeat(4096),
+        ] {
+            let a = fw
+                .send(
+                    &config,
+                    &req("GET", &format!("/orgs/{bad}/me"), Some(&t), None),
+                )
+                .await;
+            expect(
+                fw,
+                &a,
+                400,
+                Some("invalid_org_path"),
+                &format!("segment {bad:.40}"),
+            );
+        }
+        // Outside the template no org is named; the header is not the source here.
+        let a = fw
+            .send(&config, &req("GET", "/me", Some(&t), Some(&xs)))
+            .await;
+        expect(fw, &a, 400, Some("org_required"), "no org in the path");
+        // A token naming its org: the path may name the same org, not another.
+        let owned = org_token(user, y);
+        let a = fw
+            .send(
+                &config,
+                &req("GET", &format!("/orgs/{xs}/me"), Some(&owned), None),
+            )
+            .await;
+        expect(
+            fw,
+            &a,
+            403,
+            Some("org_mismatch"),
+            "path against the token's org",
+        );
+        let a = fw
+            .send(
+                &config,
+                &req("GET", &format!("/orgs/{ys}/me"), Some(&owned), None),
+            )
+            .await;
+        expect(fw, &a, 200, None, "the token's org in the path");
+        let a = fw
+            .send(&config, &req("GET", "/me", Some(&owned), None))
+            .await;
+        expect(fw, &a, 200, None, "the token's org, no org in the path");
+        // Revoked and invalidated: refused.
+        env.admin
+            .execute("DELETE FROM memberships WHERE user_id = $1", &[&user])
+            .await
+            .unwrap();
+        cache.invalidate_org(x);
+        let a = fw
+            .send(
+                &config,
+                &req("GET", &format!("/orgs/{xs}/me"), Some(&t), None),
+            )
+            .await;
+        expect(fw, &a, 403, Some("not_a_member"), "revoked");
         env.assert_pool_clean().await;
     }
 }

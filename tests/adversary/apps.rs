@@ -3,6 +3,8 @@
 //!
 //! - `GET /me`: the verified principal (no database);
 //! - `GET /notes`: the caller's notes (read-only transaction);
+//! - `GET /orgs/{org}/me`, `GET /orgs/{org}/notes`: `/me` and `/notes` under a path that names
+//!   an org (HTTP apps only);
 //! - `POST /notes/{body}`: inserts a note, 201;
 //! - `POST /notes/{body}/refuse`: inserts a note, then answers 422 (so the write is rolled back);
 //! - `POST /notes/{body}/panic`: inserts a note, then panics;
@@ -384,6 +386,9 @@ pub mod axum_app {
             .route_layer(TenantGuardLayer::new(config.verifier.clone()));
         let router = Router::new()
             .route("/me", get(me))
+            // The org named in the path (`OrgMembership::from_path("/orgs/{org}")`).
+            .route("/orgs/{org}/me", get(me))
+            .route("/orgs/{org}/notes", get(list))
             .route(
                 "/own-limit",
                 get(|| async { ([("ratelimit-remaining", "7")], "own") }),
@@ -608,6 +613,8 @@ pub mod actix_app {
                     web::scope("")
                         .wrap(guard)
                         .route("/me", web::get().to(me))
+                        .route("/orgs/{org}/me", web::get().to(me))
+                        .route("/orgs/{org}/notes", web::get().to(list))
                         .route(
                             "/own-limit",
                             web::get().to(|| async {

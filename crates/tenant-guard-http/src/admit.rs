@@ -169,6 +169,32 @@ impl GuardConfig {
         trace: &RequestTrace,
         outer: Option<&RequestContext>,
     ) -> Admission {
+        self.admit_request("", headers, trace, outer)
+    }
+
+    /// [`admit`](Self::admit) for a request to `path` (the URI's path, without the query): what
+    /// adapters call, so that an org named in the path
+    /// ([`OrgMembership::from_path`](crate::OrgMembership::from_path)) is found. Through
+    /// [`admit`](Self::admit) no path names an org.
+    ///
+    /// ```
+    /// # use tenant_guard_core::{Environment, Verifier};
+    /// # use tenant_guard_http::{Admission, GuardConfig, RequestTrace};
+    /// # let verifier = Verifier::builder(Environment::Production).hmac_secret("a-long-random-secret-from-your-vault").build()?;
+    /// let request = http::Request::get("/orgs/7/projects").body(())?;
+    /// let (trace, _timer) = RequestTrace::start(request.headers());
+    /// let config = GuardConfig::new(verifier);
+    /// let admission = config.admit_request(request.uri().path(), request.headers(), &trace, None);
+    /// assert!(matches!(admission, Admission::Refused(_))); // no token
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn admit_request(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        trace: &RequestTrace,
+        outer: Option<&RequestContext>,
+    ) -> Admission {
         let span = trace.span();
         let pool = match &self.pool {
             Some(pool) => Some((pool.clone(), self.org_cap.clone())),
@@ -179,7 +205,7 @@ impl GuardConfig {
             Some(guard) => Some(guard.clone()),
             None => outer.and_then(RequestContext::sqlx_guard),
         };
-        let principal = match span.in_scope(|| self.identify(headers, pool.as_ref())) {
+        let principal = match span.in_scope(|| self.identify(headers, path, pool.as_ref())) {
             Ok(Identified::Ready(principal)) => principal,
             Ok(Identified::Lookup(lookup)) => {
                 let (config, span) = (self.clone(), span.clone());
@@ -221,6 +247,7 @@ impl GuardConfig {
     fn identify(
         &self,
         headers: &http::HeaderMap,
+        path: &str,
         pool: Option<&(TenantPool, Option<Arc<OrgCap>>)>,
     ) -> Result<Identified, Box<ErrorResponse>> {
         let Some(membership) = &self.membership else {
@@ -239,7 +266,9 @@ impl GuardConfig {
             }
             Err(error) => return Err(refusal(&error)),
         };
-        let requested = membership.requested_org(headers).map_err(|e| refusal(&e))?;
+        let requested = membership
+            .requested_org(headers, path)
+            .map_err(|e| refusal(&e))?;
         let pending = match identity {
             Identity::Org(principal) => match requested {
                 // Another org than the token's: refused (the token's org is authoritative), or

@@ -192,7 +192,7 @@ impl GuardConfig {
     /// headers (the org header of [`org_membership`](Self::org_membership)): an adapter that
     /// copies headers into an [`http::HeaderMap`] for [`admit`](Self::admit) copies these too.
     pub fn admission_headers(&self) -> impl Iterator<Item = &http::HeaderName> {
-        self.membership.iter().map(|m| m.header_name())
+        self.membership.iter().filter_map(|m| m.header_name())
     }
 
     /// Applies the role requirement of [`allow_roles`](Self::allow_roles).

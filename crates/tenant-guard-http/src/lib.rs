@@ -57,6 +57,7 @@ mod handoff;
 mod headers;
 mod layer;
 mod membership;
+mod org_source;
 mod rejection;
 #[cfg(feature = "sqlx")]
 mod sqlx;
@@ -78,6 +79,7 @@ pub use membership::{
     DEFAULT_MEMBERSHIP_CACHE_CAPACITY, DEFAULT_MEMBERSHIP_CACHE_TTL, DEFAULT_MEMBERSHIP_SQL,
     MembershipCache, OrgMembership, TokenOrg,
 };
+pub use org_source::{InvalidOrgPath, OrgPath, OrgSource};
 pub use rejection::GuardRejection;
 #[cfg(feature = "sqlx")]
 pub use sqlx::SqlxDb;

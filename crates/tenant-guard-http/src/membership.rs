@@ -18,6 +18,8 @@ use tenant_guard_postgres::tokio_postgres::types::{Format, IsNull, ToSql, Type, 
 use tenant_guard_postgres::{GuardError, TenantPool};
 use uuid::Uuid;
 
+use crate::org_source::{OrgPath, OrgSource};
+
 /// The default membership SQL: `$1` is the token's `sub`, `$2` the requested org; the first
 /// column of the row (if any) is the member's role.
 pub const DEFAULT_MEMBERSHIP_SQL: &str =
@@ -60,7 +62,7 @@ pub const DEFAULT_MEMBERSHIP_CACHE_TTL: Duration = Duration::from_secs(30);
 /// ```
 #[derive(Debug, Clone)]
 pub struct OrgMembership {
-    header: HeaderName,
+    source: OrgSource,
     sql: Arc<str>,
     role: Role,
     cache: MembershipCache,
@@ -100,8 +102,29 @@ impl OrgMembership {
     /// The org comes from `header`; the default SQL ([`DEFAULT_MEMBERSHIP_SQL`]), lookup role
     /// (`service_role`: prefer a dedicated role) and cache.
     pub fn from_header(header: HeaderName) -> Self {
+        Self::new(OrgSource::Header(header))
+    }
+
+    /// The org comes from the path segment at `path`'s `{org}` (e.g. `/orgs/{org}`); otherwise
+    /// as [`from_header`](Self::from_header). A path that does not match names no org; a matching
+    /// one whose segment is not one UUID is 400 `invalid_org_path`.
+    ///
+    /// ```
+    /// use tenant_guard_http::{OrgMembership, OrgPath};
+    ///
+    /// let membership = OrgMembership::from_path(OrgPath::new("/orgs/{org}")?);
+    /// # let _ = membership;
+    /// # Ok::<(), tenant_guard_http::InvalidOrgPath>(())
+    /// ```
+    pub fn from_path(path: OrgPath) -> Self {
+        Self::new(OrgSource::Path(path))
+    }
+
+    /// The org comes from `source`; the default SQL ([`DEFAULT_MEMBERSHIP_SQL`]), lookup role
+    /// (`service_role`: prefer a dedicated role) and cache.
+    pub fn new(source: OrgSource) -> Self {
         Self {
-            header,
+            source,
             sql: DEFAULT_MEMBERSHIP_SQL.into(),
             // A valid role name: the constructor cannot fail on it.
             role: Role::new("service_role").unwrap_or_else(|_| unreachable!("valid role name")),
@@ -165,9 +188,17 @@ impl OrgMembership {
         self.cache.clone()
     }
 
-    /// The header the org comes from.
-    pub fn header_name(&self) -> &HeaderName {
-        &self.header
+    /// Where the org comes from.
+    pub fn source(&self) -> &OrgSource {
+        &self.source
+    }
+
+    /// The header the org comes from (`None` when it comes from the path).
+    pub fn header_name(&self) -> Option<&HeaderName> {
+        match &self.source {
+            OrgSource::Header(name) => Some(name),
+            OrgSource::Path(_) => None,
+        }
     }
 
     /// Runs the membership SQL once, as the lookup role, for a user and an org that belong to no
@@ -187,9 +218,23 @@ impl OrgMembership {
         self.query(pool, NOBODY, Uuid::nil()).await.map(drop)
     }
 
-    /// The org the request names, if any; 400 when it is not one UUID.
-    pub(crate) fn requested_org(&self, headers: &HeaderMap) -> Result<Option<Uuid>, OrgError> {
-        let mut values = headers.get_all(&self.header).iter();
+    /// The org the request names (in its headers or its `path`), if any; 400 when it is not
+    /// one UUID.
+    pub(crate) fn requested_org(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+    ) -> Result<Option<Uuid>, OrgError> {
+        let header = match &self.source {
+            OrgSource::Header(header) => header,
+            OrgSource::Path(template) => {
+                return match template.org_segment(path) {
+                    None => Ok(None),
+                    Some(segment) => parse_org(segment).map(Some).ok_or(OrgError::MalformedPath),
+                };
+            }
+        };
+        let mut values = headers.get_all(header).iter();
         let Some(value) = values.next() else {
             return Ok(None);
         };
@@ -197,9 +242,7 @@ impl OrgMembership {
             return Err(OrgError::Malformed);
         }
         let text = value.to_str().map_err(|_| OrgError::Malformed)?;
-        Uuid::try_parse(text.trim())
-            .map(Some)
-            .map_err(|_| OrgError::Malformed)
+        parse_org(text.trim()).map(Some).ok_or(OrgError::Malformed)
     }
 
     /// The cached answer for (user, org), if fresh.
@@ -316,6 +359,11 @@ impl OrgMembership {
             )),
         }
     }
+}
+
+/// The org a request names, parsed (the one parser of header and path values).
+fn parse_org(text: &str) -> Option<Uuid> {
+    Uuid::try_parse(text).ok()
 }
 
 /// A parameter sent as text of type `unknown` (the server infers its type from the SQL and
@@ -463,6 +511,9 @@ pub(crate) enum OrgError {
     /// The org header is not exactly one UUID.
     #[error("the organisation header is malformed")]
     Malformed,
+    /// The org segment of the path is not one UUID.
+    #[error("the organisation in the path is malformed")]
+    MalformedPath,
     /// The token's org differs from the requested one.
     #[error("the requested organisation is not the token's")]
     Mismatch,
@@ -493,6 +544,12 @@ impl ToErrorResponse for OrgError {
                 StatusCode::BAD_REQUEST,
                 "invalid_org_header",
                 "the organisation header must be one UUID",
+                "Bearer error=\"invalid_request\", error_description=\"malformed organisation\"",
+            ),
+            Self::MalformedPath => (
+                StatusCode::BAD_REQUEST,
+                "invalid_org_path",
+                "the organisation in the path must be one UUID",
                 "Bearer error=\"invalid_request\", error_description=\"malformed organisation\"",
             ),
             Self::Mismatch => (
@@ -566,18 +623,18 @@ mod tests {
     fn the_org_header_must_be_one_uuid() {
         let m = OrgMembership::from_header(HeaderName::from_static("x-org-id"));
         let mut headers = HeaderMap::new();
-        assert!(matches!(m.requested_org(&headers), Ok(None)));
+        assert!(matches!(m.requested_org(&headers, "/"), Ok(None)));
         headers.insert("x-org-id", "not-a-uuid".parse().unwrap());
         assert!(matches!(
-            m.requested_org(&headers),
+            m.requested_org(&headers, "/"),
             Err(OrgError::Malformed)
         ));
         let org = Uuid::from_u128(9);
         headers.insert("x-org-id", org.to_string().parse().unwrap());
-        assert_eq!(m.requested_org(&headers).unwrap(), Some(org));
+        assert_eq!(m.requested_org(&headers, "/").unwrap(), Some(org));
         headers.append("x-org-id", org.to_string().parse().unwrap());
         assert!(matches!(
-            m.requested_org(&headers),
+            m.requested_org(&headers, "/"),
             Err(OrgError::Malformed)
         ));
         let r = OrgError::NotAMember.to_error_response();

@@ -57,7 +57,9 @@ where
             }
         }
         let outer = req.extensions().get::<RequestContext>().cloned();
-        let admission = self.config.admit(&headers, &trace, outer.as_ref());
+        let admission = self
+            .config
+            .admit_request(req.path(), &headers, &trace, outer.as_ref());
         let service = Rc::clone(&self.service);
         let span = trace.span().clone();
         Box::pin(

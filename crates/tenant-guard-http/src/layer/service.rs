@@ -96,7 +96,12 @@ where
         let (trace, timer) = trace_of::<_, R>(&mut request);
         let grpc = grpc::is_grpc(request.headers());
         let outer = request.extensions().get::<RequestContext>().cloned();
-        let admission = self.config.admit(request.headers(), &trace, outer.as_ref());
+        let admission = self.config.admit_request(
+            request.uri().path(),
+            request.headers(),
+            &trace,
+            outer.as_ref(),
+        );
         let future = ResponseFuture::new(trace.span().clone(), trace.id().clone(), timer, grpc);
         // tower's readiness contract: call the instance that was polled ready, keep a fresh clone.
         let clone = self.inner.clone();
