@@ -122,9 +122,11 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let membership = |capacity| {
-        OrgMembership::from_header(http::HeaderName::from_static("x-org-id"))
-            .lookup_role(Role::new(READER).unwrap())
-            .cache(capacity, Duration::from_secs(3600))
+        OrgMembership::from_header(
+            http::HeaderName::from_static("x-org-id"),
+            Role::new(READER).unwrap(),
+        )
+        .cache(capacity, Duration::from_secs(3600))
     };
     let base = GuardConfig::new(verifier).pool(pool);
     let hit = base.clone().org_membership(membership(1000));

@@ -273,9 +273,11 @@ fn membership_schema() -> String {
 }
 
 fn membership(capacity: usize, ttl: Duration) -> OrgMembership {
-    OrgMembership::from_header(http::HeaderName::from_static("x-org-id"))
-        .lookup_role(Role::new(READER).unwrap())
-        .cache(capacity, ttl)
+    OrgMembership::from_header(
+        http::HeaderName::from_static("x-org-id"),
+        Role::new(READER).unwrap(),
+    )
+    .cache(capacity, ttl)
 }
 
 /// Header-selected orgs (issue 14) through both adapters against a real PostgreSQL: the rows of

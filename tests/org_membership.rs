@@ -139,9 +139,11 @@ async fn header_selected_orgs_are_checked_in_the_database() {
     for fw in ALL {
         let env = Env::new(server, 2, |b| b).await;
         env.admin.batch_execute(&schema()).await.expect("schema");
-        let membership = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"))
-            .lookup_role(Role::new(READER).unwrap())
-            .cache(2, Duration::from_secs(600));
+        let membership = OrgMembership::from_header(
+            http::HeaderName::from_static("x-org-id"),
+            Role::new(READER).unwrap(),
+        )
+        .cache(2, Duration::from_secs(600));
         let cache = membership.cache_handle();
         let mut config = AppConfig::new(verifier()).pool(env.pool.clone());
         config.nested_guard = Some(GuardConfig::new(verifier()).org_membership(membership.clone()));
@@ -396,10 +398,12 @@ async fn header_selected_orgs_work_behind_a_transaction_mode_pooler() {
             .wait_timeout(Duration::from_secs(10))
             .build()
             .expect("pool through PgBouncer");
-        let membership = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"))
-            .lookup_role(Role::new(READER).unwrap())
-            // Every request asks the database: the lookup itself is what is tested.
-            .cache(0, Duration::from_secs(600));
+        let membership = OrgMembership::from_header(
+            http::HeaderName::from_static("x-org-id"),
+            Role::new(READER).unwrap(),
+        )
+        // Every request asks the database: the lookup itself is what is tested.
+        .cache(0, Duration::from_secs(600));
         membership
             .check(&pool)
             .await
@@ -488,17 +492,21 @@ async fn a_default_token_org_yields_to_a_checked_header() {
     for fw in ALL {
         let env = Env::new(server, 2, |b| b).await;
         env.admin.batch_execute(&schema()).await.expect("schema");
-        let membership = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"))
-            .lookup_role(Role::new(READER).unwrap())
-            .token_org(TokenOrg::Default)
-            .cache(100, Duration::from_secs(600));
+        let membership = OrgMembership::from_header(
+            http::HeaderName::from_static("x-org-id"),
+            Role::new(READER).unwrap(),
+        )
+        .token_org(TokenOrg::Default)
+        .cache(100, Duration::from_secs(600));
         let cache = membership.cache_handle();
         let mut config = AppConfig::new(verifier()).pool(env.pool.clone());
         config.nested_guard = Some(GuardConfig::new(verifier()).org_membership(membership.clone()));
         config.shared_guard = Some(config.guard().org_membership(membership));
         let mut strict = AppConfig::new(verifier()).pool(env.pool.clone());
-        let authoritative = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"))
-            .lookup_role(Role::new(READER).unwrap());
+        let authoritative = OrgMembership::from_header(
+            http::HeaderName::from_static("x-org-id"),
+            Role::new(READER).unwrap(),
+        );
         strict.nested_guard =
             Some(GuardConfig::new(verifier()).org_membership(authoritative.clone()));
         strict.shared_guard = Some(strict.guard().org_membership(authoritative));
@@ -610,9 +618,11 @@ async fn orgs_named_in_the_path_are_checked_in_the_database() {
     for fw in [Framework::Axum, Framework::Actix] {
         let env = Env::new(server, 2, |b| b).await;
         env.admin.batch_execute(&schema()).await.expect("schema");
-        let membership = OrgMembership::from_path(OrgPath::new("/orgs/{org}").unwrap())
-            .lookup_role(Role::new(READER).unwrap())
-            .cache(100, Duration::from_secs(600));
+        let membership = OrgMembership::from_path(
+            OrgPath::new("/orgs/{org}").unwrap(),
+            Role::new(READER).unwrap(),
+        )
+        .cache(100, Duration::from_secs(600));
         let cache = membership.cache_handle();
         let mut config = AppConfig::new(verifier()).pool(env.pool.clone());
         config.shared_guard = Some(config.guard().org_membership(membership));

@@ -294,9 +294,8 @@ impl OrgSource {
 impl MembershipConfig {
     /// The guard's [`OrgMembership`](tenant_guard::http::OrgMembership).
     pub fn org_membership(&self) -> tenant_guard::http::OrgMembership {
-        tenant_guard::http::OrgMembership::from_header(self.header.clone())
+        tenant_guard::http::OrgMembership::from_header(self.header.clone(), self.role.clone())
             .sql(self.sql.as_str())
-            .lookup_role(self.role.clone())
             .cache(self.cache_size, self.cache_ttl)
             .token_org(self.token_org)
     }

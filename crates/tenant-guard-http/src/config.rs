@@ -158,11 +158,12 @@ impl GuardConfig {
     ///             .org_from_request(true),
     ///     )
     ///     .build()?;
-    /// let membership = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"));
+    /// let reader = tenant_guard_core::Role::new("membership_reader")?; // the lookup role
+    /// let membership = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"), reader);
     /// let cache = membership.cache_handle(); // `cache.invalidate(user, org)` on revocation
     /// let config = GuardConfig::new(verifier).org_membership(membership);
     /// # let _ = (cache, config);
-    /// # Ok::<(), tenant_guard_core::AuthError>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
     pub fn org_membership(mut self, membership: OrgMembership) -> Self {

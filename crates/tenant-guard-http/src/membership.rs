@@ -36,7 +36,8 @@ pub const DEFAULT_MEMBERSHIP_CACHE_TTL: Duration = Duration::from_secs(30);
 ///
 /// For a token that names no org (its issuer has `org_from_request(true)`), the org comes from
 /// `header` (a UUID; anything else is 400 `invalid_org_header`, no header 400 `org_required`);
-/// the guard runs [`sql`](Self::sql) as [`lookup_role`](Self::lookup_role) over its pool (through
+/// the guard runs [`sql`](Self::sql) as the lookup role (named at construction: a dedicated
+/// role, there is no default) over its pool (through
 /// [`TenantPool::begin_membership_lookup`], read-only, never as the request's role) and scopes
 /// the request to that org with the role in the answer (which must pass
 /// [`allow_roles`](crate::GuardConfig::allow_roles) and the pool's user roles). No row: 403
@@ -52,10 +53,12 @@ pub const DEFAULT_MEMBERSHIP_CACHE_TTL: Duration = Duration::from_secs(30);
 /// use tenant_guard_core::Role;
 /// use tenant_guard_http::OrgMembership;
 ///
-/// let membership = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"))
-///     .sql("SELECT role FROM app.memberships WHERE user_id = $1 AND org_id = $2")
-///     .lookup_role(Role::new("membership_reader")?)
-///     .cache(10_000, Duration::from_secs(30));
+/// let membership = OrgMembership::from_header(
+///     http::HeaderName::from_static("x-org-id"),
+///     Role::new("membership_reader")?, // the lookup role: NOLOGIN, SELECT on memberships only
+/// )
+/// .sql("SELECT role FROM app.memberships WHERE user_id = $1 AND org_id = $2")
+/// .cache(10_000, Duration::from_secs(30));
 /// let cache = membership.cache_handle(); // keep it to invalidate on membership changes
 /// # let _ = cache;
 /// # Ok::<(), tenant_guard_core::InvalidRole>(())
@@ -77,10 +80,12 @@ pub struct OrgMembership {
 /// use tenant_guard_http::{OrgMembership, TokenOrg};
 ///
 /// // Users switch orgs with the header; the token's org is where they land without one.
-/// let membership = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"))
+/// let reader = tenant_guard_core::Role::new("membership_reader")?;
+/// let membership = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"), reader)
 ///     .token_org(TokenOrg::Default);
 /// # let _ = membership;
 /// assert_eq!(TokenOrg::default(), TokenOrg::Authoritative);
+/// # Ok::<(), tenant_guard_core::InvalidRole>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -99,10 +104,10 @@ pub enum TokenOrg {
 }
 
 impl OrgMembership {
-    /// The org comes from `header`; the default SQL ([`DEFAULT_MEMBERSHIP_SQL`]), lookup role
-    /// (`service_role`: prefer a dedicated role) and cache.
-    pub fn from_header(header: HeaderName) -> Self {
-        Self::new(OrgSource::Header(header))
+    /// The org comes from `header`, the lookup runs as `lookup_role`; the default SQL
+    /// ([`DEFAULT_MEMBERSHIP_SQL`]) and cache. See [`new`](Self::new).
+    pub fn from_header(header: HeaderName, lookup_role: Role) -> Self {
+        Self::new(OrgSource::Header(header), lookup_role)
     }
 
     /// The org comes from the path segment at `path`'s `{org}` (e.g. `/orgs/{org}`); otherwise
@@ -112,22 +117,25 @@ impl OrgMembership {
     /// ```
     /// use tenant_guard_http::{OrgMembership, OrgPath};
     ///
-    /// let membership = OrgMembership::from_path(OrgPath::new("/orgs/{org}")?);
+    /// let reader = tenant_guard_core::Role::new("membership_reader")?;
+    /// let membership = OrgMembership::from_path(OrgPath::new("/orgs/{org}")?, reader);
     /// # let _ = membership;
-    /// # Ok::<(), tenant_guard_http::InvalidOrgPath>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn from_path(path: OrgPath) -> Self {
-        Self::new(OrgSource::Path(path))
+    pub fn from_path(path: OrgPath, lookup_role: Role) -> Self {
+        Self::new(OrgSource::Path(path), lookup_role)
     }
 
-    /// The org comes from `source`; the default SQL ([`DEFAULT_MEMBERSHIP_SQL`]), lookup role
-    /// (`service_role`: prefer a dedicated role) and cache.
-    pub fn new(source: OrgSource) -> Self {
+    /// The org comes from `source`; the lookup runs as `lookup_role` (granted to the pool's
+    /// login; never the request's role): a dedicated `NOLOGIN` role that can read the
+    /// membership table and nothing else, not `service_role` or an owner (there is no default,
+    /// so that nobody gets a powerful one by accident). The default SQL
+    /// ([`DEFAULT_MEMBERSHIP_SQL`]) and cache.
+    pub fn new(source: OrgSource, lookup_role: Role) -> Self {
         Self {
             source,
             sql: DEFAULT_MEMBERSHIP_SQL.into(),
-            // A valid role name: the constructor cannot fail on it.
-            role: Role::new("service_role").unwrap_or_else(|_| unreachable!("valid role name")),
+            role: lookup_role,
             cache: MembershipCache::new(
                 DEFAULT_MEMBERSHIP_CACHE_CAPACITY,
                 DEFAULT_MEMBERSHIP_CACHE_TTL,
@@ -168,12 +176,9 @@ impl OrgMembership {
         self
     }
 
-    /// The role the lookup runs as (granted to the pool's login; default `service_role`). A
-    /// dedicated `NOLOGIN` role that can read the membership table and nothing else is best.
-    #[must_use]
-    pub fn lookup_role(mut self, role: Role) -> Self {
-        self.role = role;
-        self
+    /// The role the lookup runs as (see [`new`](Self::new)).
+    pub fn lookup_role(&self) -> &Role {
+        &self.role
     }
 
     /// At most `capacity` cached answers (0 disables the cache), each for `ttl`.
@@ -208,7 +213,9 @@ impl OrgMembership {
     ///
     /// ```no_run
     /// # async fn run(pool: tenant_guard_postgres::TenantPool) -> Result<(), tenant_guard_postgres::GuardError> {
-    /// let membership = tenant_guard_http::OrgMembership::from_header(http::HeaderName::from_static("x-org-id"));
+    /// # let reader = tenant_guard_core::Role::new("membership_reader").unwrap();
+    /// let membership =
+    ///     tenant_guard_http::OrgMembership::from_header(http::HeaderName::from_static("x-org-id"), reader);
     /// membership.check(&pool).await?; // refuse to start on a broken lookup
     /// # Ok(()) }
     /// ```
@@ -621,7 +628,7 @@ mod tests {
 
     #[test]
     fn the_org_header_must_be_one_uuid() {
-        let m = OrgMembership::from_header(HeaderName::from_static("x-org-id"));
+        let m = OrgMembership::from_header(HeaderName::from_static("x-org-id"), role());
         let mut headers = HeaderMap::new();
         assert!(matches!(m.requested_org(&headers, "/"), Ok(None)));
         headers.insert("x-org-id", "not-a-uuid".parse().unwrap());

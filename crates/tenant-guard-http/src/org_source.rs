@@ -13,10 +13,12 @@ use http::HeaderName;
 /// ```
 /// use tenant_guard_http::{OrgMembership, OrgPath, OrgSource};
 ///
-/// let by_header = OrgMembership::new(OrgSource::Header(http::HeaderName::from_static("x-org-id")));
-/// let by_path = OrgMembership::new(OrgSource::Path(OrgPath::new("/orgs/{org}")?));
+/// let reader = tenant_guard_core::Role::new("membership_reader")?;
+/// let header = OrgSource::Header(http::HeaderName::from_static("x-org-id"));
+/// let by_header = OrgMembership::new(header, reader.clone());
+/// let by_path = OrgMembership::new(OrgSource::Path(OrgPath::new("/orgs/{org}")?), reader);
 /// # let _ = (by_header, by_path);
-/// # Ok::<(), tenant_guard_http::InvalidOrgPath>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
