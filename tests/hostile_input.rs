@@ -19,12 +19,12 @@ use std::time::Duration;
 use adversary::apps::{Answer, AppConfig, Req, actix_app, axum_app};
 use adversary::faults::{Env, Framework, LOGIN, assert_error};
 use adversary::table::{
-    Expect, Row, Trap, issuer_rows, org_header_rows, rows, unchecked_org_header_rows,
+    Expect, Row, Trap, issuer_rows, org_header_rows, org_path_rows, rows, unchecked_org_header_rows,
 };
 use adversary::tokens::{self, NOW, ORG, OTHER_ORG, SUB, claims, good, with, without};
 use serde_json::json;
 use tenant_guard::core::{Environment, Role, Verifier};
-use tenant_guard::http::{MembershipCache, OrgMembership};
+use tenant_guard::http::{MembershipCache, OrgMembership, OrgPath};
 use tenant_guard_testkit::TestPostgres;
 use uuid::Uuid;
 
@@ -282,8 +282,9 @@ fn membership(capacity: usize, ttl: Duration) -> OrgMembership {
 
 /// Header-selected orgs (issue 14) through both adapters against a real PostgreSQL: the rows of
 /// `org_header_rows` on a guard with `org_membership` (no membership, malformed, overlong,
-/// duplicated and non-UTF-8 `x-org-id`, the token's org against the header), and the rows of
-/// `unchecked_org_header_rows` on a guard without it, where the header is ignored, never trusted.
+/// duplicated and non-UTF-8 `x-org-id`, the token's org against the header), the rows of
+/// `unchecked_org_header_rows` on a guard without it, where the header is ignored, never trusted,
+/// and the rows of `org_path_rows` on a guard reading the org from `/orgs/{org}`.
 #[actix_web::test]
 async fn header_selected_orgs_get_their_answer_from_both_adapters() {
     let env = Env::new(TestPostgres::shared().expect("test server"), 2, |b| b).await;
@@ -298,15 +299,25 @@ async fn header_selected_orgs_get_their_answer_from_both_adapters() {
             .org_membership(membership(100, Duration::from_secs(600))),
     );
     let unchecked = AppConfig::new(tokens::org_request_verifier()).pool(env.pool.clone());
-    let (with_feature, without_feature) = (org_header_rows(), unchecked_org_header_rows());
+    let mut by_path = AppConfig::new(tokens::org_request_verifier()).pool(env.pool.clone());
+    by_path.shared_guard = Some(by_path.guard().org_membership(OrgMembership::from_path(
+        OrgPath::new("/orgs/{org}").unwrap(),
+        Role::new(READER).unwrap(),
+    )));
+    let (with_feature, without_feature, path) = (
+        org_header_rows(),
+        unchecked_org_header_rows(),
+        org_path_rows(),
+    );
     assert!(with_feature.len() > 25, "{} rows", with_feature.len());
     let mut failures = run_rows(&with_feature, &checked).await;
     failures.extend(run_rows(&without_feature, &unchecked).await);
+    failures.extend(run_rows(&path, &by_path).await);
     assert!(
         failures.is_empty(),
         "{} of {} rows failed:\n{}",
         failures.len(),
-        with_feature.len() + without_feature.len(),
+        with_feature.len() + without_feature.len() + path.len(),
         failures.join("\n")
     );
     env.assert_pool_clean().await;

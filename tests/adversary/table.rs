@@ -1281,3 +1281,60 @@ pub fn unchecked_org_header_rows() -> Vec<Row> {
     );
     t.rows
 }
+
+/// Rows for a guard with `org_membership` reading the org from the path (`/orgs/{org}`), same
+/// members as [`org_header_rows`]: the segment is checked like the header, never decoded, and a
+/// header is not read at all.
+pub fn org_path_rows() -> Vec<Row> {
+    let mut t = Table { rows: Vec::new() };
+    let no_org = good(&without(claims(), "org_id"));
+    let at = |segment: &str| Req::get(&format!("/orgs/{segment}/me")).bearer(&no_org);
+    t.raw(
+        "path: a member org",
+        at(ORG),
+        Expect::Ok,
+        vec![no_org.clone()],
+    );
+    t.raw(
+        "path: an org without membership",
+        at(OTHER_ORG),
+        NOT_A_MEMBER,
+        vec![no_org.clone()],
+    );
+    for (name, segment) in [
+        ("not a uuid", "not-a-uuid".to_owned()),
+        ("percent-encoded member org", format!("%35{}", &ORG[1..])),
+        ("member org and an encoded NUL", format!("{ORG}%00")),
+        ("encoded traversal", "..%2F..%2Fetc%2Fpasswd".to_owned()),
+        ("encoded SQL", "%27%20OR%201%3D1%20--".to_owned()),
+        ("member org, then a semicolon", format!("{ORG};{OTHER_ORG}")),
+        ("overlong", "1".repeat(4096)),
+    ] {
+        t.raw(
+            format!("path: {name}"),
+            at(&segment),
+            Expect::Refused(400, "invalid_org_path"),
+            vec![no_org.clone()],
+        );
+    }
+    t.raw(
+        "path: no org in the path, a member org in the header (not the source)",
+        Req::get("/me").bearer(&no_org).header("x-org-id", ORG),
+        ORG_REQUIRED,
+        vec![no_org.clone()],
+    );
+    t.raw(
+        "path: a member org, no token",
+        Req::get(&format!("/orgs/{ORG}/me")),
+        MISSING,
+        Vec::new(),
+    );
+    let with_org = good(&with(claims(), "org_id", json!(OTHER_ORG)));
+    t.raw(
+        "path: the token names another org",
+        Req::get(&format!("/orgs/{ORG}/me")).bearer(&with_org),
+        ORG_MISMATCH,
+        vec![with_org],
+    );
+    t.rows
+}
