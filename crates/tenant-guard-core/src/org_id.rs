@@ -175,6 +175,13 @@ impl From<i64> for OrgId {
     }
 }
 
+/// A clone: so `pool.begin_org_job(&job, principal.org_id(), …)` reads as it did with UUIDs.
+impl From<&OrgId> for OrgId {
+    fn from(org: &OrgId) -> Self {
+        org.clone()
+    }
+}
+
 impl PartialEq<Uuid> for OrgId {
     fn eq(&self, other: &Uuid) -> bool {
         self.as_uuid() == Some(*other)
@@ -184,6 +191,18 @@ impl PartialEq<Uuid> for OrgId {
 impl PartialEq<Uuid> for &OrgId {
     fn eq(&self, other: &Uuid) -> bool {
         self.as_uuid() == Some(*other)
+    }
+}
+
+impl PartialEq<OrgId> for Uuid {
+    fn eq(&self, other: &OrgId) -> bool {
+        other == self
+    }
+}
+
+impl PartialEq<&OrgId> for Uuid {
+    fn eq(&self, other: &&OrgId) -> bool {
+        *other == self
     }
 }
 

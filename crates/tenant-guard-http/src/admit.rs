@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tenant_guard_core::{
-    AuthError, ErrorResponse, Identity, PendingOrg, Principal, RateLimitCheck, RateLimitStatus,
-    RequestId, Role, ToErrorResponse, trace,
+    AuthError, ErrorResponse, Identity, OrgId, PendingOrg, Principal, RateLimitCheck,
+    RateLimitStatus, RequestId, Role, ToErrorResponse, trace,
 };
 use tenant_guard_postgres::TenantPool;
 use tracing::Span;
-use uuid::Uuid;
 
 use crate::cap::OrgCap;
 use crate::config::GuardConfig;
@@ -239,11 +238,13 @@ impl GuardConfig {
             }
             Err(error) => return Err(refusal(&error)),
         };
-        let requested = membership.requested_org(headers).map_err(|e| refusal(&e))?;
         let pending = match identity {
             Identity::Org(principal) => {
+                let requested = membership
+                    .requested_org(headers, principal.org_id_kind())
+                    .map_err(|e| refusal(&e))?;
                 // The token's org is authoritative.
-                if requested.is_some_and(|org| org != principal.org_id()) {
+                if requested.is_some_and(|org| org != *principal.org_id()) {
                     return Err(refusal(&OrgError::Mismatch));
                 }
                 self.check_role(&principal).map_err(|e| refusal(&e))?;
@@ -253,7 +254,11 @@ impl GuardConfig {
             // A kind of identity this pipeline does not know: refuse.
             _ => return Err(refusal(&AuthError::InvalidOrg)),
         };
-        let org = requested.ok_or_else(|| refusal(&OrgError::Missing))?;
+        // Parsed with the kind of org id the token's issuer is configured with.
+        let org = membership
+            .requested_org(headers, pending.org_id_kind())
+            .map_err(|e| refusal(&e))?
+            .ok_or_else(|| refusal(&OrgError::Missing))?;
         let lookup = Lookup {
             config: self.clone(),
             membership: Arc::clone(membership),
@@ -261,7 +266,7 @@ impl GuardConfig {
             pending,
             org,
         };
-        match membership.cached(lookup.pending.user_id(), org) {
+        match membership.cached(lookup.pending.user_id(), &lookup.org) {
             Some(answer) => lookup.member(answer).map(Identified::Ready),
             None => Ok(Identified::Lookup(lookup)),
         }
@@ -333,7 +338,7 @@ struct Lookup {
     membership: Arc<OrgMembership>,
     pool: Option<TenantPool>,
     pending: PendingOrg,
-    org: Uuid,
+    org: OrgId,
 }
 
 impl Lookup {
@@ -344,7 +349,7 @@ impl Lookup {
         };
         match self
             .membership
-            .lookup(pool, self.pending.user_id(), self.org)
+            .lookup(pool, self.pending.user_id(), &self.org)
             .await
         {
             Ok(answer) => self.member(answer),
