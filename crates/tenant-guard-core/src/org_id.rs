@@ -300,7 +300,7 @@ impl OrgIdKind {
     }
 
     /// An org id of this kind from a JSON integer claim: only [`OrgIdKind::Integer`] takes one.
-    pub(crate) fn from_json_int(self, n: i64) -> Result<OrgId, InvalidOrgId> {
+    pub(crate) fn parse_json_int(self, n: i64) -> Result<OrgId, InvalidOrgId> {
         match self {
             Self::Integer => Ok(OrgId::Int(n)),
             _ => Err(InvalidOrgId(self)),

@@ -129,7 +129,7 @@ pub(crate) fn check<'a>(
     let role = rules.role.resolve(&found.role)?;
     let org = match &found.org {
         OrgSlot::Str(text) => rules.org_kind.parse(text),
-        OrgSlot::Int(n) => rules.org_kind.from_json_int(*n),
+        OrgSlot::Int(n) => rules.org_kind.parse_json_int(*n),
         // No org claim at all, where the org is chosen per request: the nil UUID, which no token
         // can name (`OrgIdKind::parse` refuses it), marks a principal that still needs its org.
         OrgSlot::Absent if !rules.org_required => Ok(OrgId::NIL),
