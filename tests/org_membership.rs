@@ -525,3 +525,73 @@ async fn header_selected_integer_orgs_are_checked_in_the_database() {
         env.assert_pool_clean().await;
     }
 }
+
+/// Header-selected **text** orgs (slugs): the lookup binds `$2` as text, the request is scoped to
+/// the slug under RLS, malformed slugs are 400 before any lookup.
+#[actix_web::test]
+async fn header_selected_text_orgs_are_checked_in_the_database() {
+    use tenant_guard::core::OrgIdKind;
+    let server = TestPostgres::shared().expect("test server");
+    let verifier = || {
+        Verifier::builder(Environment::Production)
+            .add_issuer(
+                IssuerProfile::new(ISSUER)
+                    .hmac_secret(SECRET)
+                    .org_id_kind(OrgIdKind::Text)
+                    .org_from_request(true),
+            )
+            .clock(|| NOW)
+            .build()
+            .expect("verifier")
+    };
+    let fw = Framework::Axum;
+    let env = Env::new(server, 2, |b| b).await;
+    let schema = integer_schema()
+        .replace("TYPE bigint USING 0", "TYPE text USING ''")
+        .replace("org_id_bigint()", "org_id_text()")
+        .replace("org_id bigint NOT NULL", "org_id text NOT NULL");
+    env.admin.batch_execute(&schema).await.expect("schema");
+    let membership = OrgMembership::from_header(http::HeaderName::from_static("x-org-id"))
+        .lookup_role(Role::new(READER).unwrap());
+    let mut config = AppConfig::new(verifier()).pool(env.pool.clone());
+    config.nested_guard = Some(GuardConfig::new(verifier()).org_membership(membership.clone()));
+    config.shared_guard = Some(config.guard().org_membership(membership));
+    let user = Uuid::new_v4();
+    env.admin
+        .execute(
+            "INSERT INTO memberships VALUES ($1, 'acme', 'authenticated')",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    let t = token(user);
+    let a = fw
+        .send(
+            &config,
+            &req("POST", "/notes/text-acme", Some(&t), Some("acme")),
+        )
+        .await;
+    expect(fw, &a, 201, None, "member of acme writes");
+    let a = fw
+        .send(&config, &req("GET", "/notes", Some(&t), Some("acme")))
+        .await;
+    expect(fw, &a, 200, None, "member of acme reads");
+    assert_eq!(a.json(), json!([{"org_id": "acme", "body": "text-acme"}]));
+    let me = fw
+        .send(&config, &req("GET", "/me", Some(&t), Some("acme")))
+        .await;
+    assert_eq!(me.json()["org_id"], "acme");
+    for (org, status, code) in [
+        ("ACME", 403, "not_a_member"),
+        ("globex", 403, "not_a_member"),
+        ("acme/x", 400, "invalid_org_header"),
+        ("acme'--", 400, "invalid_org_header"),
+        ("ac%20me", 400, "invalid_org_header"),
+    ] {
+        let a = fw
+            .send(&config, &req("GET", "/notes", Some(&t), Some(org)))
+            .await;
+        expect(fw, &a, status, Some(code), org);
+    }
+    env.assert_pool_clean().await;
+}
