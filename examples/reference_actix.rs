@@ -133,7 +133,7 @@ async fn create_project(
         .query_one(
             "INSERT INTO projects (org_id, name, created_by) VALUES ($1, $2, $3) \
              RETURNING id, org_id, name",
-            &[&principal.org_id(), &name, &principal.user_id()],
+            &[&principal.org_id().as_uuid(), &name, &principal.user_id()],
         )
         .await?;
     Ok(HttpResponse::Created().json(Project::from(&row)))
@@ -200,7 +200,7 @@ mod on_sqlx {
             "INSERT INTO projects (org_id, name, created_by) VALUES ($1, $2, $3) \
              RETURNING id, org_id, name",
         )
-        .bind(principal.org_id())
+        .bind(principal.org_id().as_uuid())
         .bind(name)
         .bind(principal.user_id())
         .fetch_one(db.conn().await?)

@@ -740,3 +740,234 @@ async fn orgs_named_in_the_path_are_checked_in_the_database() {
         env.assert_pool_clean().await;
     }
 }
+
+
+/// Integer org ids (`OrgIdKind::Integer`): the notes and memberships tables keyed by `bigint`.
+fn integer_schema() -> String {
+    format!(
+        "DO $$ BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{READER}') THEN
+                BEGIN
+                    CREATE ROLE {READER} NOLOGIN;
+                EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                END;
+            END IF;
+        END $$;
+        GRANT {READER} TO {LOGIN};
+        DROP POLICY notes_org ON notes;
+        ALTER TABLE notes ALTER COLUMN org_id DROP DEFAULT;
+        ALTER TABLE notes ALTER COLUMN org_id TYPE bigint USING 0;
+        ALTER TABLE notes ALTER COLUMN org_id SET DEFAULT tenant_guard.org_id_bigint();
+        CREATE POLICY notes_org ON notes FOR ALL TO authenticated
+            USING (org_id = (SELECT tenant_guard.org_id_bigint()))
+            WITH CHECK (org_id = (SELECT tenant_guard.org_id_bigint()));
+        CREATE TABLE memberships (
+            user_id uuid NOT NULL,
+            org_id bigint NOT NULL,
+            role text NOT NULL,
+            PRIMARY KEY (user_id, org_id)
+        );
+        GRANT SELECT ON memberships TO {READER};"
+    )
+}
+
+/// Header-selected **integer** orgs: the header is parsed as the issuer's kind (a decimal
+/// `i64`), the lookup binds it as `bigint`, and the request is scoped to that org under RLS.
+#[actix_web::test]
+async fn header_selected_integer_orgs_are_checked_in_the_database() {
+    use tenant_guard::core::OrgIdKind;
+    let server = TestPostgres::shared().expect("test server");
+    let verifier = || {
+        Verifier::builder(Environment::Production)
+            .add_issuer(
+                IssuerProfile::new(ISSUER)
+                    .hmac_secret(SECRET)
+                    .org_id_kind(OrgIdKind::Integer)
+                    .org_from_request(true),
+            )
+            .clock(|| NOW)
+            .build()
+            .expect("verifier")
+    };
+    for fw in ALL {
+        let env = Env::new(server, 2, |b| b).await;
+        env.admin
+            .batch_execute(&integer_schema())
+            .await
+            .expect("schema");
+        let membership = OrgMembership::from_header(
+            http::HeaderName::from_static("x-org-id"),
+            Role::new(READER).unwrap(),
+        );
+        let cache = membership.cache_handle();
+        let mut config = AppConfig::new(verifier()).pool(env.pool.clone());
+        config.nested_guard = Some(GuardConfig::new(verifier()).org_membership(membership.clone()));
+        config.shared_guard = Some(config.guard().org_membership(membership));
+
+        let user = Uuid::new_v4();
+        env.admin
+            .execute(
+                "INSERT INTO memberships VALUES ($1, 101, 'authenticated'), ($1, -5, 'authenticated')",
+                &[&user],
+            )
+            .await
+            .unwrap();
+        let t = token(user);
+        let tag = format!("{fw:?}-int");
+
+        // A member of 101: writes and reads there, as an integer org.
+        let a = fw
+            .send(
+                &config,
+                &req("POST", &format!("/notes/{tag}-101"), Some(&t), Some("101")),
+            )
+            .await;
+        expect(fw, &a, 201, None, "member of 101 writes");
+        let a = fw
+            .send(&config, &req("GET", "/notes", Some(&t), Some("101")))
+            .await;
+        expect(fw, &a, 200, None, "member of 101 reads");
+        assert_eq!(
+            a.json(),
+            json!([{"org_id": "101", "body": format!("{tag}-101")}]),
+            "{fw:?}"
+        );
+        let me = fw
+            .send(&config, &req("GET", "/me", Some(&t), Some("-5")))
+            .await;
+        expect(fw, &me, 200, None, "member of -5");
+        assert_eq!(me.json()["org_id"], json!(-5), "{fw:?}: an integer org");
+        let a = fw
+            .send(&config, &req("GET", "/notes", Some(&t), Some("-5")))
+            .await;
+        expect(fw, &a, 200, None, "member of -5 reads");
+        assert_eq!(a.json(), json!([]), "{fw:?}: nothing of 101 in -5");
+
+        // Not a member; malformed integers and other kinds are 400, never a lookup.
+        let a = fw
+            .send(&config, &req("GET", "/notes", Some(&t), Some("102")))
+            .await;
+        expect(fw, &a, 403, Some("not_a_member"), "non-member of 102");
+        for bad in [
+            "0101",
+            "+101",
+            "101.0",
+            "1e2",
+            "9223372036854775808",
+            "acme",
+            "7d0a3d39-3a4b-4c49-9a41-5bd2f1a1f0aa",
+        ] {
+            let a = fw
+                .send(&config, &req("GET", "/notes", Some(&t), Some(bad)))
+                .await;
+            expect(fw, &a, 400, Some("invalid_org_header"), bad);
+        }
+        assert_eq!(cache.len(), 3, "{fw:?}: 101, -5 and 102 were looked up");
+
+        // Revocation through the typed cache key.
+        env.admin
+            .execute("DELETE FROM memberships WHERE org_id = 101", &[])
+            .await
+            .unwrap();
+        cache.invalidate_org(101_i64);
+        let a = fw
+            .send(&config, &req("GET", "/notes", Some(&t), Some("101")))
+            .await;
+        expect(fw, &a, 403, Some("not_a_member"), "revoked");
+
+        // A token naming its integer org is authoritative.
+        let owned = good(&with(
+            with(with(claims(), "org_id", json!(102)), "sub", json!(user)),
+            "iss",
+            json!(ISSUER),
+        ));
+        let a = fw
+            .send(&config, &req("GET", "/me", Some(&owned), Some("101")))
+            .await;
+        expect(
+            fw,
+            &a,
+            403,
+            Some("org_mismatch"),
+            "header against the token's org",
+        );
+        let a = fw
+            .send(&config, &req("GET", "/me", Some(&owned), Some("102")))
+            .await;
+        expect(fw, &a, 200, None, "header naming the token's org");
+        assert_eq!(a.json()["org_id"], json!(102), "{fw:?}");
+        env.assert_pool_clean().await;
+    }
+}
+
+/// Header-selected **text** orgs (slugs): the lookup binds `$2` as text, the request is scoped to
+/// the slug under RLS, malformed slugs are 400 before any lookup.
+#[actix_web::test]
+async fn header_selected_text_orgs_are_checked_in_the_database() {
+    use tenant_guard::core::OrgIdKind;
+    let server = TestPostgres::shared().expect("test server");
+    let verifier = || {
+        Verifier::builder(Environment::Production)
+            .add_issuer(
+                IssuerProfile::new(ISSUER)
+                    .hmac_secret(SECRET)
+                    .org_id_kind(OrgIdKind::Text)
+                    .org_from_request(true),
+            )
+            .clock(|| NOW)
+            .build()
+            .expect("verifier")
+    };
+    let fw = Framework::Axum;
+    let env = Env::new(server, 2, |b| b).await;
+    let schema = integer_schema()
+        .replace("TYPE bigint USING 0", "TYPE text USING ''")
+        .replace("org_id_bigint()", "org_id_text()")
+        .replace("org_id bigint NOT NULL", "org_id text NOT NULL");
+    env.admin.batch_execute(&schema).await.expect("schema");
+    let membership = OrgMembership::from_header(
+        http::HeaderName::from_static("x-org-id"),
+        Role::new(READER).unwrap(),
+    );
+    let mut config = AppConfig::new(verifier()).pool(env.pool.clone());
+    config.nested_guard = Some(GuardConfig::new(verifier()).org_membership(membership.clone()));
+    config.shared_guard = Some(config.guard().org_membership(membership));
+    let user = Uuid::new_v4();
+    env.admin
+        .execute(
+            "INSERT INTO memberships VALUES ($1, 'acme', 'authenticated')",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    let t = token(user);
+    let a = fw
+        .send(
+            &config,
+            &req("POST", "/notes/text-acme", Some(&t), Some("acme")),
+        )
+        .await;
+    expect(fw, &a, 201, None, "member of acme writes");
+    let a = fw
+        .send(&config, &req("GET", "/notes", Some(&t), Some("acme")))
+        .await;
+    expect(fw, &a, 200, None, "member of acme reads");
+    assert_eq!(a.json(), json!([{"org_id": "acme", "body": "text-acme"}]));
+    let me = fw
+        .send(&config, &req("GET", "/me", Some(&t), Some("acme")))
+        .await;
+    assert_eq!(me.json()["org_id"], "acme");
+    for (org, status, code) in [
+        ("ACME", 403, "not_a_member"),
+        ("globex", 403, "not_a_member"),
+        ("acme/x", 400, "invalid_org_header"),
+        ("acme'--", 400, "invalid_org_header"),
+        ("ac%20me", 400, "invalid_org_header"),
+    ] {
+        let a = fw
+            .send(&config, &req("GET", "/notes", Some(&t), Some(org)))
+            .await;
+        expect(fw, &a, status, Some(code), org);
+    }
+    env.assert_pool_clean().await;
+}

@@ -282,7 +282,8 @@ mod tests {
     fn principal(n: u128) -> Principal {
         Principal::from_verified(
             format!("u{n}").into(),
-            Uuid::from_u128(n + 1),
+            Uuid::from_u128(n + 1).into(),
+            crate::OrgIdKind::Uuid,
             Role::new("authenticated").unwrap(),
             "{}".into(),
             100,

@@ -12,6 +12,7 @@
 //! | `JWT_AUDIENCE` | required `aud`; comma-separated for several | `authenticated` |
 //! | `JWT_ISSUER` | required `iss` | not checked |
 //! | `ORG_CLAIM` | dotted path of the org claim (never under the user-editable `user_metadata`) | `org_id` |
+//! | `JWT_ORG_ID_KIND` | kind of org id the org claim (and a header-selected org) holds: `uuid`, `integer` or `text` (see [`crate::org_id`]); anything else is a build error | `uuid` |
 //! | `ROLE_CLAIM` | dotted path of the role claim | `role` |
 //! | `JWT_ALLOWED_ROLES` | comma-separated roles a token may name | `authenticated` |
 //! | `JWT_LEEWAY_SECONDS` | clock leeway, at most 300 (a larger one needs `dangerous_allow_large_leeway` in code) | `30` |
@@ -50,6 +51,8 @@
 //! `secret_is_base64` as for `JWT_SECRET`). Paths are a string (the syntax above) or an array of
 //! keys. `audience` is a string or an array. `"org_from_request": true`: tokens may carry no org
 //! claim (see [`IssuerProfile::org_from_request`](crate::IssuerProfile::org_from_request)).
+//! `"org_id_kind": "uuid" | "integer" | "text"` as `JWT_ORG_ID_KIND` (default `uuid`; it is not
+//! inherited from `JWT_ORG_ID_KIND`).
 //!
 //! Empty values count as unset. With no key at all the build fails with
 //! [`AuthError::MissingKey`] naming `JWT_SECRET, JWT_JWKS_FILE, JWT_JWKS_URL or JWT_OIDC_ISSUER`,
@@ -88,6 +91,8 @@ pub const JWT_AUDIENCE: &str = "JWT_AUDIENCE";
 pub const JWT_ISSUER: &str = "JWT_ISSUER";
 /// Dotted org claim path.
 pub const ORG_CLAIM: &str = "ORG_CLAIM";
+/// Kind of org id: `uuid`, `integer` or `text`.
+pub const JWT_ORG_ID_KIND: &str = "JWT_ORG_ID_KIND";
 /// Dotted role claim path.
 pub const ROLE_CLAIM: &str = "ROLE_CLAIM";
 /// Comma-separated allowed roles.
@@ -169,6 +174,9 @@ impl VerifierBuilder {
         }
         if let Some(path) = get(ORG_CLAIM) {
             builder = builder.org_claim(path.trim());
+        }
+        if let Some(kind) = get(JWT_ORG_ID_KIND) {
+            builder = builder.org_id_kind(parse_org_id_kind(JWT_ORG_ID_KIND, &kind)?);
         }
         if let Some(path) = get(ROLE_CLAIM) {
             builder = builder.role_claim(path.trim());
@@ -291,6 +299,15 @@ fn parse_bool(name: &str, value: Option<String>) -> Result<bool, AuthError> {
     }
 }
 
+/// An org id kind name (`uuid`, `integer`, `text`); anything else is an error naming `what`.
+pub(crate) fn parse_org_id_kind(what: &str, value: &str) -> Result<crate::OrgIdKind, AuthError> {
+    value.parse().map_err(|_| {
+        AuthError::InvalidConfig(format!(
+            "{what} must be uuid, integer or text, not {value:?}"
+        ))
+    })
+}
+
 fn parse_number(name: &str, value: Option<String>) -> Result<Option<u64>, AuthError> {
     value
         .map(|v| {
@@ -331,5 +348,26 @@ mod tests {
         );
         assert!(parse_role_map("admin").is_err());
         assert!(parse_role_map("=x").is_err());
+    }
+
+    #[test]
+    fn org_id_kinds_fail_closed() {
+        use crate::OrgIdKind;
+        let build = |kind: &'static str| {
+            VerifierBuilder::from_lookup(move |name| match name {
+                JWT_SECRET => Some("s".repeat(40)),
+                JWT_ORG_ID_KIND => Some(kind.to_owned()),
+                _ => None,
+            })
+            .map(|b| b.primary.org_id_kind)
+        };
+        assert_eq!(build("integer"), Ok(OrgIdKind::Integer));
+        assert_eq!(build(" TEXT "), Ok(OrgIdKind::Text));
+        assert_eq!(build("uuid"), Ok(OrgIdKind::Uuid));
+        assert_eq!(build(""), Ok(OrgIdKind::Uuid), "empty is unset");
+        for bad in ["int", "bigint", "uuid,text", "slug"] {
+            let err = build(bad).unwrap_err().to_string();
+            assert!(err.contains(JWT_ORG_ID_KIND), "{bad}: {err}");
+        }
     }
 }

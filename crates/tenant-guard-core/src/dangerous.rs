@@ -15,7 +15,7 @@
 //! ```
 //! use tenant_guard_core::{AuthError, DemoPrincipal, Environment, Verifier};
 //!
-//! let demo = DemoPrincipal::new("demo-user", "7d0a3d39-3a4b-4c49-9a41-5bd2f1a1f0aa".parse().unwrap());
+//! let demo = DemoPrincipal::new("demo-user", "7d0a3d39-3a4b-4c49-9a41-5bd2f1a1f0aa".parse::<uuid::Uuid>().unwrap());
 //! let dev = Verifier::builder(Environment::Development)
 //!     .dangerous_demo_principal(demo.clone())
 //!     .build()
@@ -35,9 +35,8 @@
 //! [`AuthError::InsecureConfig`]: crate::AuthError::InsecureConfig
 //! [`Environment::Development`]: crate::Environment::Development
 
-use uuid::Uuid;
-
 use crate::claims::ClaimPath;
+use crate::org_id::OrgId;
 use crate::principal::Principal;
 use crate::role::Role;
 
@@ -45,16 +44,16 @@ use crate::role::Role;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DemoPrincipal {
     pub(crate) user_id: String,
-    pub(crate) org_id: Uuid,
+    pub(crate) org_id: OrgId,
     pub(crate) role: Option<String>,
 }
 
 impl DemoPrincipal {
     /// A demo user of `org_id`, with the verifier's first allowed role.
-    pub fn new(user_id: impl Into<String>, org_id: Uuid) -> Self {
+    pub fn new(user_id: impl Into<String>, org_id: impl Into<OrgId>) -> Self {
         Self {
             user_id: user_id.into(),
-            org_id,
+            org_id: org_id.into(),
             role: None,
         }
     }
@@ -83,12 +82,13 @@ impl DemoPrincipal {
         set_path(
             &mut claims,
             org_path.segments(),
-            self.org_id.to_string().into(),
+            serde_json::json!(self.org_id),
         );
         set_path(&mut claims, role_path.segments(), role.as_str().into());
         Principal::from_verified(
             self.user_id.clone().into_boxed_str(),
-            self.org_id,
+            self.org_id.clone(),
+            self.org_id.kind(),
             role,
             claims.to_string().into_boxed_str(),
             DEMO_EXP,
@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn demo_claims_put_org_and_role_at_their_paths() {
-        let org = Uuid::from_u128(42);
+        let org = uuid::Uuid::from_u128(42);
         let p = DemoPrincipal::new("demo", org).to_principal(
             Role::new("authenticated").unwrap(),
             &ClaimPath::parse("app_metadata.org_id", "org").unwrap(),

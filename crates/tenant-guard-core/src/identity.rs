@@ -8,8 +8,7 @@
 
 use std::fmt;
 
-use uuid::Uuid;
-
+use crate::org_id::{InvalidOrgId, OrgId, OrgIdKind};
 use crate::principal::Principal;
 use crate::role::Role;
 
@@ -41,13 +40,15 @@ pub enum Identity {
 ///     Ok(Identity::Org(principal)) => { /* scope to principal.org_id() */ }
 ///     Ok(Identity::NeedsOrg(pending)) => {
 ///         // The org from `x-org-id`, then a membership lookup for (pending.user_id(), org)...
-///         # let (org, role) = (uuid::Uuid::from_u128(7), Role::new("authenticated").unwrap());
+///         # let role = Role::new("authenticated").unwrap();
+///         // Parsed with the issuer's org id kind (UUID here, the default):
+///         let org = pending.parse_org("7d0a3d39-3a4b-4c49-9a41-5bd2f1a1f0aa")?;
 ///         let principal = pending.into_member(org, role);
 ///     }
 ///     Ok(_) => {}
 ///     Err(e) => { /* 401/403 as usual */ }
 /// }
-/// # Ok::<(), tenant_guard_core::AuthError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct PendingOrg(pub(crate) Principal);
@@ -89,13 +90,25 @@ impl PendingOrg {
         self.0.expires_at()
     }
 
+    /// The kind of org id its issuer is configured with
+    /// ([`crate::IssuerProfile::org_id_kind`]): what the request must name.
+    pub fn org_id_kind(&self) -> OrgIdKind {
+        self.0.org_id_kind()
+    }
+
+    /// Parses an org the request names (a header value, a path segment) with
+    /// [`PendingOrg::org_id_kind`]: a value of another kind is an error.
+    pub fn parse_org(&self, text: &str) -> Result<OrgId, InvalidOrgId> {
+        self.org_id_kind().parse(text)
+    }
+
     /// The principal of this user acting in `org_id` as `role`.
     ///
     /// **Call it only after checking that the user is a member of `org_id`** (the org came from
     /// the request, which is not identity) and that `role` is what that membership grants. The
     /// claims stay the token's (they name no org).
-    pub fn into_member(self, org_id: Uuid, role: Role) -> Principal {
-        self.0.with_org_and_role(org_id, role)
+    pub fn into_member(self, org_id: impl Into<OrgId>, role: Role) -> Principal {
+        self.0.with_org_and_role(org_id.into(), role)
     }
 }
 
@@ -104,6 +117,7 @@ impl fmt::Debug for PendingOrg {
         f.debug_struct("PendingOrg")
             .field("user_id", &self.user_id())
             .field("token_role", self.token_role())
+            .field("org_id_kind", &self.org_id_kind())
             .field("expires_at", &self.expires_at())
             .field("claims", &"<redacted>")
             .finish()

@@ -39,6 +39,7 @@ use crate::claims::{ClaimPath, ClaimRules, RoleArray, RoleRule};
 use crate::environment::Environment;
 use crate::error::AuthError;
 use crate::keys::KeySet;
+use crate::org_id::OrgIdKind;
 use crate::profile::{Profile, ProfileKeys};
 
 /// Default required audience (Supabase's).
@@ -65,6 +66,7 @@ pub struct IssuerProfile {
     pub(crate) default_role: Option<String>,
     pub(crate) role_map: Vec<(String, String)>,
     pub(crate) org_from_request: bool,
+    pub(crate) org_id_kind: OrgIdKind,
     #[cfg(feature = "jwks-remote")]
     pub(crate) remote: Option<crate::remote::RemoteJwks>,
 }
@@ -81,7 +83,8 @@ impl std::fmt::Debug for IssuerProfile {
             .field("role_array", &self.role_array)
             .field("default_role", &self.default_role)
             .field("role_map", &self.role_map)
-            .field("org_from_request", &self.org_from_request);
+            .field("org_from_request", &self.org_from_request)
+            .field("org_id_kind", &self.org_id_kind);
         #[cfg(feature = "jwks-remote")]
         d.field("remote", &self.remote);
         d.finish_non_exhaustive()
@@ -103,6 +106,7 @@ impl Default for IssuerProfile {
             default_role: None,
             role_map: Vec::new(),
             org_from_request: false,
+            org_id_kind: OrgIdKind::Uuid,
             #[cfg(feature = "jwks-remote")]
             remote: None,
         }
@@ -257,7 +261,8 @@ impl IssuerProfile {
 
     /// The path of the org claim (default `org_id`): dotted (`app_metadata.org_id`), with
     /// `["quoted"]` keys for names holding dots (`["https://example.com/org_id"]`), or a JSON
-    /// Pointer (`/https:~1~1example.com~1org_id`). Its value must be a hyphenated, non-nil UUID.
+    /// Pointer (`/https:~1~1example.com~1org_id`). Its value must be an org id of
+    /// [`IssuerProfile::org_id_kind`] (by default a hyphenated, non-nil UUID).
     #[must_use]
     pub fn org_claim(mut self, path: impl Into<String>) -> Self {
         self.org_claim = path.into();
@@ -300,10 +305,29 @@ impl IssuerProfile {
     /// through [`crate::Verifier::authenticate_identity`], as [`crate::Identity::NeedsOrg`];
     /// [`crate::Verifier::authenticate`] still refuses them (`invalid_org`), so code that scopes
     /// by [`crate::Principal::org_id`] never sees one. An org claim that is present must still be
-    /// a valid UUID.
+    /// a valid org id of [`IssuerProfile::org_id_kind`].
     #[must_use]
     pub fn org_from_request(mut self, allowed: bool) -> Self {
         self.org_from_request = allowed;
+        self
+    }
+
+    /// The kind of org id this issuer's org claim holds (default [`OrgIdKind::Uuid`]); a request
+    /// that chooses its org ([`IssuerProfile::org_from_request`]) must name one of this kind too.
+    /// A claim of another kind is `invalid_org`. See [`crate::org_id`] for what each kind accepts.
+    ///
+    /// ```
+    /// use tenant_guard_core::{IssuerProfile, OrgIdKind};
+    ///
+    /// // Orgs keyed by `bigint`: `"org_id": 42` (or `"42"`) in the token.
+    /// let profile = IssuerProfile::new("https://idp.example/")
+    ///     .hmac_secret("a-long-random-secret-from-your-vault")
+    ///     .org_id_kind(OrgIdKind::Integer);
+    /// # let _ = profile;
+    /// ```
+    #[must_use]
+    pub fn org_id_kind(mut self, kind: OrgIdKind) -> Self {
+        self.org_id_kind = kind;
         self
     }
 
@@ -343,6 +367,7 @@ impl IssuerProfile {
             )?,
             leeway,
             org_required: !self.org_from_request,
+            org_kind: self.org_id_kind,
         };
         rules.validate_paths()?;
         for (what, path) in [("org", &rules.org_path), ("role", &rules.role_path)] {

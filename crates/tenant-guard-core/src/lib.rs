@@ -68,6 +68,7 @@ pub mod keys;
 pub mod metrics;
 #[cfg(feature = "jwks-remote")]
 mod oidc;
+pub mod org_id;
 pub mod principal;
 mod profile;
 pub mod rate_limit;
@@ -91,6 +92,7 @@ pub use error::AuthError;
 pub use identity::{Identity, PendingOrg};
 pub use issuer::IssuerProfile;
 pub use keys::KeySet;
+pub use org_id::{InvalidOrgId, OrgId, OrgIdKind, UnknownOrgIdKind};
 pub use principal::{Principal, ServiceContext};
 pub use rate_limit::{
     InvalidRateLimit, RateLimitBackend, RateLimitCheck, RateLimitError, RateLimitStatus,

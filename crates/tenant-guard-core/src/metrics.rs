@@ -37,8 +37,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
+use crate::OrgId;
 use ::metrics::{SharedString, counter, histogram};
-use uuid::Uuid;
 
 /// Counter of responses produced by the adapters, labelled `status`.
 pub const REQUESTS: &str = "tenant_guard_requests_total";
@@ -67,8 +67,8 @@ pub const DEFAULT_ORG_LABEL_LIMIT: usize = 100;
 static ORG_LABEL_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_ORG_LABEL_LIMIT);
 
 /// The org ids that got a label of their own, at most [`org_label_limit`] of them.
-fn org_labels() -> &'static RwLock<HashMap<Uuid, Arc<str>>> {
-    static LABELS: OnceLock<RwLock<HashMap<Uuid, Arc<str>>>> = OnceLock::new();
+fn org_labels() -> &'static RwLock<HashMap<OrgId, Arc<str>>> {
+    static LABELS: OnceLock<RwLock<HashMap<OrgId, Arc<str>>>> = OnceLock::new();
     LABELS.get_or_init(Default::default)
 }
 
@@ -86,24 +86,24 @@ pub fn org_label_limit() -> usize {
 
 /// The label for `org`: its id while fewer than the limit are labelled, else `other`.
 /// A read lock on the hot path; the write lock only the first time an org is seen.
-fn org_label(org: Uuid) -> SharedString {
+fn org_label(org: &OrgId) -> SharedString {
     let labels = org_labels();
     if let Some(label) = labels
         .read()
         .unwrap_or_else(PoisonError::into_inner)
-        .get(&org)
+        .get(org)
     {
         return SharedString::from(Arc::clone(label));
     }
     let mut labels = labels.write().unwrap_or_else(PoisonError::into_inner);
-    if let Some(label) = labels.get(&org) {
+    if let Some(label) = labels.get(org) {
         return SharedString::from(Arc::clone(label));
     }
     if labels.len() >= org_label_limit() {
         return SharedString::const_str(OTHER_ORG);
     }
-    let label: Arc<str> = Arc::from(org.hyphenated().to_string());
-    labels.insert(org, Arc::clone(&label));
+    let label: Arc<str> = Arc::from(org.to_string());
+    labels.insert(org.clone(), Arc::clone(&label));
     SharedString::from(label)
 }
 
@@ -152,7 +152,7 @@ pub(crate) fn request_rejected(code: &'static str) {
 }
 
 /// A request was authenticated for `org`.
-pub(crate) fn org_request(org: Uuid) {
+pub(crate) fn org_request(org: &OrgId) {
     counter!(ORG_REQUESTS, "org_id" => org_label(org)).increment(1);
 }
 
@@ -185,16 +185,16 @@ mod tests {
     fn org_labels_are_capped_and_later_orgs_are_other() {
         // The only test in this binary touching the global cap and label set.
         set_org_label_limit(2);
-        let orgs: Vec<Uuid> = (1..=4).map(Uuid::from_u128).collect();
-        let labels: Vec<String> = orgs.iter().map(|o| org_label(*o).to_string()).collect();
+        let orgs: Vec<OrgId> = (1..=4).map(|n| uuid::Uuid::from_u128(n).into()).collect();
+        let labels: Vec<String> = orgs.iter().map(|o| org_label(o).to_string()).collect();
         assert_eq!(labels[0], orgs[0].to_string());
         assert_eq!(labels[1], orgs[1].to_string());
         assert_eq!(labels[2], OTHER_ORG);
         assert_eq!(labels[3], OTHER_ORG);
         // A labelled org keeps its label.
-        assert_eq!(org_label(orgs[0]).to_string(), orgs[0].to_string());
+        assert_eq!(org_label(&orgs[0]).to_string(), orgs[0].to_string());
         set_org_label_limit(DEFAULT_ORG_LABEL_LIMIT);
-        assert_eq!(org_label(orgs[3]).to_string(), orgs[3].to_string());
+        assert_eq!(org_label(&orgs[3]).to_string(), orgs[3].to_string());
     }
 
     #[test]

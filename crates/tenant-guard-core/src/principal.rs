@@ -3,8 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use uuid::Uuid;
-
+use crate::org_id::{OrgId, OrgIdKind};
 use crate::role::Role;
 
 /// A verified identity: produced only by [`crate::Verifier`] from a token that passed every check
@@ -22,7 +21,9 @@ pub struct Principal(Arc<Inner>);
 
 struct Inner {
     user_id: Box<str>,
-    org_id: Uuid,
+    org_id: OrgId,
+    /// The kind of org its issuer is configured with (what a request choosing its org must name).
+    org_kind: OrgIdKind,
     role: Role,
     claims_json: Box<str>,
     expires_at: u64,
@@ -32,7 +33,8 @@ impl Principal {
     /// Built by the verifier once every check passed. `claims_json` is the verified payload.
     pub(crate) fn from_verified(
         user_id: Box<str>,
-        org_id: Uuid,
+        org_id: OrgId,
+        org_kind: OrgIdKind,
         role: Role,
         claims_json: Box<str>,
         expires_at: u64,
@@ -40,6 +42,7 @@ impl Principal {
         Self(Arc::new(Inner {
             user_id,
             org_id,
+            org_kind,
             role,
             claims_json,
             expires_at,
@@ -47,10 +50,11 @@ impl Principal {
     }
 
     /// The same user, claims and expiry in `org_id` as `role` (for [`crate::PendingOrg`]).
-    pub(crate) fn with_org_and_role(&self, org_id: Uuid, role: Role) -> Self {
+    pub(crate) fn with_org_and_role(&self, org_id: OrgId, role: Role) -> Self {
         Self(Arc::new(Inner {
             user_id: self.0.user_id.clone(),
             org_id,
+            org_kind: self.0.org_kind,
             role,
             claims_json: self.0.claims_json.clone(),
             expires_at: self.0.expires_at,
@@ -59,8 +63,9 @@ impl Principal {
 
     /// The principal of a request **without a token** on a route group that opted into
     /// anonymous access (tenant-guard-http's `allow_anonymous`): `role` (normally `anon`), no
-    /// user (`sub` is empty), no org (the nil UUID), claims `{"role": role}`. Row Level Security
-    /// decides what it sees.
+    /// user (`sub` is empty), no org ([`OrgId::NIL`]: its transaction sets `tenant_guard.org_id`
+    /// to `''`, so `tenant_guard.org_id()` is `NULL`), claims `{"role": role}`. Row Level
+    /// Security decides what it sees.
     ///
     /// ```
     /// let anon = tenant_guard_core::Principal::anonymous(tenant_guard_core::Role::new("anon")?);
@@ -72,7 +77,8 @@ impl Principal {
         let claims = serde_json::json!({ "role": role.as_str() });
         Self::from_verified(
             "".into(),
-            Uuid::nil(),
+            OrgId::NIL,
+            OrgIdKind::default(),
             role,
             claims.to_string().into_boxed_str(),
             u64::MAX,
@@ -90,9 +96,25 @@ impl Principal {
         &self.0.user_id
     }
 
-    /// The organisation (tenant) id, from the configured org claim.
-    pub fn org_id(&self) -> Uuid {
-        self.0.org_id
+    /// The organisation (tenant) id, from the configured org claim (or, for a token that names
+    /// none, the org the request chose and the membership check confirmed). Of the kind its
+    /// issuer is configured with ([`crate::IssuerProfile::org_id_kind`]).
+    ///
+    /// ```
+    /// use tenant_guard_core::{OrgId, Role, ServiceContext};
+    ///
+    /// let p = ServiceContext::new("doc").org_principal(42_i64, Role::new("authenticated")?);
+    /// assert_eq!(p.org_id(), &OrgId::Int(42));
+    /// # Ok::<(), tenant_guard_core::InvalidRole>(())
+    /// ```
+    pub fn org_id(&self) -> &OrgId {
+        &self.0.org_id
+    }
+
+    /// The kind of org id its issuer is configured with: what a request that chooses its org
+    /// must name.
+    pub fn org_id_kind(&self) -> OrgIdKind {
+        self.0.org_kind
     }
 
     /// The Postgres role the request runs as; always in the verifier's allowlist.
@@ -175,7 +197,8 @@ impl ServiceContext {
 
     /// A principal that acts for `org_id` with `role`, exactly as a user of that org would (under
     /// RLS). Its `sub` is `service:<reason>` and its claims say so, so audit triggers can tell.
-    pub fn org_principal(&self, org_id: Uuid, role: Role) -> Principal {
+    pub fn org_principal(&self, org_id: impl Into<OrgId>, role: Role) -> Principal {
+        let org_id = org_id.into();
         let sub = format!("service:{}", self.reason);
         let claims = serde_json::json!({
             "sub": sub,
@@ -184,9 +207,11 @@ impl ServiceContext {
             "service_reason": self.reason,
             "job_id": self.job_id.as_deref(),
         });
+        let org_kind = org_id.kind();
         Principal::from_verified(
             sub.into_boxed_str(),
             org_id,
+            org_kind,
             role,
             claims.to_string().into_boxed_str(),
             u64::MAX,
@@ -197,12 +222,14 @@ impl ServiceContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     #[test]
     fn debug_never_shows_claims() {
         let p = Principal::from_verified(
             "user-1".into(),
-            Uuid::nil(),
+            OrgId::NIL,
+            OrgIdKind::Uuid,
             Role::new("authenticated").unwrap(),
             r#"{"email":"secret@example.com"}"#.into(),
             1,
@@ -219,8 +246,15 @@ mod tests {
             .with_job_id("j1")
             .org_principal(org, Role::new("authenticated").unwrap());
         assert_eq!(p.org_id(), org);
+        assert_eq!(p.org_id_kind(), OrgIdKind::Uuid);
         assert_eq!(p.user_id(), "service:reindex");
         assert_eq!(p.claims()["org_id"], org.to_string());
         assert_eq!(p.claims()["job_id"], "j1");
+        let p = ServiceContext::new("reindex").org_principal(
+            OrgId::text("acme").unwrap(),
+            Role::new("authenticated").unwrap(),
+        );
+        assert_eq!(p.claims()["org_id"], "acme");
+        assert_eq!(p.org_id_kind(), OrgIdKind::Text);
     }
 }

@@ -53,10 +53,9 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, clock::Reference};
 use http::{HeaderName, HeaderValue, StatusCode};
-use uuid::Uuid;
 
-use crate::Principal;
 use crate::response::{ErrorResponse, ToErrorResponse};
+use crate::{OrgId, Principal};
 
 /// `RateLimit-Limit` (IETF draft): the burst size, i.e. how many requests may come at once.
 pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -71,7 +70,7 @@ pub const DEFAULT_SWEEP_EVERY: u64 = 4096;
 /// What one limiter counts: an org, or a user within an org.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
-    org: Uuid,
+    org: OrgId,
     user: Option<Box<str>>,
 }
 
@@ -175,7 +174,7 @@ impl RateLimiter {
     pub fn check(&self, principal: &Principal) -> Result<RateLimitStatus, RateLimited> {
         let i = &*self.inner;
         let key = Key {
-            org: principal.org_id(),
+            org: principal.org_id().clone(),
             user: i.per_user.then(|| principal.user_id().into()),
         };
         let outcome = i.store.check(&key);
@@ -542,12 +541,14 @@ mod tests {
 
     use super::*;
     use crate::{Role, ServiceContext};
+    use uuid::Uuid;
 
     fn principal(org: Uuid, user: &str) -> Principal {
         let claims = format!(r#"{{"sub":"{user}","org_id":"{org}"}}"#);
         Principal::from_verified(
             user.into(),
-            org,
+            org.into(),
+            crate::OrgIdKind::Uuid,
             Role::new("authenticated").unwrap(),
             claims.into(),
             u64::MAX,

@@ -18,8 +18,7 @@
 
 use std::fmt;
 
-use crate::{Principal, Role, ServiceContext};
-use uuid::Uuid;
+use crate::{OrgId, Principal, Role, ServiceContext};
 
 /// The scoping statement: every setting transaction-local (`is_local = true`), every value a
 /// parameter. Prepared once per connection and sent pipelined behind `BEGIN`.
@@ -110,7 +109,7 @@ impl Scope {
     }
 
     /// The org, `None` on the service-role path.
-    pub fn org_id(&self) -> Option<Uuid> {
+    pub fn org_id(&self) -> Option<&OrgId> {
         match &self.identity {
             Identity::Principal(p) => Some(p.org_id()),
             Identity::Service { .. } => None,
@@ -145,9 +144,11 @@ impl Scope {
             Identity::Principal(p) => (p.role().as_str(), p.claims_json(), p.user_id()),
             Identity::Service { role, claims, .. } => (role.as_str(), &**claims, ""),
         };
+        // The org's canonical text; no org (the service path, the anonymous principal's
+        // `OrgId::NIL`) is `''`, so `tenant_guard.org_id()` is NULL and matches no row.
         let org = match self.org_id() {
-            Some(org) => &*org.hyphenated().encode_lower(org_buf),
-            None => "",
+            Some(org) if !org.is_nil() => org.encode(org_buf),
+            _ => "",
         };
         [
             role,
@@ -250,7 +251,7 @@ mod tests {
 
     #[test]
     fn org_job_values_carry_the_org_and_service_values_do_not() {
-        let org = Uuid::from_u128(0x1234);
+        let org = uuid::Uuid::from_u128(0x1234);
         let job = ServiceContext::new("nightly").with_job_id("j-1");
         let scope = Scope::principal(
             &job.org_principal(org, Role::new("authenticated").unwrap()),
@@ -275,6 +276,25 @@ mod tests {
         assert_eq!(claims["job_id"], "j-1");
         assert_eq!(service.service_reason(), Some("nightly"));
         assert_eq!(service.service_job_id(), Some("j-1"));
+    }
+
+    #[test]
+    fn orgs_of_every_kind_render_canonically_and_no_org_renders_empty() {
+        let job = ServiceContext::new("nightly");
+        let role = || Role::new("authenticated").unwrap();
+        for (org, text) in [
+            (OrgId::Int(-42), "-42"),
+            (OrgId::Int(i64::MIN), "-9223372036854775808"),
+            (OrgId::text("acme-corp").unwrap(), "acme-corp"),
+            (OrgId::NIL, ""),
+        ] {
+            let scope = Scope::principal(&job.org_principal(org, role()), None);
+            let mut buf = [0u8; 36];
+            assert_eq!(scope.values(&mut buf)[3], text);
+        }
+        let anon = Scope::principal(&Principal::anonymous(Role::new("anon").unwrap()), None);
+        let mut buf = [0u8; 36];
+        assert_eq!(anon.values(&mut buf)[3], "");
     }
 
     #[test]

@@ -350,6 +350,7 @@ impl Inner {
         let principal = Principal::from_verified(
             sub,
             checked.org,
+            profile.rules.org_kind,
             checked.role,
             claims_json,
             u64::try_from(times.exp).unwrap_or(0),
@@ -382,7 +383,7 @@ impl Inner {
 /// option outside development) surface as one error from [`VerifierBuilder::build`].
 pub struct VerifierBuilder {
     environment: Environment,
-    primary: IssuerProfile,
+    pub(crate) primary: IssuerProfile,
     extra: Vec<IssuerProfile>,
     leeway: Duration,
     max_token_len: usize,
@@ -474,13 +475,16 @@ impl VerifierBuilder {
         fn issuer(issuer: impl Into<String>);
         /// The path of the org claim (default `org_id`): dotted (`app_metadata.org_id`), with
         /// `["quoted"]` keys for names holding dots (`["https://example.com/org_id"]`), or a
-        /// JSON Pointer (`/https:~1~1example.com~1org_id`). Its value must be a hyphenated,
-        /// non-nil UUID.
+        /// JSON Pointer (`/https:~1~1example.com~1org_id`). Its value must be an org id of
+        /// [`VerifierBuilder::org_id_kind`] (by default a hyphenated, non-nil UUID).
         ///
         /// A path under `user_metadata` is refused by [`build`](Self::build): on Supabase users
         /// edit their `user_metadata` themselves, so they could pick any org (see
         /// [`dangerous_allow_user_editable_claims`](Self::dangerous_allow_user_editable_claims)).
         fn org_claim(path: impl Into<String>);
+        /// The kind of org id the org claim holds (default UUID); see
+        /// [`IssuerProfile::org_id_kind`].
+        fn org_id_kind(kind: crate::OrgIdKind);
         /// The path of the role claim (default `role`), spelled like
         /// [`VerifierBuilder::org_claim`].
         fn role_claim(path: impl Into<String>);
@@ -786,6 +790,13 @@ fn demo_principal(demo: &DemoPrincipal, profile: &Profile) -> Result<Principal, 
             })?,
         None => rules.role.allowed[0].clone(),
     };
+    if demo.org_id.kind() != rules.org_kind {
+        return Err(AuthError::InvalidConfig(format!(
+            "the demo principal's org is a {} id, but the org claim is configured as {}",
+            demo.org_id.kind(),
+            rules.org_kind
+        )));
+    }
     let audience = rules.audiences.first().map_or(DEFAULT_AUDIENCE, |a| &**a);
     tracing::warn!(
         user_id = %demo.user_id,

@@ -28,7 +28,7 @@ fn from(vars: &[(&str, &str)]) -> Result<Verifier, AuthError> {
 }
 
 fn demo() -> DemoPrincipal {
-    DemoPrincipal::new("demo-user", ORG.parse().unwrap())
+    DemoPrincipal::new("demo-user", ORG.parse::<uuid::Uuid>().unwrap())
 }
 
 #[test]

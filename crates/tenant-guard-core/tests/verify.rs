@@ -873,3 +873,65 @@ fn responses_never_contain_the_token() {
     assert!(!everything.contains("postgres"));
     assert!(!everything.contains(SECRET));
 }
+
+/// Org ids of each kind through the whole verifier (signature, claims, HTTP mapping): accepted
+/// in their canonical form, every malformed one `403 invalid_org` with the usual body.
+#[test]
+fn org_claims_of_each_kind_end_to_end() {
+    use tenant_guard_core::{OrgId, OrgIdKind};
+    let verifier = |kind| {
+        builder()
+            .hmac_secret(SECRET)
+            .org_id_kind(kind)
+            .build()
+            .unwrap()
+    };
+    let org_of = |v: &Verifier, org: serde_json::Value| {
+        v.authenticate(&bearer(&hs256(&with(claims(), "org_id", org))))
+            .map(|p| p.org_id().clone())
+    };
+    let (uuid, integer, text) = (
+        verifier(OrgIdKind::Uuid),
+        verifier(OrgIdKind::Integer),
+        verifier(OrgIdKind::Text),
+    );
+    assert_eq!(
+        org_of(&uuid, json!(ORG)).unwrap().to_string(),
+        ORG,
+        "the default kind"
+    );
+    assert_eq!(org_of(&integer, json!(42)), Ok(OrgId::Int(42)));
+    assert_eq!(org_of(&integer, json!("-42")), Ok(OrgId::Int(-42)));
+    assert_eq!(
+        org_of(&text, json!("org_2abcDEF")),
+        Ok(OrgId::text("org_2abcDEF").unwrap())
+    );
+    let refused = [
+        (&uuid, json!(42)),
+        (&uuid, json!("acme")),
+        (&uuid, json!("00000000-0000-0000-0000-000000000000")),
+        (&integer, json!(ORG)),
+        (&integer, json!("+42")),
+        (&integer, json!("0042")),
+        (&integer, json!("42\n")),
+        (&integer, json!(42.5)),
+        (&integer, json!(-9_223_372_036_854_775_809.0)),
+        (&integer, json!("-9223372036854775809")),
+        (&integer, json!(18_446_744_073_709_551_615_u64)),
+        (&integer, json!([42])),
+        (&text, json!(42)),
+        (&text, json!("")),
+        (&text, json!("a b")),
+        (&text, json!("a\u{1b}[31m")),
+        (&text, json!("../etc")),
+        (&text, json!("x".repeat(129))),
+        (&text, json!({"slug": "acme"})),
+    ];
+    for (v, org) in refused {
+        let err = org_of(v, org.clone()).unwrap_err();
+        assert_eq!(err, AuthError::InvalidOrg, "{org}");
+        let response = err.to_error_response();
+        assert_eq!(response.status(), 403, "{org}");
+        assert!(response.body().contains("invalid_org"), "{org}");
+    }
+}

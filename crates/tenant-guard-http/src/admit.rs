@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tenant_guard_core::{
-    AuthError, ErrorResponse, Identity, PendingOrg, Principal, RateLimitCheck, RateLimitStatus,
-    RequestId, Role, ToErrorResponse, trace,
+    AuthError, ErrorResponse, Identity, OrgId, PendingOrg, Principal, RateLimitCheck,
+    RateLimitStatus, RequestId, Role, ToErrorResponse, trace,
 };
 use tenant_guard_postgres::TenantPool;
 use tracing::Span;
-use uuid::Uuid;
 
 use crate::cap::OrgCap;
 use crate::config::GuardConfig;
@@ -266,11 +265,18 @@ impl GuardConfig {
             }
             Err(error) => return Err(refusal(&error)),
         };
+        // Parsed with the kind of org id the token's issuer is configured with.
+        let kind = match &identity {
+            Identity::Org(principal) => principal.org_id_kind(),
+            Identity::NeedsOrg(pending) => pending.org_id_kind(),
+            // A kind of identity this pipeline does not know: refuse.
+            _ => return Err(refusal(&AuthError::InvalidOrg)),
+        };
         let requested = membership
-            .requested_org(headers, path)
+            .requested_org(headers, path, kind)
             .map_err(|e| refusal(&e))?;
         let pending = match identity {
-            Identity::Org(principal) => match requested {
+            Identity::Org(principal) => match &requested {
                 // Another org than the token's: refused (the token's org is authoritative), or
                 // checked like a token without an org (it is only the default).
                 Some(org) if org != principal.org_id() => {
@@ -285,7 +291,6 @@ impl GuardConfig {
                 }
             },
             Identity::NeedsOrg(pending) => pending,
-            // A kind of identity this pipeline does not know: refuse.
             _ => return Err(refusal(&AuthError::InvalidOrg)),
         };
         let org = requested.ok_or_else(|| refusal(&OrgError::Missing))?;
@@ -296,7 +301,7 @@ impl GuardConfig {
             pending,
             org,
         };
-        match membership.cached(lookup.pending.user_id(), org) {
+        match membership.cached(lookup.pending.user_id(), &lookup.org) {
             Some(answer) => lookup.member(answer).map(Identified::Ready),
             None => Ok(Identified::Lookup(lookup)),
         }
@@ -368,7 +373,7 @@ struct Lookup {
     membership: Arc<OrgMembership>,
     pool: Option<TenantPool>,
     pending: PendingOrg,
-    org: Uuid,
+    org: OrgId,
 }
 
 impl Lookup {
@@ -379,7 +384,7 @@ impl Lookup {
         };
         match self
             .membership
-            .lookup(pool, self.pending.user_id(), self.org)
+            .lookup(pool, self.pending.user_id(), &self.org)
             .await
         {
             Ok(answer) => self.member(answer),

@@ -4,21 +4,21 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use uuid::Uuid;
+use tenant_guard_core::OrgId;
 
 /// Counts the connections each org holds; see
 /// [`GuardConfig::max_connections_per_org`](crate::GuardConfig::max_connections_per_org).
 #[derive(Debug)]
 pub(crate) struct OrgCap {
     limit: usize,
-    held: Mutex<HashMap<Uuid, usize>>,
+    held: Mutex<HashMap<OrgId, usize>>,
 }
 
 /// One connection counted against its org; released when dropped.
 #[derive(Debug)]
 pub(crate) struct OrgPermit {
     cap: Arc<OrgCap>,
-    org: Uuid,
+    org: OrgId,
 }
 
 impl OrgCap {
@@ -30,16 +30,17 @@ impl OrgCap {
     }
 
     /// A permit for one more connection of `org`, or `None` when it holds `limit` already.
-    pub(crate) fn try_acquire(self: &Arc<Self>, org: Uuid) -> Option<OrgPermit> {
+    pub(crate) fn try_acquire(self: &Arc<Self>, org: &OrgId) -> Option<OrgPermit> {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = held.entry(org).or_insert(0);
+        // A clone of the id is a copy (UUID, integer) or a reference count (text).
+        let count = held.entry(org.clone()).or_insert(0);
         if *count >= self.limit {
             return None;
         }
         *count += 1;
         Some(OrgPermit {
             cap: Arc::clone(self),
-            org,
+            org: org.clone(),
         })
     }
 }
@@ -63,12 +64,17 @@ mod tests {
     #[test]
     fn each_org_gets_its_own_limit_and_permits_come_back() {
         let cap = Arc::new(OrgCap::new(2));
-        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        let first = cap.try_acquire(a).unwrap();
-        let _second = cap.try_acquire(a).unwrap();
-        assert!(cap.try_acquire(a).is_none(), "a third for org a");
-        assert!(cap.try_acquire(b).is_some(), "org b is unaffected");
+        let (a, b) = (OrgId::from(uuid::Uuid::from_u128(1)), OrgId::Int(1));
+        let first = cap.try_acquire(&a).unwrap();
+        let _second = cap.try_acquire(&a).unwrap();
+        assert!(cap.try_acquire(&a).is_none(), "a third for org a");
+        assert!(cap.try_acquire(&b).is_some(), "org b is unaffected");
+        let text = OrgId::text("1").unwrap();
+        assert!(
+            cap.try_acquire(&text).is_some(),
+            "another kind, another org"
+        );
         drop(first);
-        assert!(cap.try_acquire(a).is_some(), "released on drop");
+        assert!(cap.try_acquire(&a).is_some(), "released on drop");
     }
 }

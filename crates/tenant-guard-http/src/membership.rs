@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, StatusCode};
-use tenant_guard_core::{ErrorResponse, Role, ToErrorResponse};
+use tenant_guard_core::{ErrorResponse, OrgId, OrgIdKind, Role, ToErrorResponse};
 use tenant_guard_postgres::tokio_postgres::error::SqlState;
 use tenant_guard_postgres::tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 use tenant_guard_postgres::{GuardError, TenantPool};
@@ -35,7 +35,8 @@ pub const DEFAULT_MEMBERSHIP_CACHE_TTL: Duration = Duration::from_secs(30);
 /// [`GuardConfig::org_membership`](crate::GuardConfig::org_membership).
 ///
 /// For a token that names no org (its issuer has `org_from_request(true)`), the org comes from
-/// `header` (a UUID; anything else is 400 `invalid_org_header`, no header 400 `org_required`);
+/// `header` (an org id of the issuer's [`org_id_kind`](tenant_guard_core::IssuerProfile::org_id_kind),
+/// a UUID by default; anything else is 400 `invalid_org_header`, no header 400 `org_required`);
 /// the guard runs [`sql`](Self::sql) as the lookup role (named at construction: a dedicated
 /// role, there is no default) over its pool (through
 /// [`TenantPool::begin_membership_lookup`], read-only, never as the request's role) and scopes
@@ -222,22 +223,23 @@ impl OrgMembership {
     pub async fn check(&self, pool: &TenantPool) -> Result<(), GuardError> {
         // The nil UUID is a valid value for a text or a uuid `user_id` column alike.
         const NOBODY: &str = "00000000-0000-0000-0000-000000000000";
-        self.query(pool, NOBODY, Uuid::nil()).await.map(drop)
+        self.query(pool, NOBODY, &OrgId::NIL).await.map(drop)
     }
 
-    /// The org the request names (in its headers or its `path`), if any; 400 when it is not
-    /// one UUID.
+    /// The org the request names (in its headers or its `path`), if any, parsed as `kind` (the
+    /// issuer's org id kind); 400 when it is not one valid id of that kind.
     pub(crate) fn requested_org(
         &self,
         headers: &HeaderMap,
         path: &str,
-    ) -> Result<Option<Uuid>, OrgError> {
+        kind: OrgIdKind,
+    ) -> Result<Option<OrgId>, OrgError> {
         let header = match &self.source {
             OrgSource::Header(header) => header,
             OrgSource::Path(template) => {
                 return match template.org_segment(path) {
                     None => Ok(None),
-                    Some(segment) => parse_org(segment).map(Some).ok_or(OrgError::MalformedPath),
+                    Some(segment) => parse_org(kind, segment).map(Some).ok_or(OrgError::MalformedPath),
                 };
             }
         };
@@ -249,11 +251,11 @@ impl OrgMembership {
             return Err(OrgError::Malformed);
         }
         let text = value.to_str().map_err(|_| OrgError::Malformed)?;
-        parse_org(text.trim()).map(Some).ok_or(OrgError::Malformed)
+        parse_org(kind, text.trim()).map(Some).ok_or(OrgError::Malformed)
     }
 
     /// The cached answer for (user, org), if fresh.
-    pub(crate) fn cached(&self, user: &str, org: Uuid) -> Option<Option<Role>> {
+    pub(crate) fn cached(&self, user: &str, org: &OrgId) -> Option<Option<Role>> {
         self.cache.get(user, org)
     }
 
@@ -262,7 +264,7 @@ impl OrgMembership {
         &self,
         pool: &TenantPool,
         user: &str,
-        org: Uuid,
+        org: &OrgId,
     ) -> Result<Option<Role>, OrgError> {
         let answer = self
             .query(pool, user, org)
@@ -278,7 +280,7 @@ impl OrgMembership {
                 }
             },
         };
-        self.cache.insert(user, org, role.clone());
+        self.cache.insert(user, org.clone(), role.clone());
         Ok(role)
     }
 
@@ -286,7 +288,7 @@ impl OrgMembership {
         &self,
         pool: &TenantPool,
         user: &str,
-        org: Uuid,
+        org: &OrgId,
     ) -> Result<Option<String>, GuardError> {
         let tx = pool.begin_membership_lookup(&self.role).await?;
         if tx.pooler().is_transaction() {
@@ -309,8 +311,17 @@ impl OrgMembership {
             Some(uuid) => uuid,
             None => &user,
         };
-        let org_param: &(dyn ToSql + Sync) = match statement.params().get(1) {
-            Some(&Type::UUID) => &org,
+        // `$2` as the statement's type when it is a UUID or integer one and the org of that kind;
+        // an org of another kind is no member of such a table. Anything else is text.
+        let org_int4 = org.as_i64().and_then(|n| i32::try_from(n).ok());
+        let org_param: &(dyn ToSql + Sync) = match (statement.params().get(1), org, &org_int4) {
+            (Some(&Type::UUID), OrgId::Uuid(uuid), _) => uuid,
+            (Some(&Type::INT8), OrgId::Int(n), _) => n,
+            (Some(&Type::INT4), _, Some(n)) => n,
+            (Some(&Type::UUID | &Type::INT8 | &Type::INT4), _, _) => {
+                tx.rollback().await?;
+                return Ok(None);
+            }
             _ => &org_text,
         };
         let row = tx.query_opt(&statement, &[user_param, org_param]).await?;
@@ -339,10 +350,10 @@ impl OrgMembership {
         tx: tenant_guard_postgres::TenantTx,
         sql: &str,
         user: &str,
-        org: Uuid,
+        org: &OrgId,
     ) -> Result<Option<String>, GuardError> {
         let mut org_text = [0u8; 36];
-        let org_text = org.hyphenated().encode_lower(&mut org_text);
+        let org_text = org.encode(&mut org_text);
         let (user, org) = (UntypedText(user), UntypedText(org_text));
         let params: [(&(dyn ToSql + Sync), Type); 2] =
             [(&user, Type::UNKNOWN), (&org, Type::UNKNOWN)];
@@ -368,9 +379,10 @@ impl OrgMembership {
     }
 }
 
-/// The org a request names, parsed (the one parser of header and path values).
-fn parse_org(text: &str) -> Option<Uuid> {
-    Uuid::try_parse(text).ok()
+/// The org a request names, parsed as the issuer's kind (the one parser of header and path
+/// values).
+fn parse_org(kind: OrgIdKind, text: &str) -> Option<OrgId> {
+    kind.parse(text).ok()
 }
 
 /// A parameter sent as text of type `unknown` (the server infers its type from the SQL and
@@ -411,7 +423,8 @@ impl ToSql for UntypedText<'_> {
 /// ```
 /// use std::time::Duration;
 /// let cache = tenant_guard_http::MembershipCache::new(100, Duration::from_secs(30));
-/// cache.invalidate("user-1", uuid::Uuid::nil());
+/// cache.invalidate("user-1", uuid::Uuid::from_u128(7));
+/// cache.invalidate_org(42_i64); // integer org ids (an issuer with `OrgIdKind::Integer`)
 /// assert_eq!(cache.len(), 0);
 /// ```
 #[derive(Debug, Clone)]
@@ -421,7 +434,7 @@ pub struct MembershipCache(Arc<Mutex<CacheInner>>);
 struct CacheInner {
     capacity: usize,
     ttl: Duration,
-    entries: HashMap<(Box<str>, Uuid), (Option<Role>, Instant)>,
+    entries: HashMap<(Box<str>, OrgId), (Option<Role>, Instant)>,
 }
 
 impl MembershipCache {
@@ -438,10 +451,10 @@ impl MembershipCache {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn get(&self, user: &str, org: Uuid) -> Option<Option<Role>> {
+    fn get(&self, user: &str, org: &OrgId) -> Option<Option<Role>> {
         let mut inner = self.lock();
         let ttl = inner.ttl;
-        let key = (Box::<str>::from(user), org);
+        let key = (Box::<str>::from(user), org.clone());
         match inner.entries.get(&key) {
             Some((role, at)) if at.elapsed() < ttl => Some(role.clone()),
             Some(_) => {
@@ -452,7 +465,7 @@ impl MembershipCache {
         }
     }
 
-    fn insert(&self, user: &str, org: Uuid, role: Option<Role>) {
+    fn insert(&self, user: &str, org: OrgId, role: Option<Role>) {
         let mut inner = self.lock();
         if inner.capacity == 0 {
             return;
@@ -477,9 +490,11 @@ impl MembershipCache {
             .insert((user.into(), org), (role, Instant::now()));
     }
 
-    /// Forgets the answer for `user` in `org`.
-    pub fn invalidate(&self, user: &str, org: Uuid) {
-        self.lock().entries.remove(&(Box::<str>::from(user), org));
+    /// Forgets the answer for `user` in `org` (a [`Uuid`], an `i64` or an [`OrgId`]).
+    pub fn invalidate(&self, user: &str, org: impl Into<OrgId>) {
+        self.lock()
+            .entries
+            .remove(&(Box::<str>::from(user), org.into()));
     }
 
     /// Forgets every answer for `user`.
@@ -487,8 +502,9 @@ impl MembershipCache {
         self.lock().entries.retain(|(u, _), _| &**u != user);
     }
 
-    /// Forgets every answer for `org`.
-    pub fn invalidate_org(&self, org: Uuid) {
+    /// Forgets every answer for `org` (a [`Uuid`], an `i64` or an [`OrgId`]).
+    pub fn invalidate_org(&self, org: impl Into<OrgId>) {
+        let org = org.into();
         self.lock().entries.retain(|(_, o), _| *o != org);
     }
 
@@ -596,54 +612,99 @@ mod tests {
     #[test]
     fn the_cache_is_bounded_and_invalidates() {
         let cache = MembershipCache::new(3, Duration::from_secs(60));
-        let orgs: Vec<Uuid> = (1..=5).map(Uuid::from_u128).collect();
+        let orgs: Vec<OrgId> = (1..=5).map(OrgId::Int).collect();
         for org in &orgs {
-            cache.insert("u", *org, Some(role()));
+            cache.insert("u", org.clone(), Some(role()));
         }
         assert_eq!(cache.len(), 3);
-        assert_eq!(cache.get("u", orgs[4]), Some(Some(role())));
-        cache.invalidate("u", orgs[4]);
-        assert_eq!(cache.get("u", orgs[4]), None);
-        cache.insert("v", orgs[0], None);
+        assert_eq!(cache.get("u", &orgs[4]), Some(Some(role())));
         assert_eq!(
-            cache.get("v", orgs[0]),
+            cache.get("u", &OrgId::text("5").unwrap()),
+            None,
+            "kinds differ"
+        );
+        cache.invalidate("u", 5_i64);
+        assert_eq!(cache.get("u", &orgs[4]), None);
+        cache.insert("v", orgs[0].clone(), None);
+        assert_eq!(
+            cache.get("v", &orgs[0]),
             Some(None),
             "negative answers are cached"
         );
         cache.invalidate_user("u");
         assert_eq!(cache.len(), 1);
-        cache.invalidate_org(orgs[0]);
+        cache.invalidate_org(orgs[0].clone());
         assert!(cache.is_empty());
     }
 
     #[test]
     fn answers_expire() {
         let cache = MembershipCache::new(3, Duration::ZERO);
-        cache.insert("u", Uuid::nil(), Some(role()));
-        assert_eq!(cache.get("u", Uuid::nil()), None);
+        cache.insert("u", OrgId::NIL, Some(role()));
+        assert_eq!(cache.get("u", &OrgId::NIL), None);
         let off = MembershipCache::new(0, Duration::from_secs(60));
-        off.insert("u", Uuid::nil(), Some(role()));
+        off.insert("u", OrgId::NIL, Some(role()));
         assert!(off.is_empty());
     }
 
     #[test]
-    fn the_org_header_must_be_one_uuid() {
+    fn the_org_header_must_be_one_id_of_the_kind() {
         let m = OrgMembership::from_header(HeaderName::from_static("x-org-id"), role());
+        let uuid = OrgIdKind::Uuid;
         let mut headers = HeaderMap::new();
-        assert!(matches!(m.requested_org(&headers, "/"), Ok(None)));
+        assert!(matches!(m.requested_org(&headers, "/", uuid), Ok(None)));
         headers.insert("x-org-id", "not-a-uuid".parse().unwrap());
         assert!(matches!(
-            m.requested_org(&headers, "/"),
+            m.requested_org(&headers, "/", uuid),
             Err(OrgError::Malformed)
         ));
         let org = Uuid::from_u128(9);
         headers.insert("x-org-id", org.to_string().parse().unwrap());
-        assert_eq!(m.requested_org(&headers, "/").unwrap(), Some(org));
+        assert_eq!(
+            m.requested_org(&headers, "/", uuid).unwrap(),
+            Some(OrgId::Uuid(org))
+        );
+        assert!(
+            matches!(
+                m.requested_org(&headers, "/", OrgIdKind::Integer),
+                Err(OrgError::Malformed)
+            ),
+            "a UUID is no integer org"
+        );
         headers.append("x-org-id", org.to_string().parse().unwrap());
         assert!(matches!(
-            m.requested_org(&headers, "/"),
+            m.requested_org(&headers, "/", uuid),
             Err(OrgError::Malformed)
         ));
+        for (kind, good, bad) in [
+            (
+                OrgIdKind::Integer,
+                "42",
+                ["+42", "042", "4 2", "4.2", "9223372036854775808"],
+            ),
+            (
+                OrgIdKind::Text,
+                "acme-corp",
+                ["acme corp", "acme/x", "a'b", "", "acmé"],
+            ),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-org-id", good.parse().unwrap());
+            assert_eq!(
+                m.requested_org(&headers, "/", kind).unwrap(),
+                Some(kind.parse(good).unwrap())
+            );
+            for bad in bad {
+                let Ok(value) = http::HeaderValue::from_bytes(bad.as_bytes()) else {
+                    continue;
+                };
+                headers.insert("x-org-id", value);
+                assert!(
+                    matches!(m.requested_org(&headers, "/", kind), Err(OrgError::Malformed)),
+                    "{kind}: {bad:?}"
+                );
+            }
+        }
         let r = OrgError::NotAMember.to_error_response();
         assert_eq!((r.status().as_u16(), r.code()), (403, "not_a_member"));
     }

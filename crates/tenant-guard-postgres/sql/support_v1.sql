@@ -100,6 +100,21 @@ CREATE OR REPLACE FUNCTION tenant_guard.org_id() RETURNS uuid
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $fn$ SELECT nullif(current_setting('tenant_guard.org_id', true), '')::uuid $fn$;
 
+-- The same setting for orgs keyed by text or bigint (issuers configured with org id kind `text`
+-- or `integer`): `(SELECT tenant_guard.org_id_text())`, `(SELECT tenant_guard.org_id_bigint())`.
+-- org_id_bigint() is NULL, never an error, when the setting holds no integer (no org, or a UUID
+-- org): the guard writes only canonical i64 text there.
+CREATE OR REPLACE FUNCTION tenant_guard.org_id_text() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $fn$ SELECT nullif(current_setting('tenant_guard.org_id', true), '') $fn$;
+
+CREATE OR REPLACE FUNCTION tenant_guard.org_id_bigint() RETURNS bigint
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $fn$
+        SELECT CASE WHEN s ~ '^-?[0-9]{1,19}$' THEN s::bigint END
+          FROM (SELECT current_setting('tenant_guard.org_id', true) AS s) AS setting
+    $fn$;
+
 CREATE OR REPLACE FUNCTION tenant_guard.user_id() RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $fn$ SELECT nullif(current_setting('request.jwt.claim.sub', true), '') $fn$;

@@ -1,7 +1,6 @@
 //! The closure forms: check out, scope, run, commit on `Ok`, roll back on `Err`.
 
-use tenant_guard_core::{Principal, ServiceContext};
-use uuid::Uuid;
+use tenant_guard_core::{OrgId, Principal, ServiceContext};
 
 use crate::error::GuardError;
 use crate::options::ScopeOptions;
@@ -108,7 +107,7 @@ where
 pub async fn with_org_job<T, E, F>(
     pool: &TenantPool,
     context: &ServiceContext,
-    org_id: Uuid,
+    org_id: impl Into<OrgId>,
     f: F,
 ) -> Result<T, E>
 where

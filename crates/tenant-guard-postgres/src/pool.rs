@@ -9,10 +9,9 @@ use deadpool_postgres::{
     ClientWrapper, Hook, HookError, Manager, ManagerConfig, Pool, PoolError, QueueMode,
     RecyclingMethod, Runtime,
 };
-use tenant_guard_core::{Principal, Role, ServiceContext};
+use tenant_guard_core::{OrgId, Principal, Role, ServiceContext};
 use tokio_postgres::Socket;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use uuid::Uuid;
 
 use crate::error::GuardError;
 use crate::login::{LoginPolicy, LoginReport};
@@ -240,9 +239,10 @@ impl TenantPool {
     pub async fn begin_org_job(
         &self,
         context: &ServiceContext,
-        org_id: Uuid,
+        org_id: impl Into<OrgId>,
         options: ScopeOptions,
     ) -> Result<TenantTx, GuardError> {
+        let org_id = org_id.into();
         tracing::info!(
             target: "tenant_guard::audit",
             reason = context.reason(),

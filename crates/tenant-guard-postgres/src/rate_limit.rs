@@ -61,6 +61,7 @@
 //!
 //! [`RateLimiter`]: tenant_guard_core::RateLimiter
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,7 +70,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, QueueMode, RecyclingMethod, Runtime};
 use tenant_guard_core::rate_limit::{DEFAULT_SWEEP_EVERY, RateLimitBackend, RateLimitCheck};
 use tenant_guard_core::{
-    InvalidRateLimit, Principal, RateLimitError, RateLimitStatus, RateLimited, RateLimiter,
+    InvalidRateLimit, OrgId, Principal, RateLimitError, RateLimitStatus, RateLimited, RateLimiter,
 };
 use tokio_postgres::Socket;
 use tokio_postgres::error::SqlState;
@@ -200,8 +201,8 @@ impl PgRateLimiter {
     /// then ([`OnDatabaseError::Refuse`], the default).
     pub async fn check(&self, principal: &Principal) -> Result<RateLimitStatus, RateLimitError> {
         let user = self.user_key(principal);
-        self.check_key(principal.org_id(), user.as_deref().unwrap_or(""), principal)
-            .await
+        let (org, user) = counter_key(principal.org_id(), user.as_deref().unwrap_or(""));
+        self.check_key(org, &user, principal).await
     }
 
     fn user_key(&self, principal: &Principal) -> Option<Box<str>> {
@@ -633,11 +634,49 @@ fn scale(window: Duration, share: f64) -> Duration {
     })
 }
 
+/// The counters table is keyed by (`uuid` org, `text` user) (`rate_limit_v1.sql`). A UUID org is
+/// its own key. An integer or text org maps to a fixed marker UUID per kind (version 8, which no
+/// v4 or v7 id carries) with its canonical text in front of the user key (`<org>/<user>`; `/`
+/// cannot occur in an org id), so every org of every kind keeps a budget of its own.
+fn counter_key<'a>(org: &OrgId, user: &'a str) -> (Uuid, Cow<'a, str>) {
+    const INTEGER_ORGS: Uuid = Uuid::from_u128(0x746e_7467_0000_8000_8000_0000_0000_0001);
+    const TEXT_ORGS: Uuid = Uuid::from_u128(0x746e_7467_0000_8000_8000_0000_0000_0002);
+    match org {
+        OrgId::Uuid(uuid) => (*uuid, Cow::Borrowed(user)),
+        OrgId::Int(_) => (INTEGER_ORGS, Cow::Owned(format!("{org}/{user}"))),
+        _ => (TEXT_ORGS, Cow::Owned(format!("{org}/{user}"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn counter_keys_are_distinct_per_org_and_kind() {
+        let uuid = Uuid::from_u128(7);
+        assert_eq!(
+            counter_key(&OrgId::Uuid(uuid), "alice"),
+            (uuid, Cow::Borrowed("alice"))
+        );
+        let keys = [
+            counter_key(&OrgId::Int(7), ""),
+            counter_key(&OrgId::Int(7), "alice"),
+            counter_key(&OrgId::Int(8), ""),
+            counter_key(&OrgId::text("7").unwrap(), ""),
+            counter_key(&OrgId::text("7").unwrap(), "alice"),
+            counter_key(&OrgId::Uuid(uuid), ""),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(keys[1].1, "7/alice");
+        assert_eq!(keys[0].0.get_version_num(), 8);
+    }
 
     fn hit(allowed: bool, hits: i32, previous: i32, elapsed: f64) -> Hit {
         Hit {

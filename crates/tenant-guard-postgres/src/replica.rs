@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool};
-use uuid::Uuid;
+use tenant_guard_core::OrgId;
 
 /// Default read-your-writes window: a principal's reads go to the primary this long after its
 /// last committed write.
@@ -63,7 +63,7 @@ pub enum ReplicaFallback {
 }
 
 /// When each principal (org, `sub`) last committed a write.
-type WriteLog = Arc<Mutex<HashMap<(Uuid, Box<str>), Instant>>>;
+type WriteLog = Arc<Mutex<HashMap<(OrgId, Box<str>), Instant>>>;
 
 /// One replica's pool and health.
 struct Replica {
@@ -103,20 +103,20 @@ impl Replicas {
     }
 
     /// Whether `principal` (org, sub) committed a write within the read-your-writes window.
-    pub(crate) fn wrote_recently(&self, org: Uuid, sub: &str) -> bool {
+    pub(crate) fn wrote_recently(&self, org: &OrgId, sub: &str) -> bool {
         if self.window.is_zero() {
             return false;
         }
         let writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
         writes
-            .get(&(org, Box::from(sub)))
+            .get(&(org.clone(), Box::from(sub)))
             .is_some_and(|at| at.elapsed() < self.window)
     }
 
     /// A callback recording a committed write of (org, sub); `None` when the rule is off.
     pub(crate) fn recorder(
         &self,
-        org: Uuid,
+        org: &OrgId,
         sub: &str,
     ) -> Option<impl FnOnce() + Send + Sync + use<>> {
         if self.window.is_zero() {
@@ -124,7 +124,7 @@ impl Replicas {
         }
         let writes = Arc::clone(&self.writes);
         let window = self.window;
-        let key = (org, Box::<str>::from(sub));
+        let key = (org.clone(), Box::<str>::from(sub));
         Some(move || {
             let mut writes = writes.lock().unwrap_or_else(PoisonError::into_inner);
             if writes.len() >= PRUNE_AT {
@@ -200,20 +200,21 @@ mod tests {
             ReplicaFallback::Primary,
             Duration::from_millis(50),
         );
-        let org = Uuid::from_u128(7);
-        assert!(!replicas.wrote_recently(org, "alice"));
-        (replicas.recorder(org, "alice").unwrap())();
-        assert!(replicas.wrote_recently(org, "alice"));
-        assert!(!replicas.wrote_recently(org, "bob"));
-        assert!(!replicas.wrote_recently(Uuid::from_u128(8), "alice"));
+        let org = OrgId::Int(7);
+        assert!(!replicas.wrote_recently(&org, "alice"));
+        (replicas.recorder(&org, "alice").unwrap())();
+        assert!(replicas.wrote_recently(&org, "alice"));
+        assert!(!replicas.wrote_recently(&org, "bob"));
+        assert!(!replicas.wrote_recently(&OrgId::Int(8), "alice"));
+        assert!(!replicas.wrote_recently(&OrgId::text("7").unwrap(), "alice"));
         std::thread::sleep(Duration::from_millis(60));
-        assert!(!replicas.wrote_recently(org, "alice"));
+        assert!(!replicas.wrote_recently(&org, "alice"));
     }
 
     #[test]
     fn a_zero_window_turns_the_rule_off() {
         let replicas = Replicas::new(Vec::new(), ReplicaFallback::Primary, Duration::ZERO);
-        assert!(replicas.recorder(Uuid::nil(), "a").is_none());
-        assert!(!replicas.wrote_recently(Uuid::nil(), "a"));
+        assert!(replicas.recorder(&OrgId::NIL, "a").is_none());
+        assert!(!replicas.wrote_recently(&OrgId::NIL, "a"));
     }
 }

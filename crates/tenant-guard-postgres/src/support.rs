@@ -1,4 +1,5 @@
-//! The support SQL: app roles, Supabase-compatible `auth.*` helpers, `tenant_guard.org_id()`.
+//! The support SQL: app roles, Supabase-compatible `auth.*` helpers, `tenant_guard.org_id()`
+//! (and `org_id_text()` / `org_id_bigint()` for text and integer org ids).
 //!
 //! [`SUPPORT_SQL`] is a versioned, idempotent script (see its comments); [`apply_support_sql`]
 //! applies it and grants the app roles to the pool's login; [`apply`] also runs your schema in the
@@ -19,6 +20,21 @@
 //! CREATE POLICY projects_org ON projects FOR ALL TO authenticated
 //!     USING (org_id = (SELECT tenant_guard.org_id()))
 //!     WITH CHECK (org_id = (SELECT tenant_guard.org_id()));
+//! ```
+//!
+//! Orgs keyed by `bigint` or `text` (issuers configured with
+//! [`OrgIdKind::Integer`](tenant_guard_core::OrgIdKind::Integer) or
+//! [`OrgIdKind::Text`](tenant_guard_core::OrgIdKind::Text)): the same setting, typed. Both are
+//! `NULL` without an org, so they match no row; `org_id_bigint()` is also `NULL` (not an error)
+//! when the setting holds no integer.
+//!
+//! ```sql
+//! CREATE POLICY accounts_org ON accounts FOR ALL TO authenticated
+//!     USING (org_id = (SELECT tenant_guard.org_id_bigint()))       -- org_id bigint
+//!     WITH CHECK (org_id = (SELECT tenant_guard.org_id_bigint()));
+//! CREATE POLICY pages_org ON pages FOR ALL TO authenticated
+//!     USING (org_slug = (SELECT tenant_guard.org_id_text()))       -- org_slug text
+//!     WITH CHECK (org_slug = (SELECT tenant_guard.org_id_text()));
 //! ```
 //!
 //! Parent join (a child row belongs to the org of its parent):

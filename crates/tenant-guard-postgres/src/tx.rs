@@ -40,11 +40,10 @@ use std::time::Instant;
 
 use deadpool_postgres::{ClientWrapper, Object};
 use futures_util::future::join;
-use tenant_guard_core::Role;
+use tenant_guard_core::{OrgId, Role};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Statement};
 use tracing::Span;
-use uuid::Uuid;
 
 use crate::error::GuardError;
 use crate::pooler::{self, Pooler};
@@ -415,7 +414,7 @@ impl TenantTx {
     }
 
     /// The org this transaction is scoped to (`None` on the service-role path).
-    pub fn org_id(&self) -> Option<Uuid> {
+    pub fn org_id(&self) -> Option<&OrgId> {
         self.scope.org_id()
     }
 

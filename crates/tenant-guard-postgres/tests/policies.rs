@@ -24,7 +24,7 @@ async fn seeded() -> (Env, Principal, Principal) {
         .unwrap();
     for p in [&alice, &bob] {
         let user: Uuid = p.user_id().parse().unwrap();
-        let org = p.org_id();
+        let org = p.org_id().as_uuid();
         env.admin
             .execute(
                 "INSERT INTO user_profiles (id, tenant_id) VALUES ($1, $2)",

@@ -31,7 +31,7 @@ async fn many_clients_share_one_server_connection_and_stay_isolated() {
                     // Parameters of several types, none prepared.
                     tx.execute(
                         "INSERT INTO projects (org_id, name) VALUES ($1, $2)",
-                        &[&who.org_id(), &name],
+                        &[&who.org_id().as_uuid(), &name],
                     )
                     .await?;
                     let rows = tx

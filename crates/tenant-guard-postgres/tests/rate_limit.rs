@@ -111,6 +111,39 @@ async fn the_limit_is_hit_and_refused_requests_are_not_counted() {
     );
 }
 
+/// Integer and text orgs (the counters' `uuid` column holds a per-kind marker, the org goes in
+/// front of the user key): each org, kind and user keeps a budget of its own.
+#[tokio::test]
+async fn integer_and_text_orgs_have_their_own_budgets() {
+    use tenant_guard_core::{OrgId, OrgIdKind};
+    let f = fixture().await;
+    let ints = TestIssuer::with_org_id_kind(OrgIdKind::Integer);
+    let texts = TestIssuer::with_org_id_kind(OrgIdKind::Text);
+    let int_user = |org: i64, user: &str| ints.principal(org, user, "authenticated").unwrap();
+    let text_user = |org: &str, user: &str| {
+        texts
+            .principal(OrgId::text(org).unwrap(), user, "authenticated")
+            .unwrap()
+    };
+    let per_org = f.limiter(PgRateLimiter::builder("kinds", 1, DAY));
+    per_org.check(&int_user(7, "alice")).await.unwrap();
+    limited(per_org.check(&int_user(7, "bob")).await);
+    per_org.check(&int_user(8, "alice")).await.unwrap();
+    per_org.check(&text_user("7", "alice")).await.unwrap();
+    limited(per_org.check(&text_user("7", "bob")).await);
+    per_org.check(&text_user("acme", "alice")).await.unwrap();
+    let per_user = f.limiter(PgRateLimiter::builder("kinds-users", 1, DAY).per_user());
+    per_user.check(&int_user(7, "alice")).await.unwrap();
+    per_user.check(&int_user(7, "bob")).await.unwrap();
+    limited(per_user.check(&int_user(7, "alice")).await);
+    per_user.check(&text_user("acme", "alice")).await.unwrap();
+    limited(per_user.check(&text_user("acme", "alice")).await);
+    let users: Vec<String> = f.counters().await.into_iter().map(|c| c.2).collect();
+    for key in ["7/", "8/", "acme/", "7/alice", "7/bob", "acme/alice"] {
+        assert!(users.iter().any(|u| u == key), "{key} in {users:?}");
+    }
+}
+
 #[tokio::test]
 async fn orgs_users_and_names_have_their_own_budgets() {
     let f = fixture().await;

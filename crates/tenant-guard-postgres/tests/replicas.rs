@@ -223,7 +223,7 @@ async fn a_standby_that_is_down_falls_back_to_the_primary_or_is_refused() {
         .await
         .unwrap();
     assert!(!in_recovery);
-    assert_eq!((node, org), ("primary", alice.org_id()));
+    assert_eq!((node, org), ("primary", alice.org_id().as_uuid().unwrap()));
     let err = read(&refuse, &alice, ScopeOptions::default())
         .await
         .unwrap_err();

@@ -85,7 +85,7 @@ async fn read_only_transactions_refuse_writes() {
     let err = tx
         .execute(
             "INSERT INTO projects (org_id, name) VALUES ($1, 'x')",
-            &[&alice.org_id()],
+            &[&alice.org_id().as_uuid()],
         )
         .await
         .unwrap_err();
@@ -159,7 +159,7 @@ async fn a_failed_scoping_never_lets_the_statement_run_unscoped() {
     let err = tx
         .execute(
             "INSERT INTO projects (org_id, name) VALUES ($1, 'unscoped')",
-            &[&alice.org_id()],
+            &[&alice.org_id().as_uuid()],
         )
         .await
         .unwrap_err();
@@ -183,7 +183,7 @@ async fn rls_violations_and_constraints_map_to_their_error_kinds() {
     let err: GuardError = with_tenant_guard(&env.pool, &alice, async |tx| {
         tx.execute(
             "INSERT INTO projects (org_id, name) VALUES ($1, 'smuggled')",
-            &[&bob.org_id()],
+            &[&bob.org_id().as_uuid()],
         )
         .await
     })
@@ -204,7 +204,7 @@ async fn rls_violations_and_constraints_map_to_their_error_kinds() {
         for _ in 0..2 {
             tx.execute(
                 "INSERT INTO projects (org_id, name) VALUES ($1, 'dup-value')",
-                &[&alice.org_id()],
+                &[&alice.org_id().as_uuid()],
             )
             .await?;
         }
@@ -304,7 +304,7 @@ async fn count_projects(tx: &mut TenantTx) -> Result<i64, GuardError> {
 async fn the_service_role_sees_every_org_and_an_org_job_sees_one() {
     let env = env(2).await;
     let (alice, bob) = two_orgs(&env.issuer);
-    seed_projects(&env.admin, &[alice.org_id(), bob.org_id()]).await; // 1 + 2 rows
+    seed_projects(&env.admin, &[uuid_of(&alice), uuid_of(&bob)]).await; // 1 + 2 rows
     let job = ServiceContext::new("test-reindex").with_job_id("job-1");
 
     let all = with_service_role(&env.pool, &job, async |tx| {
@@ -338,7 +338,7 @@ async fn the_service_role_sees_every_org_and_an_org_job_sees_one() {
 async fn statements_in_flight_together_all_run_scoped() {
     let env = env(1).await;
     let (alice, bob) = two_orgs(&env.issuer);
-    seed_projects(&env.admin, &[alice.org_id(), bob.org_id()]).await;
+    seed_projects(&env.admin, &[uuid_of(&alice), uuid_of(&bob)]).await;
     let tx = env.pool.begin(&bob, ScopeOptions::default()).await.unwrap();
     // Several statements first polled together: the scoping still goes first.
     let (a, b, c) = tokio::join!(
@@ -356,7 +356,7 @@ async fn statements_in_flight_together_all_run_scoped() {
 async fn prepared_and_typed_statements_run_scoped() {
     let env = env(1).await;
     let (alice, bob) = two_orgs(&env.issuer);
-    seed_projects(&env.admin, &[alice.org_id(), bob.org_id()]).await;
+    seed_projects(&env.admin, &[uuid_of(&alice), uuid_of(&bob)]).await;
     let tx = env.pool.begin(&bob, ScopeOptions::default()).await.unwrap();
     let statement = tx
         .prepare("SELECT count(*) FROM projects WHERE name <> $1")
@@ -515,7 +515,7 @@ async fn the_support_sql_applies_concurrently_across_databases() {
 async fn principals_from_real_tokens_cross_no_org_boundary() {
     let env = env(4).await;
     let (alice, bob) = two_orgs(&env.issuer);
-    seed_projects(&env.admin, &[alice.org_id(), bob.org_id()]).await;
+    seed_projects(&env.admin, &[uuid_of(&alice), uuid_of(&bob)]).await;
     // Interleave many transactions of both orgs on a small pool: each sees only its own.
     let mut tasks = Vec::new();
     for i in 0..40 {
@@ -542,4 +542,9 @@ async fn principals_from_real_tokens_cross_no_org_boundary() {
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+/// The UUID org of a principal of the (UUID-keyed) test schema.
+fn uuid_of(principal: &tenant_guard_core::Principal) -> Uuid {
+    principal.org_id().as_uuid().expect("a UUID org")
 }

@@ -9,9 +9,8 @@ use futures_util::future::BoxFuture;
 use sqlx::postgres::PgConnection;
 use sqlx::{PgPool, Postgres, Transaction};
 use tenant_guard_core::scope::{SCOPE_SQL, Scope, ScopeOptions};
-use tenant_guard_core::{Principal, Role, ServiceContext};
+use tenant_guard_core::{OrgId, Principal, Role, ServiceContext};
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::error::SqlxGuardError;
 
@@ -228,9 +227,10 @@ impl SqlxGuard {
     pub async fn begin_org_job(
         &self,
         context: &ServiceContext,
-        org_id: Uuid,
+        org_id: impl Into<OrgId>,
         options: ScopeOptions,
     ) -> Result<TenantTransaction, SqlxGuardError> {
+        let org_id = org_id.into();
         tracing::info!(
             target: "tenant_guard::audit",
             reason = context.reason(),
@@ -361,7 +361,7 @@ where
 pub async fn with_org_job<'a, T, E, F>(
     guard: &SqlxGuard,
     context: &ServiceContext,
-    org_id: Uuid,
+    org_id: impl Into<OrgId>,
     f: F,
 ) -> Result<T, E>
 where

@@ -76,7 +76,7 @@ async fn an_rls_refusal_is_403_and_a_duplicate_409() {
     let err = with_tenant_guard(&env.guard, &alice, |tx| {
         Box::pin(async move {
             sqlx::query("INSERT INTO projects (org_id, name) VALUES ($1, 'x')")
-                .bind(bob.org_id())
+                .bind(bob.org_id().as_uuid())
                 .execute(&mut **tx)
                 .await?;
             Ok::<_, SqlxGuardError>(())

@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{EncodingKey, Header};
-use tenant_guard_core::{AuthError, Environment, Principal, Verifier};
+use tenant_guard_core::{AuthError, Environment, OrgId, OrgIdKind, Principal, Verifier};
 use uuid::Uuid;
 
 /// The `aud` of minted tokens and of the issuer's verifier (Supabase's).
@@ -77,6 +77,27 @@ impl TestIssuer {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        Self::build(roles, OrgIdKind::Uuid)
+    }
+
+    /// Like [`new`](Self::new), for orgs of `kind` (the verifier's
+    /// [`org_id_kind`](tenant_guard_core::IssuerProfile::org_id_kind)): integer orgs are minted as
+    /// JSON numbers, UUID and text orgs as strings.
+    ///
+    /// ```
+    /// use tenant_guard_core::{OrgId, OrgIdKind};
+    /// let issuer = tenant_guard_testkit::TestIssuer::with_org_id_kind(OrgIdKind::Integer);
+    /// assert_eq!(issuer.user(42_i64).org_id(), &OrgId::Int(42));
+    /// ```
+    pub fn with_org_id_kind(kind: OrgIdKind) -> Self {
+        Self::build(["authenticated", "anon"], kind)
+    }
+
+    fn build<I, S>(roles: I, kind: OrgIdKind) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
         let mut secret = Vec::with_capacity(32);
         secret.extend_from_slice(Uuid::new_v4().as_bytes());
         secret.extend_from_slice(Uuid::new_v4().as_bytes());
@@ -84,6 +105,7 @@ impl TestIssuer {
             .hmac_secret(&secret)
             .audience(TEST_AUDIENCE)
             .allowed_roles(roles)
+            .org_id_kind(kind)
             .build();
         let verifier = match verifier {
             Ok(v) => v,
@@ -123,18 +145,23 @@ impl TestIssuer {
     }
 
     /// A Supabase-shaped token for `user_id` of `org` with `role`.
-    pub fn token(&self, org: Uuid, user_id: &str, role: &str) -> String {
+    pub fn token(&self, org: impl Into<OrgId>, user_id: &str, role: &str) -> String {
         self.sign(serde_json::json!({
             "sub": user_id,
             "role": role,
-            &self.org_claim: org.to_string(),
+            &self.org_claim: org.into(),
             "email": format!("{user_id}@example.test"),
             "app_metadata": { "provider": "email" },
         }))
     }
 
     /// Mints a token and verifies it: a principal exactly as a request would produce.
-    pub fn principal(&self, org: Uuid, user_id: &str, role: &str) -> Result<Principal, AuthError> {
+    pub fn principal(
+        &self,
+        org: impl Into<OrgId>,
+        user_id: &str,
+        role: &str,
+    ) -> Result<Principal, AuthError> {
         self.verifier.verify(&self.token(org, user_id, role))
     }
 
@@ -142,7 +169,7 @@ impl TestIssuer {
     ///
     /// # Panics
     /// When the verifier refuses `authenticated` (an issuer built without that role).
-    pub fn user(&self, org: Uuid) -> Principal {
+    pub fn user(&self, org: impl Into<OrgId>) -> Principal {
         self.user_with_role(org, "authenticated")
     }
 
@@ -150,7 +177,7 @@ impl TestIssuer {
     ///
     /// # Panics
     /// When the verifier refuses the token (e.g. `role` is not in the allowlist).
-    pub fn user_with_role(&self, org: Uuid, role: &str) -> Principal {
+    pub fn user_with_role(&self, org: impl Into<OrgId>, role: &str) -> Principal {
         let user = Uuid::new_v4().to_string();
         match self.principal(org, &user, role) {
             Ok(p) => p,

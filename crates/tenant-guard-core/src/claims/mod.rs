@@ -11,15 +11,14 @@ mod visit;
 
 use std::borrow::Cow;
 
-use uuid::Uuid;
-
 use crate::error::AuthError;
+use crate::org_id::{OrgId, OrgIdKind};
 use crate::role::Role;
 
 pub(crate) use path::ClaimPath;
 pub use role::RoleArray;
 pub(crate) use role::{RoleFound, RoleRule};
-use visit::{Aud, Slot, Value, extract};
+use visit::{Aud, OrgSlot, Slot, Value, extract};
 
 /// What the claims must satisfy (besides the signature).
 #[derive(Debug, Clone)]
@@ -32,6 +31,8 @@ pub(crate) struct ClaimRules {
     pub(crate) leeway: i64,
     /// `false` when the org may be chosen per request instead (no org claim is then allowed).
     pub(crate) org_required: bool,
+    /// The kind of org id the org claim must hold.
+    pub(crate) org_kind: OrgIdKind,
 }
 
 impl ClaimRules {
@@ -87,7 +88,7 @@ impl Times {
 #[derive(Debug)]
 pub(crate) struct Checked<'a> {
     pub(crate) sub: Cow<'a, str>,
-    pub(crate) org: Uuid,
+    pub(crate) org: OrgId,
     pub(crate) role: Role,
     pub(crate) times: Times,
 }
@@ -127,12 +128,14 @@ pub(crate) fn check<'a>(
     };
     let role = rules.role.resolve(&found.role)?;
     let org = match &found.org {
-        Slot::Str(text) => parse_org(text).ok_or(AuthError::InvalidOrg)?,
+        OrgSlot::Str(text) => rules.org_kind.parse(text),
+        OrgSlot::Int(n) => rules.org_kind.parse_json_int(*n),
         // No org claim at all, where the org is chosen per request: the nil UUID, which no token
-        // can name (`parse_org` refuses it), marks a principal that still needs its org.
-        Slot::Absent if !rules.org_required => Uuid::nil(),
+        // can name (`OrgIdKind::parse` refuses it), marks a principal that still needs its org.
+        OrgSlot::Absent if !rules.org_required => Ok(OrgId::NIL),
         _ => return Err(AuthError::InvalidOrg),
-    };
+    }
+    .map_err(|_| AuthError::InvalidOrg)?;
     Ok(Checked {
         sub,
         org,
@@ -190,14 +193,6 @@ fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
     u16::from_str_radix(digits, 16).ok()
 }
 
-/// Only the canonical hyphenated form, and never the nil UUID.
-fn parse_org(text: &str) -> Option<Uuid> {
-    if text.len() != 36 {
-        return None;
-    }
-    Uuid::try_parse(text).ok().filter(|u| !u.is_nil())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +209,7 @@ mod tests {
             role: RoleRule::new(&["authenticated".into()], RoleArray::Refuse, None, &[]).unwrap(),
             org_required: true,
             leeway: 30,
+            org_kind: OrgIdKind::Uuid,
         }
     }
 
@@ -227,7 +223,7 @@ mod tests {
     fn run(
         claims: &serde_json::Value,
         rules: &ClaimRules,
-    ) -> Result<(String, Uuid, String), AuthError> {
+    ) -> Result<(String, OrgId, String), AuthError> {
         let text = claims.to_string();
         check(&text, rules, NOW).map(|c| (c.sub.into_owned(), c.org, c.role.as_str().to_owned()))
     }
@@ -314,10 +310,100 @@ mod tests {
             got,
             (
                 "user-1".into(),
-                ORG.parse().unwrap(),
+                OrgIdKind::Uuid.parse(ORG).unwrap(),
                 "authenticated".into()
             )
         );
+    }
+
+    #[test]
+    fn org_claims_of_each_kind() {
+        use serde_json::json;
+        let kind = |kind| ClaimRules {
+            org_kind: kind,
+            ..rules("org_id", "role")
+        };
+        let ok =
+            |k: OrgIdKind, v: serde_json::Value| run(&with("org_id", v), &kind(k)).map(|g| g.1);
+        // Accepted, in their canonical form.
+        assert_eq!(ok(OrgIdKind::Integer, json!(42)), Ok(OrgId::Int(42)));
+        assert_eq!(ok(OrgIdKind::Integer, json!("42")), Ok(OrgId::Int(42)));
+        assert_eq!(ok(OrgIdKind::Integer, json!(-3)), Ok(OrgId::Int(-3)));
+        assert_eq!(
+            ok(OrgIdKind::Integer, json!(i64::MAX)),
+            Ok(OrgId::Int(i64::MAX))
+        );
+        assert_eq!(
+            ok(OrgIdKind::Text, json!("acme-corp")),
+            Ok(OrgId::text("acme-corp").unwrap())
+        );
+        assert_eq!(
+            ok(OrgIdKind::Text, json!("Team_7.eu:west")),
+            Ok(OrgId::text("Team_7.eu:west").unwrap())
+        );
+        // Refused, each with the usual `invalid_org` (403), never a panic.
+        let refused: Vec<(OrgIdKind, serde_json::Value)> = vec![
+            (OrgIdKind::Integer, json!(ORG)),
+            (OrgIdKind::Integer, json!("+42")),
+            (OrgIdKind::Integer, json!("042")),
+            (OrgIdKind::Integer, json!(" 42")),
+            (OrgIdKind::Integer, json!("42 ")),
+            (OrgIdKind::Integer, json!("")),
+            (OrgIdKind::Integer, json!("4 2")),
+            (OrgIdKind::Integer, json!("9223372036854775808")),
+            (OrgIdKind::Integer, json!(9_223_372_036_854_775_808_u64)),
+            (OrgIdKind::Integer, json!(42.0)),
+            (OrgIdKind::Integer, json!(4.2)),
+            (OrgIdKind::Integer, json!(1e30)),
+            (OrgIdKind::Integer, json!(true)),
+            (OrgIdKind::Integer, json!(null)),
+            (OrgIdKind::Integer, json!([42])),
+            (OrgIdKind::Integer, json!({"id": 42})),
+            (OrgIdKind::Text, json!("")),
+            (OrgIdKind::Text, json!("acme corp")),
+            (OrgIdKind::Text, json!("acme\u{1}")),
+            (OrgIdKind::Text, json!("acme\\x")),
+            (OrgIdKind::Text, json!("acme\n")),
+            (OrgIdKind::Text, json!("acme\t")),
+            (OrgIdKind::Text, json!("acmé")),
+            (OrgIdKind::Text, json!("a'; DROP TABLE t; --")),
+            (OrgIdKind::Text, json!("x".repeat(129))),
+            (OrgIdKind::Text, json!(42)),
+            (OrgIdKind::Text, json!(["acme"])),
+            (OrgIdKind::Text, json!(null)),
+            (OrgIdKind::Uuid, json!(42)),
+            (OrgIdKind::Uuid, json!("42")),
+            (OrgIdKind::Uuid, json!("acme")),
+        ];
+        for (k, value) in refused {
+            assert_eq!(
+                ok(k, value.clone()),
+                Err(AuthError::InvalidOrg),
+                "{k}: {value}"
+            );
+        }
+        // Real control characters (not just escaped-looking text) are refused too.
+        let control = r#"{"sub":"u","aud":"authenticated","iss":"https://issuer.example","exp":NOW,"role":"authenticated","org_id":"ac\u0007me"}"#
+            .replace("NOW", &(NOW + 60).to_string());
+        assert_eq!(
+            check(&control, &kind(OrgIdKind::Text), NOW).map(|_| ()),
+            Err(AuthError::InvalidOrg)
+        );
+        // No org claim: the per-request sentinel only where allowed, whatever the kind.
+        for k in [OrgIdKind::Uuid, OrgIdKind::Integer, OrgIdKind::Text] {
+            assert_eq!(
+                run(&without("org_id"), &kind(k)).map(|g| g.1),
+                Err(AuthError::InvalidOrg)
+            );
+            let per_request = ClaimRules {
+                org_required: false,
+                ..kind(k)
+            };
+            assert_eq!(
+                run(&without("org_id"), &per_request).map(|g| g.1),
+                Ok(OrgId::NIL)
+            );
+        }
     }
 
     #[test]

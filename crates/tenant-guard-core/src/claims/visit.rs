@@ -19,6 +19,18 @@ pub(super) enum Slot<'a> {
     Other,
 }
 
+/// The org claim as found: a string, or an integer (for integer org ids).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) enum OrgSlot<'a> {
+    #[default]
+    Absent,
+    Str(Cow<'a, str>),
+    /// A JSON integer within `i64`.
+    Int(i64),
+    /// Present but neither (a fraction, an integer beyond `i64`, an object, ...).
+    Other,
+}
+
 /// A NumericDate claim as found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Value {
@@ -55,14 +67,14 @@ pub(super) struct Found<'a> {
     pub(super) aud: Aud,
     pub(super) sub: Slot<'a>,
     pub(super) iss: Slot<'a>,
-    pub(super) org: Slot<'a>,
+    pub(super) org: OrgSlot<'a>,
     pub(super) role: RoleFound<'a>,
 }
 
 /// What the claim paths lead to.
 #[derive(Default)]
 struct Outs<'a> {
-    org: Slot<'a>,
+    org: OrgSlot<'a>,
     role: RoleFound<'a>,
 }
 
@@ -233,7 +245,7 @@ impl<'de> DeserializeSeed<'de> for PathSeed<'_, '_, 'de> {
             .find(|(i, t)| self.step.has(*i) && t.path.len() == self.depth + 1);
         match leaf {
             Some((_, target)) if target.index == 0 => {
-                self.out.org = <StrSlot<'de> as de::Deserialize>::deserialize(d)?.0;
+                self.out.org = d.deserialize_any(OrgSlotVisitor)?;
                 Ok(())
             }
             Some(_) => {
@@ -362,6 +374,47 @@ impl<'de> Visitor<'de> for StrSlotVisitor {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Slot::Other)
+    }
+}
+
+/// The org claim's value: kept when it is a string or an integer within `i64`.
+struct OrgSlotVisitor;
+
+impl<'de> Visitor<'de> for OrgSlotVisitor {
+    type Value = OrgSlot<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(OrgSlot::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(OrgSlot::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(OrgSlot::Str(Cow::Owned(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(OrgSlot::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(v).map_or(OrgSlot::Other, OrgSlot::Int))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(OrgSlot::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(OrgSlot::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(OrgSlot::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        StrSlotVisitor.visit_map(map).map(|_| OrgSlot::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        StrSlotVisitor.visit_seq(seq).map(|_| OrgSlot::Other)
     }
 }
 

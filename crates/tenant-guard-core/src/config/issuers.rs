@@ -34,6 +34,7 @@ struct Entry {
     role_map: BTreeMap<String, String>,
     #[serde(default)]
     org_from_request: bool,
+    org_id_kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +169,9 @@ impl Entry {
             profile = profile.default_role(role);
         }
         profile = profile.org_from_request(self.org_from_request);
+        if let Some(kind) = self.org_id_kind {
+            profile = profile.org_id_kind(super::parse_org_id_kind("\"org_id_kind\"", &kind)?);
+        }
         for (from, to) in self.role_map {
             profile = profile.map_role(from, to);
         }
@@ -198,6 +202,9 @@ mod tests {
             (r#"[{"issuer":"a","secret_env":"NOPE"}]"#, "NOPE"),
             (r#"[{"issuer":"a","role_array":"all"}]"#, "role array"),
             (r#"[{"issuer":"a","algorithms":["none"]}]"#, "algorithm"),
+            (r#"[{"issuer":"a","org_id_kind":"bigint"}]"#, "org_id_kind"),
+            (r#"[{"issuer":"a","org_id_kind":""}]"#, "org_id_kind"),
+            (r#"[{"issuer":"a","org_id_kind":7}]"#, "expected a string"),
         ] {
             let err = parse(bad, &none).map(|_| ()).unwrap_err().to_string();
             assert!(err.contains(want), "{bad}: {err}");
@@ -205,5 +212,19 @@ mod tests {
         let secret = |k: &str| (k == "PARTNER").then(|| "p".repeat(40));
         let profiles = parse(r#"[{"issuer":"a","secret_env":"PARTNER"}]"#, &secret).unwrap();
         assert_eq!(profiles[0].keys.len(), 1);
+        let profiles = parse(
+            r#"[{"issuer":"a","org_id_kind":"integer"},{"issuer":"b","org_id_kind":"text"},{"issuer":"c"}]"#,
+            &none,
+        )
+        .unwrap();
+        let kinds: Vec<_> = profiles.iter().map(|p| p.org_id_kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                crate::OrgIdKind::Integer,
+                crate::OrgIdKind::Text,
+                crate::OrgIdKind::Uuid
+            ]
+        );
     }
 }
