@@ -15,6 +15,7 @@
 //! | [`TX_DURATION`] | histogram (seconds) | `outcome` | the guard: checkout to end of transaction |
 //! | [`TX_OUTCOMES`] | counter | `outcome` | the guard: `committed`, `rolled_back`, `dropped`, `discarded`, `commit_failed` |
 //! | [`TX_NODES`] | counter | `node` (`primary`, `replica`) | the guard: which server served a transaction |
+//! | [`POOL_AFFINITY`] | counter | `affine` (`true`, `false`) | the guard, with role affinity on: whether a checkout's connection last ran as its role |
 //!
 //! # Cardinality
 //!
@@ -58,6 +59,10 @@ pub const TX_DURATION: &str = "tenant_guard_tx_duration_seconds";
 pub const TX_OUTCOMES: &str = "tenant_guard_tx_total";
 /// Counter: transactions by the server that served them (`node`: `primary`, `replica`).
 pub const TX_NODES: &str = "tenant_guard_db_transactions_by_node_total";
+
+/// Counter: checkouts by whether the connection's last transaction ran as the same role
+/// (`affine`: `true`, `false`), with the pool's role affinity on.
+pub const POOL_AFFINITY: &str = "tenant_guard_pool_checkouts_total";
 
 /// The `org_id` label of every org past the [`org_label_limit`].
 pub const OTHER_ORG: &str = "other";
@@ -169,6 +174,12 @@ pub fn record_scope(scope: Duration) {
 /// Guard: a transaction was checked out on `node` (`primary` or `replica`).
 pub fn record_tx_node(node: &'static str) {
     counter!(TX_NODES, "node" => node).increment(1);
+}
+
+/// Guard: a checkout got a connection whose last transaction ran as its role (`affine`) or not.
+pub fn record_checkout_affinity(affine: bool) {
+    let affine = if affine { "true" } else { "false" };
+    counter!(POOL_AFFINITY, "affine" => affine).increment(1);
 }
 
 /// Guard: a transaction ended with `outcome` after `total` (from checkout).

@@ -36,10 +36,11 @@
 //! escape hatch), [`rate_limit`] (per-org rate limits shared by every instance, counted in
 //! PostgreSQL), [`tls`] (libpq's `sslmode`/`sslrootcert` for every connection opened from a URL),
 //! [`pooler`] (running behind PgBouncer/Supavisor in transaction mode), [`replica`] (read
-//! replicas).
+//! replicas), [`affinity`] (idle connections handed out by the role of their last transaction).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod affinity;
 pub mod dangerous;
 mod error;
 mod guard;
@@ -56,6 +57,7 @@ pub mod support;
 pub mod tls;
 mod tx;
 
+pub use affinity::AffinityStats;
 pub use error::GuardError;
 pub use guard::{with_org_job, with_service_role, with_tenant_guard, with_tenant_guard_options};
 pub use login::{LoginPolicy, LoginReport};

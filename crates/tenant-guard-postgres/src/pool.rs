@@ -13,6 +13,7 @@ use tenant_guard_core::{OrgId, Principal, Role, ServiceContext};
 use tokio_postgres::Socket;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
+use crate::affinity::{Affinity, AffinityStats, Checkout};
 use crate::error::GuardError;
 use crate::login::{LoginPolicy, LoginReport};
 use crate::options::ScopeOptions;
@@ -59,7 +60,8 @@ pub struct TenantPool {
 }
 
 struct Inner {
-    pool: Pool,
+    /// The primary's connections, idle ones kept by role (see [`crate::affinity`]).
+    pool: Arc<Affinity>,
     /// Read replicas for `READ ONLY` transactions (see [`crate::replica`]).
     replicas: Option<Replicas>,
     settings: Arc<TxSettings>,
@@ -112,6 +114,7 @@ pub struct TenantPoolBuilder {
     replicas: Vec<tokio_postgres::Config>,
     replica_fallback: ReplicaFallback,
     read_your_writes: Duration,
+    role_affinity: bool,
 }
 
 impl fmt::Debug for TenantPoolBuilder {
@@ -129,6 +132,7 @@ impl fmt::Debug for TenantPoolBuilder {
             .field("pooler", &self.pooler)
             .field("replicas", &self.replicas.len())
             .field("replica_fallback", &self.replica_fallback)
+            .field("role_affinity", &self.role_affinity)
             .finish_non_exhaustive()
     }
 }
@@ -156,6 +160,7 @@ impl TenantPool {
             replicas: Vec::new(),
             replica_fallback: ReplicaFallback::default(),
             read_your_writes: DEFAULT_READ_YOUR_WRITES,
+            role_affinity: true,
         }
     }
 
@@ -292,7 +297,7 @@ impl TenantPool {
         scope: &Scope,
         read_only: bool,
         primary: bool,
-    ) -> Result<(deadpool_postgres::Object, &'static str), GuardError> {
+    ) -> Result<(Checkout, &'static str), GuardError> {
         if let Some(replicas) = &self.inner.replicas
             && read_only
             && !primary
@@ -302,7 +307,7 @@ impl TenantPool {
                 None => false,
             };
             if !wrote {
-                if let Some(conn) = replicas.checkout().await {
+                if let Some(conn) = replicas.checkout(scope.role()).await {
                     return Ok((conn, "replica"));
                 }
                 if replicas.fallback == ReplicaFallback::Unavailable {
@@ -311,7 +316,12 @@ impl TenantPool {
                 tracing::debug!("no read replica could serve; reading from the primary");
             }
         }
-        let conn = self.inner.pool.get().await.map_err(map_pool_error)?;
+        let conn = self
+            .inner
+            .pool
+            .get(Some(scope.role()))
+            .await
+            .map_err(map_pool_error)?;
         Ok((conn, "primary"))
     }
 
@@ -323,16 +333,22 @@ impl TenantPool {
     ) -> Result<TenantTx, GuardError> {
         let span = crate::tx::tx_span(&scope, read_only);
         let started = Instant::now();
-        let (conn, node) = match self.connection(&scope, read_only, primary).await {
-            Ok(found) => found,
-            Err(error) => {
-                span.record("outcome", "checkout_failed");
-                span.in_scope(|| tracing::warn!(%error, "no connection for the transaction"));
-                return Err(error);
-            }
-        };
+        let (Checkout { conn, home, affine }, node) =
+            match self.connection(&scope, read_only, primary).await {
+                Ok(found) => found,
+                Err(error) => {
+                    span.record("outcome", "checkout_failed");
+                    span.in_scope(|| tracing::warn!(%error, "no connection for the transaction"));
+                    return Err(error);
+                }
+            };
         #[cfg(feature = "metrics")]
         tenant_guard_core::metrics::record_tx_node(node);
+        if let Some(affine) = affine {
+            span.record("affine", affine);
+            #[cfg(feature = "metrics")]
+            tenant_guard_core::metrics::record_checkout_affinity(affine);
+        }
         let recorder = match (&self.inner.replicas, scope.user()) {
             (Some(replicas), Some(p)) if !read_only => replicas.recorder(p.org_id(), p.user_id()),
             _ => None,
@@ -376,7 +392,8 @@ impl TenantPool {
             span,
             started,
         )
-        .served_by(node);
+        .served_by(node)
+        .returning_to(home);
         Ok(match recorder {
             Some(record) => tx.on_commit(record),
             None => tx,
@@ -385,10 +402,14 @@ impl TenantPool {
 
     /// Reads the facts about the pool's login (see [`LoginPolicy`]); for a startup report.
     pub async fn check_login(&self) -> Result<LoginReport, GuardError> {
-        let conn = self.inner.pool.get().await.map_err(map_pool_error)?;
-        LoginReport::read(&conn)
+        let Checkout { conn, home, .. } =
+            self.inner.pool.get(None).await.map_err(map_pool_error)?;
+        let report = LoginReport::read(&conn)
             .await
-            .map_err(GuardError::from_statement)
+            .map_err(GuardError::from_statement);
+        // Only catalog reads as the login, outside any transaction: the session is as it was.
+        home.put(conn);
+        report
     }
 
     /// What the pool was built for: named statements ([`Pooler::None`]) or unnamed ones.
@@ -396,7 +417,7 @@ impl TenantPool {
         self.inner.settings.pooler
     }
 
-    /// The pool's occupancy.
+    /// The pool's occupancy (idle connections kept by role count as `available`).
     pub fn status(&self) -> PoolStatus {
         let status = self.inner.pool.status();
         PoolStatus {
@@ -405,6 +426,21 @@ impl TenantPool {
             available: status.available,
             waiting: status.waiting,
         }
+    }
+
+    /// How often a checkout got a connection whose last transaction ran as its role (see
+    /// [`role_affinity`](TenantPoolBuilder::role_affinity)); the primary's checkouts only.
+    ///
+    /// ```
+    /// use tenant_guard_postgres::TenantPool;
+    ///
+    /// let pool = TenantPool::builder_from_url("postgres://authenticator@db.internal/app")?.build()?;
+    /// let stats = pool.affinity_stats();
+    /// assert_eq!((stats.checkouts, stats.affine), (0, 0));
+    /// # Ok::<(), tenant_guard_postgres::GuardError>(())
+    /// ```
+    pub fn affinity_stats(&self) -> AffinityStats {
+        self.inner.pool.stats()
     }
 
     /// Closes the pool: idle connections are closed, checkouts fail with
@@ -436,8 +472,8 @@ impl TenantPool {
             reason,
             "unscoped database connection handed out"
         );
-        let conn = self.inner.pool.get().await.map_err(map_pool_error)?;
-        Ok(crate::dangerous::UnscopedConnection::new(conn))
+        let checkout = self.inner.pool.get(None).await.map_err(map_pool_error)?;
+        Ok(crate::dangerous::UnscopedConnection::new(checkout.conn))
     }
 }
 
@@ -652,6 +688,28 @@ impl TenantPoolBuilder {
         self
     }
 
+    /// Role affinity (default on): a checkout prefers an idle connection whose last transaction
+    /// ran as the same role, so statements on tables with Row Level Security are not re-planned
+    /// for a role change (PostgreSQL plans them per role); it never waits for one longer than
+    /// for any connection. See [`crate::affinity`] and `BENCHMARKS.md` ("Role affinity"). Off
+    /// anyway behind a transaction-mode [`pooler`](Self::pooler) and with
+    /// [`SessionReset::DiscardAll`]. Applies to the replicas' pools too.
+    ///
+    /// ```
+    /// use tenant_guard_postgres::TenantPool;
+    ///
+    /// let pool = TenantPool::builder_from_url("postgres://authenticator@db.internal/app")?
+    ///     .role_affinity(false)
+    ///     .build()?;
+    /// # drop(pool);
+    /// # Ok::<(), tenant_guard_postgres::GuardError>(())
+    /// ```
+    #[must_use]
+    pub fn role_affinity(mut self, on: bool) -> Self {
+        self.role_affinity = on;
+        self
+    }
+
     /// Builds the pool, with TLS as the URL's `sslmode`/`sslrootcert` asked (see
     /// [`crate::tls`]; for a [`builder`](TenantPool::builder) from a `Config`, as its
     /// `ssl_mode` asks, without certificate checks). Connections are opened lazily, on first
@@ -715,7 +773,11 @@ impl TenantPoolBuilder {
     }
 
     /// A deadpool pool on `config` with this builder's settings: the primary's, or a replica's.
-    fn make_pool<T>(&self, mut config: tokio_postgres::Config, tls: T) -> Result<Pool, GuardError>
+    fn make_pool<T>(
+        &self,
+        mut config: tokio_postgres::Config,
+        tls: T,
+    ) -> Result<Arc<Affinity>, GuardError>
     where
         T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
         T::Stream: Sync + Send,
@@ -801,7 +863,10 @@ impl TenantPoolBuilder {
             .post_create(hook)
             .build()
             .map_err(|e| GuardError::Config(e.to_string()))?;
-        Ok(pool)
+        let affinity = self.role_affinity
+            && !pooler.is_transaction()
+            && self.session_reset != SessionReset::DiscardAll;
+        Ok(Affinity::new(pool, affinity))
     }
 }
 

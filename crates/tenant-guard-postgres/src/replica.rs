@@ -37,8 +37,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Object, Pool};
-use tenant_guard_core::OrgId;
+use tenant_guard_core::{OrgId, Role};
+
+use crate::affinity::{Affinity, Checkout};
 
 /// Default read-your-writes window: a principal's reads go to the primary this long after its
 /// last committed write.
@@ -67,7 +68,8 @@ type WriteLog = Arc<Mutex<HashMap<(OrgId, Box<str>), Instant>>>;
 
 /// One replica's pool and health.
 struct Replica {
-    pool: Pool,
+    /// With role affinity like the primary's (see [`crate::affinity`]).
+    pool: Arc<Affinity>,
     /// Skipped until then after a failed checkout.
     down_until: Mutex<Option<Instant>>,
 }
@@ -82,7 +84,11 @@ pub(crate) struct Replicas {
 }
 
 impl Replicas {
-    pub(crate) fn new(pools: Vec<Pool>, fallback: ReplicaFallback, window: Duration) -> Self {
+    pub(crate) fn new(
+        pools: Vec<Arc<Affinity>>,
+        fallback: ReplicaFallback,
+        window: Duration,
+    ) -> Self {
         Self {
             replicas: pools
                 .into_iter()
@@ -134,9 +140,9 @@ impl Replicas {
         })
     }
 
-    /// A connection from the least busy healthy replica, trying the others when its checkout
-    /// fails; `None` when none could serve.
-    pub(crate) async fn checkout(&self) -> Option<Object> {
+    /// A connection for `role` from the least busy healthy replica, trying the others when its
+    /// checkout fails; `None` when none could serve.
+    pub(crate) async fn checkout(&self, role: &Role) -> Option<Checkout> {
         let n = self.replicas.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut order: Vec<usize> = (0..n).map(|i| (start + i) % n).collect();
@@ -156,7 +162,7 @@ impl Replicas {
                     continue;
                 }
             }
-            match replica.pool.get().await {
+            match replica.pool.get(Some(role)).await {
                 Ok(conn) => {
                     *replica
                         .down_until

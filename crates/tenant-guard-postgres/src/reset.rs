@@ -13,6 +13,8 @@ use deadpool_postgres::{ClientWrapper, Object};
 use futures_util::future::join;
 use tokio_postgres::Statement;
 
+use crate::affinity::Home;
+
 /// What the guard does, after a transaction, about session-level state the transaction may have
 /// created; see [`TenantPoolBuilder::session_reset`](crate::TenantPoolBuilder::session_reset).
 ///
@@ -135,7 +137,7 @@ pub(crate) fn close(conn: Object) {
 /// Returns `conn` to the pool once the check says the session is clean, or closes it, without
 /// making the caller wait: the check runs on a spawned task. Without a tokio runtime (the
 /// transaction dropped outside one), the connection is closed.
-pub(crate) fn return_when_clean(conn: Object, statement: Statement, read_only: bool) {
+pub(crate) fn return_when_clean(conn: Object, statement: Statement, read_only: bool, home: Home) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         close(conn);
         return;
@@ -148,7 +150,9 @@ pub(crate) fn return_when_clean(conn: Object, statement: Statement, read_only: b
         match tokio::time::timeout(CHECK_TIMEOUT, check(conn, &statement, read_only)).await {
             Ok(true) => {
                 // Clean: back to the pool.
-                drop(pending.0.take());
+                if let Some(conn) = pending.0.take() {
+                    home.put(conn);
+                }
             }
             Ok(false) => {}
             Err(_) => {

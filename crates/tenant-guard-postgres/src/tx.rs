@@ -45,6 +45,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Statement};
 use tracing::Span;
 
+use crate::affinity::Home;
 use crate::error::GuardError;
 use crate::pooler::{self, Pooler};
 use crate::redact::Redacted;
@@ -173,6 +174,8 @@ impl TxSettings {
 /// Every transaction has an `info` span `tenant_tx` (a child of the request's span when there is
 /// one) opened at checkout, with `role`, `org_id` (empty on the service-role path), `read_only`,
 /// and, as they become known, `pool_wait_ms` (time to check a connection out of the pool),
+/// `affine` (with [role affinity](crate::TenantPoolBuilder::role_affinity) on: whether the
+/// connection's last transaction ran as the same role),
 /// `scope_ms` (time from sending `BEGIN` and the scoping statement to their answer, which arrives
 /// with the first statement's; pipelined, so it is not a round trip of its own), `outcome`
 /// (`committed`, `rolled_back`, `dropped`, `discarded` or `commit_failed`; `checkout_failed` when
@@ -188,6 +191,8 @@ pub struct TenantTx {
     settings: Arc<TxSettings>,
     /// Which server served the transaction (`primary`, `replica`), for the span.
     node: &'static str,
+    /// Where the connection goes back to, with its role (see [`crate::affinity`]).
+    home: Home,
     /// Called once when a read-write transaction commits (read-your-writes bookkeeping).
     on_commit: Option<Box<dyn FnOnce() + Send + Sync>>,
     /// What to do about session state on the way back to the pool, with the cached check
@@ -323,6 +328,7 @@ pub(crate) fn tx_span(scope: &Scope, read_only: bool) -> Span {
         org_id = tracing::field::Empty,
         read_only,
         node = tracing::field::Empty,
+        affine = tracing::field::Empty,
         service_reason = tracing::field::Empty,
         job_id = tracing::field::Empty,
         pool_wait_ms = tracing::field::Empty,
@@ -365,6 +371,7 @@ impl TenantTx {
             checked: AtomicU8::new(UNCHECKED),
             settings,
             node: "primary",
+            home: Home::default(),
             on_commit: None,
             scope,
             read_only,
@@ -382,6 +389,12 @@ impl TenantTx {
     pub(crate) fn served_by(mut self, node: &'static str) -> Self {
         self.node = node;
         self.span.record("node", node);
+        self
+    }
+
+    /// Where the connection goes back to when the transaction ends clean.
+    pub(crate) fn returning_to(mut self, home: Home) -> Self {
+        self.home = home;
         self
     }
 
@@ -668,6 +681,7 @@ impl TenantTx {
                 self.phase.store(ENDING, Ordering::Release);
                 // Nothing was sent: the session is as clean as it was at checkout.
                 self.checked.store(CHECKED_CLEAN, Ordering::Release);
+                self.home.untouched();
                 self.end(Outcome::Committed);
                 return Ok(());
             }
@@ -763,13 +777,13 @@ impl TenantTx {
         let cancelled = self.cancelled.load(Ordering::Acquire);
         let discarded = match phase {
             IDLE => {
-                drop(conn);
+                self.home.put(conn);
                 false
             }
             // COMMIT was sent (awaited, or queued by a read-only commit).
             ENDING => match self.checked.load(Ordering::Acquire) {
                 CHECKED_CLEAN => {
-                    drop(conn);
+                    self.home.ran().put(conn);
                     false
                 }
                 CHECKED_DIRTY => {
@@ -822,7 +836,7 @@ impl TenantTx {
     fn return_reset(&self, conn: Object) -> bool {
         match &self.reset {
             Reset::Check(statement) => {
-                reset::return_when_clean(conn, statement.clone(), self.read_only);
+                reset::return_when_clean(conn, statement.clone(), self.read_only, self.home.ran());
                 false
             }
             Reset::DiscardAll => {
@@ -835,7 +849,7 @@ impl TenantTx {
                 }
             }
             Reset::None => {
-                drop(conn);
+                self.home.ran().put(conn);
                 false
             }
         }
