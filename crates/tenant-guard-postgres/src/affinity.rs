@@ -13,7 +13,8 @@
 //! 1. the most recently returned idle connection whose last transaction ran as R;
 //! 2. else an idle one of unknown role (new), else the idle one returned longest ago;
 //! 3. else (none idle) whatever deadpool gives: a connection it opens (below the pool size) or
-//!    the first one returned, whichever role.
+//!    the first one returned, whichever role (its role is remembered on the way through
+//!    deadpool, so the checkout still knows it).
 //!
 //! Affinity only ever chooses among connections idle *now*: a checkout never waits for an affine
 //! one longer than for any. Deadpool still owns the connections (size limit, timeouts, closing):
@@ -47,11 +48,14 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use deadpool_postgres::{Object, Pool, PoolError};
+use deadpool_postgres::{Object, ObjectId, Pool, PoolError};
 use tenant_guard_core::Role;
 
 /// Distinct roles a pool remembers; a checkout for a role beyond them gets no affinity.
 pub(crate) const MAX_ROLES: usize = 32;
+
+/// Roles of connections handed to deadpool remembered at most.
+const MAX_PARKED: usize = 64;
 
 /// A role, as its index in the pool's role table; `None` when unknown.
 type Tag = Option<u8>;
@@ -72,6 +76,9 @@ struct Idle {
     conns: VecDeque<(Tag, Object)>,
     /// Checkouts waiting in deadpool. Non-zero only while `conns` is empty.
     waiting: usize,
+    /// The roles of connections handed to deadpool for a waiter, until a checkout takes them
+    /// (at most [`MAX_PARKED`]: a connection deadpool closed leaves its entry behind).
+    parked: VecDeque<(ObjectId, Tag)>,
     /// The role table: a tag is an index into it.
     roles: Vec<Role>,
 }
@@ -153,13 +160,27 @@ impl Home {
 }
 
 /// A checkout registered as waiting in deadpool; unregisters when dropped (cancellation
-/// included).
-struct Waiting<'a>(&'a Affinity);
+/// included) or [`served`](Self::served).
+struct Waiting<'a>(Option<&'a Affinity>);
+
+impl Waiting<'_> {
+    /// Unregisters, and tells the role of the connection deadpool gave (if it was parked).
+    fn served(mut self, conn: &Object) -> Tag {
+        let affinity = self.0.take()?;
+        let mut idle = affinity.lock();
+        idle.waiting = idle.waiting.saturating_sub(1);
+        let id = Object::id(conn);
+        let i = idle.parked.iter().position(|(parked, _)| *parked == id)?;
+        idle.parked.remove(i).and_then(|(_, tag)| tag)
+    }
+}
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        let mut idle = self.0.lock();
-        idle.waiting = idle.waiting.saturating_sub(1);
+        if let Some(affinity) = self.0.take() {
+            let mut idle = affinity.lock();
+            idle.waiting = idle.waiting.saturating_sub(1);
+        }
     }
 }
 
@@ -217,15 +238,16 @@ impl Affinity {
                 }
                 None => {
                     idle.waiting += 1;
-                    break (want, Waiting(self));
+                    break (want, Waiting(Some(self)));
                 }
             }
         };
         // Nothing idle here: a connection deadpool holds idle (returned while a checkout
         // waited), a new one, or the first one returned.
-        let conn = self.pool.get().await;
-        drop(waiting);
-        Ok(self.checkout(conn?, None, want, role.is_some(), false))
+        let conn = self.pool.get().await?;
+        let tag = waiting.served(&conn);
+        let affine = want.is_some() && tag == want;
+        Ok(self.checkout(conn, tag, want, role.is_some(), affine))
     }
 
     fn checkout(
@@ -256,8 +278,17 @@ impl Affinity {
     /// Takes back a clean connection whose last transaction ran as `tag`.
     fn put(&self, conn: Object, tag: Tag) {
         let mut idle = self.lock();
-        if idle.waiting > 0 || self.pool.is_closed() {
-            // Deadpool hands it to its first waiter (or closes it, the pool being closed).
+        if self.pool.is_closed() {
+            drop(idle);
+            drop(conn);
+            return;
+        }
+        if idle.waiting > 0 {
+            // Deadpool hands it to its first waiter, which learns its role from `parked`.
+            if idle.parked.len() >= MAX_PARKED {
+                idle.parked.pop_front();
+            }
+            idle.parked.push_back((Object::id(&conn), tag));
             drop(idle);
             drop(conn);
             return;

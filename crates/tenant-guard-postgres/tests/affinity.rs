@@ -319,3 +319,30 @@ async fn close_closes_idle_connections_kept_by_role() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_connection_handed_to_a_waiter_keeps_its_role() {
+    let env = common::env(1).await;
+    let b = principal(&env, "anon");
+    let held = env.pool.begin(&b, ScopeOptions::default()).await.unwrap();
+    let first = pid(&held).await;
+    let pool = env.pool.clone();
+    let b2 = b.clone();
+    let waiter = tokio::spawn(async move {
+        let tx = pool.begin(&b2, ScopeOptions::default()).await?;
+        let got = pid(&tx).await;
+        tx.commit().await?;
+        Ok::<_, GuardError>(got)
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = env.pool.affinity_stats();
+    held.commit().await.unwrap();
+    assert_eq!(waiter.await.unwrap().unwrap(), first);
+    let after = env.pool.affinity_stats();
+    assert_eq!(after.checkouts - before.checkouts, 1);
+    assert_eq!(
+        after.affine - before.affine,
+        1,
+        "the waiter got its own role's connection through deadpool"
+    );
+}
