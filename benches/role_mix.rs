@@ -7,7 +7,7 @@
 //! role differs from the one its plan was made for, so a connection alternating between two
 //! roles does far more server work per transaction (see `BENCHMARKS.md`, "Role affinity").
 //!
-//! The workload: [`CLIENTS`] concurrent clients on a pool of [`POOL_SIZE`], each running guarded
+//! The workload: 2 concurrent clients on a pool of 4 (`ROLE_MIX_CLIENTS`, `ROLE_MIX_POOL`), each running guarded
 //! read-only transactions (`begin` + a prepared `SELECT … LIMIT 10` on an RLS table + `commit`).
 //! - `single`: every transaction as `authenticated`;
 //! - `mixed`: each client alternates `authenticated` / `anon` (50/50, the worst case for a pool
@@ -38,8 +38,22 @@ use tenant_guard_testkit::{TestDatabase, TestIssuer, TestPostgres};
 use tokio::runtime::Runtime;
 use uuid::Uuid;
 
-const POOL_SIZE: usize = 4;
-const CLIENTS: usize = 2;
+/// Pool size and concurrent clients: `ROLE_MIX_POOL` and `ROLE_MIX_CLIENTS`, defaults 4 and 2.
+fn pool_size() -> usize {
+    knob("ROLE_MIX_POOL", 4)
+}
+
+fn clients() -> usize {
+    knob("ROLE_MIX_CLIENTS", 2)
+}
+
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}
 const LOGIN: &str = "bench_role_mix_login";
 const QUERY: &str = "SELECT id, org_id, name FROM items ORDER BY id LIMIT 10";
 
@@ -149,7 +163,7 @@ fn fixture() -> Fixture {
         login.user(LOGIN);
         let pool = |affinity| {
             TenantPool::builder(login.clone())
-                .max_size(POOL_SIZE)
+                .max_size(pool_size())
                 .login_policy(LoginPolicy::Refuse)
                 .role_affinity(affinity)
                 .build()
@@ -170,7 +184,7 @@ fn fixture() -> Fixture {
         for pool in [&f.on, &f.off] {
             for principal in &f.roles {
                 let mut held = Vec::new();
-                for _ in 0..POOL_SIZE {
+                for _ in 0..pool_size() {
                     let tx = pool
                         .begin(principal, ScopeOptions::default().read_only(true))
                         .await
@@ -220,11 +234,11 @@ async fn futures_join_all<F: Future<Output = ()>>(futures: Vec<F>) {
     .await;
 }
 
-/// `n` transactions of `variant`, spread over [`CLIENTS`] concurrent clients.
+/// `n` transactions of `variant`, spread over the concurrent clients.
 async fn workload(f: &Fixture, variant: Variant, n: u64) {
     let pool = f.pool(variant);
-    let per_client = n.div_ceil(CLIENTS as u64);
-    let clients = (0..CLIENTS)
+    let per_client = n.div_ceil(clients() as u64);
+    let tasks = (0..clients())
         .map(|c| async move {
             for k in 0..per_client {
                 let role = if variant.mixed() {
@@ -242,7 +256,7 @@ async fn workload(f: &Fixture, variant: Variant, n: u64) {
             }
         })
         .collect();
-    futures_join_all(clients).await;
+    futures_join_all(tasks).await;
 }
 
 fn criterion_benches(c: &mut Criterion) {
@@ -252,7 +266,7 @@ fn criterion_benches(c: &mut Criterion) {
         group.bench_function(variant.name(), |b| {
             b.iter_custom(|iters| {
                 // Whole rounds of the clients: scaled back to `iters` transactions.
-                let n = iters.max(1).div_ceil(CLIENTS as u64) * CLIENTS as u64;
+                let n = iters.max(1).div_ceil(clients() as u64) * clients() as u64;
                 f.rt.block_on(async {
                     let start = Instant::now();
                     workload(&f, variant, n).await;
@@ -298,8 +312,10 @@ fn ratios(f: &Fixture) {
         .map(|t| t.as_secs_f64() * 1e6 / (ROUNDS as u64 * PER_ROUND) as f64)
         .collect();
     println!(
-        "\nrole_mix: {} transactions per variant in {ROUNDS} interleaved rounds, {CLIENTS} clients, pool {POOL_SIZE}",
-        ROUNDS as u64 * PER_ROUND
+        "\nrole_mix: {} transactions per variant in {ROUNDS} interleaved rounds, {} clients, pool {}",
+        ROUNDS as u64 * PER_ROUND,
+        clients(),
+        pool_size()
     );
     println!("{:<12} {:>12} {:>10}", "variant", "µs per tx", "tx/s");
     for (i, variant) in VARIANTS.into_iter().enumerate() {
@@ -340,7 +356,7 @@ fn count_mode(spec: &str) {
     let pool = f.pool(variant);
     f.rt.block_on(async {
         let mut held = Vec::new();
-        for _ in 0..POOL_SIZE {
+        for _ in 0..pool_size() {
             let tx = pool
                 .begin(&f.roles[0], ScopeOptions::default().read_only(true))
                 .await

@@ -10,7 +10,7 @@
 #      rejected requests (and their pool check), pool sizes;
 #   3. the long load-with-isolation-checking run (tests/load_isolation.rs);
 #   4. the server-side instruction floor of a scoped transaction (scripts/guard-floor.sh, when
-#      valgrind and pgbench are installed).
+#      valgrind and pgbench are installed), and of the role mix (scripts/role-mix-floor.sh).
 # --quick: the "does it still run" pass CI makes (debug build, every bench case once, a few HTTP
 # requests per variant, the short isolation run); nothing in it is a measurement.
 #
@@ -35,6 +35,7 @@ if [[ $MODE == quick ]]; then
   # The example binaries the HTTP harness and the isolation test start (debug, next to the tests).
   cargo build --features full --examples
   cargo test --features full --bench verify --bench scale --bench http --bench guard --bench rate_limit
+  cargo test --features full --bench role_mix
   cargo test --features full --test load_isolation -- --nocapture
   exit 0
 fi
@@ -57,6 +58,8 @@ for bench in verify rate_limit scale; do
 done
 # The guard bench has its own criterion settings and prints its latency/throughput table.
 cargo bench --features full --bench guard 2>&1 | tee -a "$LOG" | tee "$TARGET/guard-bench.txt"
+# Role affinity: 50/50 two roles vs one, affinity on and off (prints its ratio table).
+cargo bench --features full --bench role_mix 2>&1 | tee -a "$LOG" | tee "$TARGET/role-mix-bench.txt"
 
 # Criterion estimates as tables (median of each case).
 python3 - "$TARGET/criterion" "$STARTED" >>"$OUT" <<'PY'
@@ -94,6 +97,12 @@ PY
   sed -n '/^guard: /,$p' "$TARGET/guard-bench.txt"
   echo '```'
   echo
+  echo "### Role mix bench (benches/role_mix.rs) output"
+  echo
+  echo '```'
+  sed -n '/^role_mix: /,$p' "$TARGET/role-mix-bench.txt"
+  echo '```'
+  echo
 } >>"$OUT"
 
 # End to end over HTTP (appends its own tables).
@@ -114,6 +123,10 @@ if command -v valgrind >/dev/null 2>&1 && command -v pgbench >/dev/null 2>&1; th
     echo "### Server-side floor of a scoped transaction (scripts/guard-floor.sh)"
     echo
     scripts/guard-floor.sh
+    echo
+    echo "### Server instructions of the role mix (scripts/role-mix-floor.sh)"
+    echo
+    scripts/role-mix-floor.sh
     echo
   } >>"$OUT"
 else

@@ -12,6 +12,7 @@
 # transactions, 2 clients, pool of 4). The bench prints its pool's backend pids; the difference of
 # those backends' instruction totals / 1 000 is the cost of one transaction, with connection
 # start-up and the fixture's set-up cancelled out (other backends are not counted).
+# ROLE_MIX_POOL / ROLE_MIX_CLIENTS change the pool size and clients (defaults 4 and 2).
 # Prints a markdown table. BENCH_BIN: a role_mix bench binary (built with `cargo test --no-run`
 # otherwise).
 set -euo pipefail
@@ -54,6 +55,7 @@ export TENANT_GUARD_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PORT/postg
 total() { # variant n -> instructions of the bench pool's backends
   ROLE_MIX_COUNT="$1:$2" "$BENCH_BIN" >"$WORK/out" 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }
   local sum=0 pid n f
+  grep '^affinity ' "$WORK/out" >&2
   for pid in $(awk '/^backend /{print $2}' "$WORK/out"); do
     f="$WORK/cg/cg.$pid"
     for _ in $(seq 1 60); do
@@ -71,7 +73,7 @@ single_on=$(per_tx single_on)
 mixed_on=$(per_tx mixed_on)
 single_off=$(per_tx single_off)
 mixed_off=$(per_tx mixed_off)
-echo "| workload (2 clients, pool of 4, guarded read-only read) | server instructions per transaction | ÷ single role |"
+echo "| workload (${ROLE_MIX_CLIENTS:-2} clients, pool of ${ROLE_MIX_POOL:-4}, guarded read-only read) | server instructions per transaction | ÷ single role |"
 echo "|---|---|---|"
 row() { awk -v n="$2" -v r="$3" -v l="$1" 'BEGIN { printf "| %s | %d | %.2f× |\n", l, n, n / r }'; }
 row 'single role, affinity on' "$single_on" "$single_on"

@@ -11,7 +11,8 @@
 //! So idle connections wait here, not in deadpool's queue, each with the role of its last
 //! transaction, and a checkout for role R takes:
 //! 1. the most recently returned idle connection whose last transaction ran as R;
-//! 2. else an idle one of unknown role (new), else the idle one returned longest ago;
+//! 2. else an idle one of unknown role (new), else the oldest idle one of the role with the
+//!    most idle connections (so each role keeps its best chance of an affine checkout);
 //! 3. else (none idle) whatever deadpool gives: a connection it opens (below the pool size) or
 //!    the first one returned, whichever role (its role is remembered on the way through
 //!    deadpool, so the checkout still knows it).
@@ -97,11 +98,29 @@ impl Idle {
 
     /// The idle connection a checkout for `want` gets (see the module docs), if any.
     fn take(&mut self, want: Tag) -> Option<(Tag, Object)> {
+        if self.conns.is_empty() {
+            return None;
+        }
         let i = want
             .and_then(|w| self.conns.iter().rposition(|(t, _)| *t == Some(w)))
             .or_else(|| self.conns.iter().position(|(t, _)| t.is_none()))
-            .or(if self.conns.is_empty() { None } else { Some(0) })?;
+            .unwrap_or_else(|| self.most_idle_role());
         self.conns.remove(i)
+    }
+
+    /// The oldest idle connection of the role with the most idle connections: taking it for
+    /// another role leaves every role its best chance of an affine checkout.
+    fn most_idle_role(&self) -> usize {
+        let mut counts = [0u16; MAX_ROLES];
+        for tag in self.conns.iter().filter_map(|(t, _)| *t) {
+            counts[usize::from(tag)] += 1;
+        }
+        let count = |t: &Tag| t.map_or(0, |t| counts[usize::from(t)]);
+        let most = self.conns.iter().map(|(t, _)| count(t)).max().unwrap_or(0);
+        self.conns
+            .iter()
+            .position(|(t, _)| count(t) == most)
+            .unwrap_or(0)
     }
 }
 
