@@ -28,7 +28,8 @@ if [ "$(id -u)" = 0 ]; then
 fi
 cleanup() {
   "${RUN[@]}" "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
+  sleep 3 # backends still writing their profiles
+  rm -rf "$WORK" 2>/dev/null || true
 }
 trap cleanup EXIT
 

@@ -38,7 +38,7 @@
 //! role is recorded when it comes back clean from a transaction that sent statements; a
 //! connection returned without having sent anything keeps the one it had; a new one has none.
 //! Roles are remembered as small indexes into a per-pool table (no allocation per transaction);
-//! past [`MAX_ROLES`] distinct roles, further ones get no affinity.
+//! past 32 distinct roles, further ones get no affinity.
 //!
 //! Off behind a transaction-mode pooler (the client connection maps to any server connection)
 //! and with [`SessionReset::DiscardAll`](crate::SessionReset::DiscardAll) (no plan survives a
