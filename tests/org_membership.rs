@@ -741,7 +741,6 @@ async fn orgs_named_in_the_path_are_checked_in_the_database() {
     }
 }
 
-
 /// Integer org ids (`OrgIdKind::Integer`): the notes and memberships tables keyed by `bigint`.
 fn integer_schema() -> String {
     format!(

@@ -239,7 +239,9 @@ impl OrgMembership {
             OrgSource::Path(template) => {
                 return match template.org_segment(path) {
                     None => Ok(None),
-                    Some(segment) => parse_org(kind, segment).map(Some).ok_or(OrgError::MalformedPath),
+                    Some(segment) => parse_org(kind, segment)
+                        .map(Some)
+                        .ok_or(OrgError::MalformedPath),
                 };
             }
         };
@@ -251,7 +253,9 @@ impl OrgMembership {
             return Err(OrgError::Malformed);
         }
         let text = value.to_str().map_err(|_| OrgError::Malformed)?;
-        parse_org(kind, text.trim()).map(Some).ok_or(OrgError::Malformed)
+        parse_org(kind, text.trim())
+            .map(Some)
+            .ok_or(OrgError::Malformed)
     }
 
     /// The cached answer for (user, org), if fresh.
@@ -700,7 +704,10 @@ mod tests {
                 };
                 headers.insert("x-org-id", value);
                 assert!(
-                    matches!(m.requested_org(&headers, "/", kind), Err(OrgError::Malformed)),
+                    matches!(
+                        m.requested_org(&headers, "/", kind),
+                        Err(OrgError::Malformed)
+                    ),
                     "{kind}: {bad:?}"
                 );
             }
