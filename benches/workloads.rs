@@ -1,0 +1,364 @@
+//! The guard's cost on realistic work (issue 18, item 5): for each workload the same SQL with the
+//! same parameters on a raw pooled connection (the table owner: no RLS, no scoping) and through
+//! the guard (`TenantPool::begin` + the statement + `commit`, RLS forced), in one criterion run,
+//! same pool size, same throwaway server. The guard's fixed cost (transaction, scoping, policy
+//! set-up) should weigh less as the statement's own work grows: the ratio falls along the table.
+//!
+//! `cargo bench --features postgres --bench workloads`
+//!
+//! Workloads (100 orgs; the principal's org is number 7; the guarded role is `authenticated`):
+//! - `read_10`: `items … ORDER BY id LIMIT 10` (`benches/guard.rs`'s trivial read, the anchor);
+//! - `page_100`: the same, a 100-row page;
+//! - `join_page`: a 100-row page of `tasks` joined to `projects` for an org; `tasks` has no
+//!   `org_id`: its policy checks the parent project's org (`EXISTS (… projects …)`);
+//! - `join_aggregate`: per-project count and sum over the org's 1 000 tasks (the same join);
+//! - `write_indexed`: one `INSERT` into `events` (primary key + a secondary `(org_id, created_at)`
+//!   index; `WITH CHECK` policy), committed (autocommit for raw);
+//! - `membership_page`: a 100-row page of `docs` whose policy is a membership check,
+//!   `EXISTS (SELECT 1 FROM memberships WHERE user_id = auth.uid() AND org_id = docs.org_id)`
+//!   (`memberships` itself under RLS, `user_id = auth.uid()`).
+//!
+//! The joins, the write and the membership page name the org as `$1` (an unguarded app has to;
+//! with the guard the policy filters again), so raw and guarded return the same rows; the two
+//! `items` reads have no filter (as in `benches/guard.rs`: raw gets any 10/100 rows, guarded the
+//! org's through the policy's index). Row counts are asserted on both sides.
+//!
+//! After criterion (with `--bench` only) the bench records 2 000 requests per variant in
+//! interleaved rounds and prints the median ratio per workload (the curve, see `BENCHMARKS.md`).
+//! `WORKLOADS_BENCH_COUNT=<workload>/<raw|guarded>:<n>` runs `n` requests of one variant and exits
+//! (client instruction counts under callgrind). The server-side instruction curve of the same
+//! workloads is `scripts/guard-workloads.sh`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime as PoolRuntime};
+use tenant_guard::Principal;
+use tenant_guard::postgres::tokio_postgres::types::ToSql;
+use tenant_guard::postgres::tokio_postgres::{Config, NoTls};
+use tenant_guard::postgres::{LoginPolicy, ScopeOptions, TenantPool, support};
+use tenant_guard_testkit::{TestDatabase, TestIssuer, TestPostgres};
+use tokio::runtime::Runtime;
+use uuid::Uuid;
+
+const POOL_SIZE: usize = 8;
+const LOGIN: &str = "bench_authenticator";
+
+/// Org number 7 of the 100.
+const ORG: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0007);
+/// The principal's user id: a member of org 7 (and of two others) in `memberships`.
+const USER: Uuid = Uuid::from_u128(0x5f1c_1d5e_0000_4000_8000_0000_0000_0001);
+
+/// The workloads' schema and data; `scripts/guard-workloads.sh` loads the same file.
+const SCHEMA: &str = include_str!("support/workloads.sql");
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Workload {
+    Read10,
+    Page100,
+    JoinPage,
+    JoinAggregate,
+    WriteIndexed,
+    MembershipPage,
+}
+
+const WORKLOADS: [Workload; 6] = [
+    Workload::Read10,
+    Workload::Page100,
+    Workload::JoinPage,
+    Workload::JoinAggregate,
+    Workload::WriteIndexed,
+    Workload::MembershipPage,
+];
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Read10 => "read_10",
+            Self::Page100 => "page_100",
+            Self::JoinPage => "join_page",
+            Self::JoinAggregate => "join_aggregate",
+            Self::WriteIndexed => "write_indexed",
+            Self::MembershipPage => "membership_page",
+        }
+    }
+
+    /// The statement, the same for raw and guarded (`scripts/guard-workloads.sh` sends the same
+    /// text with `:org` for `$1`).
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Read10 => "SELECT id, org_id, name FROM items ORDER BY id LIMIT 10",
+            Self::Page100 => "SELECT id, org_id, name FROM items ORDER BY id LIMIT 100",
+            Self::JoinPage => {
+                "SELECT t.id, t.title, t.status, p.name FROM tasks t \
+                 JOIN projects p ON p.id = t.project_id \
+                 WHERE p.org_id = $1 ORDER BY t.id LIMIT 100"
+            }
+            Self::JoinAggregate => {
+                "SELECT p.id, p.name, count(*), sum(t.estimate) FROM projects p \
+                 JOIN tasks t ON t.project_id = p.id \
+                 WHERE p.org_id = $1 GROUP BY p.id, p.name ORDER BY p.id"
+            }
+            Self::WriteIndexed => "INSERT INTO events (org_id, note) VALUES ($1, 'bench')",
+            Self::MembershipPage => {
+                "SELECT id, org_id, title FROM docs WHERE org_id = $1 ORDER BY id LIMIT 100"
+            }
+        }
+    }
+
+    fn takes_org(self) -> bool {
+        !matches!(self, Self::Read10 | Self::Page100)
+    }
+
+    fn is_write(self) -> bool {
+        self == Self::WriteIndexed
+    }
+
+    /// Rows returned (or written, for the write).
+    fn rows(self) -> usize {
+        match self {
+            Self::Read10 | Self::JoinAggregate => 10,
+            Self::Page100 | Self::JoinPage | Self::MembershipPage => 100,
+            Self::WriteIndexed => 1,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Side {
+    Raw,
+    Guarded,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Guarded => "guarded",
+        }
+    }
+}
+
+struct Fixture {
+    rt: Runtime,
+    guarded: TenantPool,
+    raw: Pool,
+    principal: Principal,
+    // Dropped last: the database, then the server.
+    _db: TestDatabase,
+    _server: TestPostgres,
+}
+
+fn fixture() -> Fixture {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = TestPostgres::start().expect("a throwaway PostgreSQL (see the testkit)");
+    let db = server.create_database().unwrap();
+    let principal = TestIssuer::new()
+        .principal(ORG, &USER.to_string(), "authenticated")
+        .unwrap();
+    let (guarded, raw) = rt.block_on(async {
+        let admin = db.connect().await.unwrap();
+        admin
+            .batch_execute(&format!("CREATE ROLE {LOGIN} LOGIN NOINHERIT"))
+            .await
+            .unwrap();
+        support::apply_support_sql_with(&admin, Some(LOGIN), SCHEMA)
+            .await
+            .unwrap();
+        let mut login = db.config().clone();
+        login.user(LOGIN);
+        let guarded = TenantPool::builder(login)
+            .max_size(POOL_SIZE)
+            .login_policy(LoginPolicy::Refuse)
+            .build()
+            .unwrap();
+        (guarded, deadpool(db.config().clone()))
+    });
+    let f = Fixture {
+        rt,
+        guarded,
+        raw,
+        principal,
+        _db: db,
+        _server: server,
+    };
+    // Open every connection of both pools and prepare every statement on each.
+    f.rt.block_on(async {
+        for _ in 0..2 {
+            let all: Vec<_> = (0..POOL_SIZE)
+                .flat_map(|_| variants())
+                .map(|(w, s)| run(&f, w, s))
+                .collect();
+            futures_util::future::join_all(all).await;
+        }
+    });
+    f
+}
+
+fn deadpool(config: Config) -> Pool {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .runtime(PoolRuntime::Tokio1)
+        .build()
+        .unwrap()
+}
+
+fn variants() -> impl Iterator<Item = (Workload, Side)> {
+    WORKLOADS
+        .into_iter()
+        .flat_map(|w| [(w, Side::Raw), (w, Side::Guarded)])
+}
+
+/// One request of `workload` on `side`.
+async fn run(f: &Fixture, workload: Workload, side: Side) {
+    let org: &(dyn ToSql + Sync) = &ORG;
+    let params: &[&(dyn ToSql + Sync)] = if workload.takes_org() {
+        std::slice::from_ref(&org)
+    } else {
+        &[]
+    };
+    let rows = match side {
+        Side::Raw => {
+            let client = f.raw.get().await.unwrap();
+            let statement = client.prepare_cached(workload.sql()).await.unwrap();
+            if workload.is_write() {
+                client.execute(&statement, params).await.unwrap() as usize
+            } else {
+                client.query(&statement, params).await.unwrap().len()
+            }
+        }
+        Side::Guarded => {
+            let options = ScopeOptions::default()
+                .request_id("bench")
+                .read_only(!workload.is_write());
+            let tx = f.guarded.begin(&f.principal, options).await.unwrap();
+            let rows = if workload.is_write() {
+                tx.execute(workload.sql(), params).await.unwrap() as usize
+            } else {
+                tx.query(workload.sql(), params).await.unwrap().len()
+            };
+            tx.commit().await.unwrap();
+            rows
+        }
+    };
+    assert_eq!(rows, workload.rows(), "{} {}", workload.name(), side.name());
+}
+
+fn criterion_benches(c: &mut Criterion) {
+    let f = fixture();
+    let mut group = c.benchmark_group("workloads");
+    for (workload, side) in variants() {
+        group.bench_function(format!("{}/{}", workload.name(), side.name()), |b| {
+            b.iter_custom(|iters| {
+                f.rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        run(&f, workload, side).await;
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+    }
+    group.finish();
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|arg| arg == "--test") || !args.iter().any(|arg| arg == "--bench") {
+        return;
+    }
+    curve(&f);
+}
+
+/// Medians of every variant from interleaved rounds (a load change hits raw and guarded alike),
+/// and each workload's guarded ÷ raw.
+fn curve(f: &Fixture) {
+    const ROUNDS: usize = 4;
+    const PER_ROUND: usize = 500;
+    let all: Vec<_> = variants().collect();
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); all.len()];
+    f.rt.block_on(async {
+        for _ in 0..ROUNDS {
+            for (i, &(workload, side)) in all.iter().enumerate() {
+                for _ in 0..PER_ROUND {
+                    let start = Instant::now();
+                    run(f, workload, side).await;
+                    samples[i].push(start.elapsed());
+                }
+            }
+        }
+    });
+    let median = |i: usize| {
+        let s = &mut samples[i];
+        s.sort();
+        s[s.len() / 2]
+    };
+    let medians: Vec<Duration> = (0..all.len()).map(median).collect();
+    println!(
+        "\nworkloads: {} requests per variant in {ROUNDS} interleaved rounds, pool {POOL_SIZE}",
+        ROUNDS * PER_ROUND
+    );
+    println!("| workload | raw median | guarded median | guarded ÷ raw |");
+    println!("|---|---|---|---|");
+    for (k, workload) in WORKLOADS.into_iter().enumerate() {
+        let (raw, guarded) = (medians[2 * k], medians[2 * k + 1]);
+        println!(
+            "| `{}` | {:.1} µs | {:.1} µs | {:.2}× |",
+            workload.name(),
+            raw.as_secs_f64() * 1e6,
+            guarded.as_secs_f64() * 1e6,
+            guarded.as_secs_f64() / raw.as_secs_f64()
+        );
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20);
+    targets = criterion_benches
+}
+
+/// `WORKLOADS_BENCH_COUNT=<workload>/<raw|guarded>:<n>`: `n` sequential requests of one variant,
+/// then exit (two runs with different `n` under callgrind give one request's client cost).
+fn count_mode(spec: &str) {
+    let (name, n) = spec
+        .split_once(':')
+        .expect("WORKLOADS_BENCH_COUNT=<workload>/<raw|guarded>:<n>");
+    let n: usize = n.parse().expect("a request count");
+    let (workload, side) = variants()
+        .find(|(w, s)| format!("{}/{}", w.name(), s.name()) == name)
+        .expect("a variant name: <workload>/<raw|guarded>");
+    let f = fixture();
+    f.rt.block_on(async {
+        for _ in 0..n {
+            run(&f, workload, side).await;
+        }
+    });
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("WORKLOADS_BENCH_COUNT") {
+        count_mode(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
