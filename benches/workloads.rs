@@ -8,7 +8,9 @@
 //!
 //! Workloads (100 orgs; the principal's org is number 7; the guarded role is `authenticated`):
 //! - `read_10`: `items … ORDER BY id LIMIT 10` (`benches/guard.rs`'s trivial read, the anchor);
-//! - `page_100`: the same, a 100-row page;
+//! - `page_100`: the same, a 100-row page (raw reads 100 neighbouring rows by the primary key,
+//!   guarded the org's 100 rows through the policy's `(org_id, id)` index: other heap pages);
+//! - `page_100_org`: a 100-row page `WHERE org_id = $1`: the same rows and plan on both sides;
 //! - `join_page`: a 100-row page of `tasks` joined to `projects` for an org; `tasks` has no
 //!   `org_id`: its policy checks the parent project's org (`EXISTS (… projects …)`);
 //! - `join_aggregate`: per-project count and sum over the org's 1 000 tasks (the same join);
@@ -18,7 +20,7 @@
 //!   `EXISTS (SELECT 1 FROM memberships WHERE user_id = auth.uid() AND org_id = docs.org_id)`
 //!   (`memberships` itself under RLS, `user_id = auth.uid()`).
 //!
-//! The joins, the write and the membership page name the org as `$1` (an unguarded app has to;
+//! `page_100_org`, the joins, the write and the membership page name the org as `$1` (an unguarded app has to;
 //! with the guard the policy filters again), so raw and guarded return the same rows; the two
 //! `items` reads have no filter (as in `benches/guard.rs`: raw gets any 10/100 rows, guarded the
 //! org's through the policy's index). Row counts are asserted on both sides.
@@ -26,8 +28,11 @@
 //! After criterion (with `--bench` only) the bench records 2 000 requests per variant in
 //! interleaved rounds and prints the median ratio per workload (the curve, see `BENCHMARKS.md`).
 //! `WORKLOADS_BENCH_COUNT=<workload>/<raw|guarded>:<n>` runs `n` requests of one variant and exits
-//! (client instruction counts under callgrind). The server-side instruction curve of the same
-//! workloads is `scripts/guard-workloads.sh`.
+//! (client instruction counts under callgrind). With the `http` feature, `pipeline/guarded:<n>`
+//! counts `read_10` as an HTTP adapter runs it (`tenant_guard_http`: request trace, admission
+//! with a fresh HS256 verification of the token, the handler's `TenantDb`, commit by status,
+//! response headers stamped, trace finished) and `pipeline/verify:<n>` the verification alone.
+//! The server-side instruction curve of the same workloads is `scripts/guard-workloads.sh`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -62,15 +67,17 @@ const SCHEMA: &str = include_str!("support/workloads.sql");
 enum Workload {
     Read10,
     Page100,
+    PageOrg100,
     JoinPage,
     JoinAggregate,
     WriteIndexed,
     MembershipPage,
 }
 
-const WORKLOADS: [Workload; 6] = [
+const WORKLOADS: [Workload; 7] = [
     Workload::Read10,
     Workload::Page100,
+    Workload::PageOrg100,
     Workload::JoinPage,
     Workload::JoinAggregate,
     Workload::WriteIndexed,
@@ -82,6 +89,7 @@ impl Workload {
         match self {
             Self::Read10 => "read_10",
             Self::Page100 => "page_100",
+            Self::PageOrg100 => "page_100_org",
             Self::JoinPage => "join_page",
             Self::JoinAggregate => "join_aggregate",
             Self::WriteIndexed => "write_indexed",
@@ -95,6 +103,9 @@ impl Workload {
         match self {
             Self::Read10 => "SELECT id, org_id, name FROM items ORDER BY id LIMIT 10",
             Self::Page100 => "SELECT id, org_id, name FROM items ORDER BY id LIMIT 100",
+            Self::PageOrg100 => {
+                "SELECT id, org_id, name FROM items WHERE org_id = $1 ORDER BY id LIMIT 100"
+            }
             Self::JoinPage => {
                 "SELECT t.id, t.title, t.status, p.name FROM tasks t \
                  JOIN projects p ON p.id = t.project_id \
@@ -124,7 +135,7 @@ impl Workload {
     fn rows(self) -> usize {
         match self {
             Self::Read10 | Self::JoinAggregate => 10,
-            Self::Page100 | Self::JoinPage | Self::MembershipPage => 100,
+            Self::Page100 | Self::PageOrg100 | Self::JoinPage | Self::MembershipPage => 100,
             Self::WriteIndexed => 1,
         }
     }
@@ -150,6 +161,9 @@ struct Fixture {
     guarded: TenantPool,
     raw: Pool,
     principal: Principal,
+    /// The principal's token as an `Authorization` header, and the issuer's verifier.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    token: (http::HeaderMap, tenant_guard::Verifier),
     // Dropped last: the database, then the server.
     _db: TestDatabase,
     _server: TestPostgres,
@@ -163,9 +177,21 @@ fn fixture() -> Fixture {
         .unwrap();
     let server = TestPostgres::start().expect("a throwaway PostgreSQL (see the testkit)");
     let db = server.create_database().unwrap();
-    let principal = TestIssuer::new()
+    let issuer = TestIssuer::new();
+    let principal = issuer
         .principal(ORG, &USER.to_string(), "authenticated")
         .unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        format!(
+            "Bearer {}",
+            issuer.token(ORG, &USER.to_string(), "authenticated")
+        )
+        .parse()
+        .unwrap(),
+    );
+    let token = (headers, issuer.verifier().clone());
     let (guarded, raw) = rt.block_on(async {
         let admin = db.connect().await.unwrap();
         admin
@@ -189,6 +215,7 @@ fn fixture() -> Fixture {
         guarded,
         raw,
         principal,
+        token,
         _db: db,
         _server: server,
     };
@@ -343,6 +370,11 @@ fn count_mode(spec: &str) {
         .split_once(':')
         .expect("WORKLOADS_BENCH_COUNT=<workload>/<raw|guarded>:<n>");
     let n: usize = n.parse().expect("a request count");
+    #[cfg(feature = "http")]
+    if let Some(what) = name.strip_prefix("pipeline/") {
+        pipeline::count(what, n);
+        return;
+    }
     let (workload, side) = variants()
         .find(|(w, s)| format!("{}/{}", w.name(), s.name()) == name)
         .expect("a variant name: <workload>/<raw|guarded>");
@@ -352,6 +384,53 @@ fn count_mode(spec: &str) {
             run(&f, workload, side).await;
         }
     });
+}
+
+/// `read_10` the way an HTTP adapter runs it through `tenant_guard_http` (count mode only).
+#[cfg(feature = "http")]
+mod pipeline {
+    use tenant_guard::http::{GuardConfig, ReadOnly, RequestTrace, commits};
+
+    use super::{Fixture, Workload, fixture};
+
+    async fn request(f: &Fixture, config: &GuardConfig, response: &mut http::HeaderMap) {
+        let headers = &f.token.0;
+        let (trace, timer) = RequestTrace::reuse_or_start(None, headers, Some("/items"));
+        let admitted = config.admit(headers, &trace, None).resolve().await.unwrap();
+        let (context, finisher) = admitted.into_parts();
+        {
+            let db = context.db::<ReadOnly>().unwrap();
+            let rows = db.query(Workload::Read10.sql(), &[]).await.unwrap();
+            assert_eq!(rows.len(), 10);
+        }
+        drop(context);
+        assert!(
+            finisher
+                .finish(commits(http::StatusCode::OK))
+                .await
+                .is_none()
+        );
+        response.clear();
+        finisher.stamp(response);
+        RequestTrace::finish(timer, 200);
+    }
+
+    pub(super) fn count(what: &str, n: usize) {
+        let f = fixture();
+        let config = GuardConfig::new(f.token.1.clone()).pool(f.guarded.clone());
+        let mut response = http::HeaderMap::with_capacity(8);
+        f.rt.block_on(async {
+            for _ in 0..n {
+                match what {
+                    "guarded" => request(&f, &config, &mut response).await,
+                    "verify" => {
+                        std::hint::black_box(f.token.1.authenticate(&f.token.0).unwrap());
+                    }
+                    _ => panic!("pipeline/guarded or pipeline/verify"),
+                }
+            }
+        });
+    }
 }
 
 fn main() {

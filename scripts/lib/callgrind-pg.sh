@@ -13,8 +13,21 @@
 CG_BIN=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")
 CG_RUN=()
 
+# A free local TCP port (nothing answers on it).
+cg_free_port() {
+  local port
+  for _ in $(seq 1 50); do
+    port=$((56000 + RANDOM % 4000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return 0
+    fi
+  done
+  return 1
+}
+
 cg_start() {
-  PORT=${PORT:-55441}
+  PORT=${PORT:-$(cg_free_port)}
   CG_WORK=$(mktemp -d /tmp/guard-cg.XXXXXX)
   if [ "$(id -u)" = 0 ]; then
     chown postgres "$CG_WORK"
@@ -27,8 +40,15 @@ cg_start() {
     --callgrind-out-file=$CG_WORK/cg/cg.%p $CG_BIN/postgres -D $CG_WORK/data -p $PORT \
     -k $CG_WORK -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
     -c autovacuum=off >$CG_WORK/server.log 2>&1 &"
+  # Ours, not another server that took the port first: its data directory must be ours.
+  local dir
   for _ in $(seq 1 180); do
-    psql -h 127.0.0.1 -p "$PORT" -U postgres -qtAc 'SELECT 1' >/dev/null 2>&1 && return 0
+    dir=$(psql -h 127.0.0.1 -p "$PORT" -U postgres -qtAc 'SHOW data_directory' 2>/dev/null || true)
+    if [ -n "$dir" ]; then
+      [ "$dir" = "$CG_WORK/data" ] && return 0
+      echo "port $PORT is served by another server ($dir); set PORT" >&2
+      return 1
+    fi
     sleep 1
   done
   echo "the server did not start under callgrind:" >&2

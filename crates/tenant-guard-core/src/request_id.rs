@@ -39,8 +39,14 @@ impl RequestId {
     /// A fresh, time-ordered id (UUID v7).
     pub fn generate() -> Self {
         let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let s = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
-        Self(HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid")))
+        uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+        // One allocation, shared by every clone: a value copied from a slice
+        // (`HeaderValue::from_str`) allocates a second time on its first clone, to become shared.
+        let bytes = bytes::Bytes::from_owner(buf);
+        Self(
+            HeaderValue::from_maybe_shared(bytes)
+                .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+        )
     }
 
     /// The id as text.
