@@ -35,7 +35,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use crate::OrgId;
@@ -74,8 +74,8 @@ pub const DEFAULT_ORG_LABEL_LIMIT: usize = 100;
 static ORG_LABEL_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_ORG_LABEL_LIMIT);
 
 /// The org ids that got a label of their own, at most [`org_label_limit`] of them.
-fn org_labels() -> &'static RwLock<HashMap<OrgId, Arc<str>>> {
-    static LABELS: OnceLock<RwLock<HashMap<OrgId, Arc<str>>>> = OnceLock::new();
+fn org_labels() -> &'static RwLock<HashMap<OrgId, &'static [Label]>> {
+    static LABELS: OnceLock<RwLock<HashMap<OrgId, &'static [Label]>>> = OnceLock::new();
     LABELS.get_or_init(Default::default)
 }
 
@@ -91,27 +91,30 @@ pub fn org_label_limit() -> usize {
     ORG_LABEL_LIMIT.load(Ordering::Relaxed)
 }
 
-/// The label for `org`: its id while fewer than the limit are labelled, else `other`.
-/// A read lock on the hot path; the write lock only the first time an org is seen.
-fn org_label(org: &OrgId) -> SharedString {
+/// The label for `org`: its id while fewer than the limit are labelled, else `other`, as a
+/// one-label slice for a static key (no allocation per request). A labelled org's slice is
+/// leaked once: at most [`org_label_limit`] of them live for the process, as the map's entries
+/// always did. A read lock on the hot path; the write lock only the first time an org is seen.
+fn org_label(org: &OrgId) -> &'static [Label] {
+    static OTHER: [Label; 1] = [Label::from_static_parts("org_id", OTHER_ORG)];
     let labels = org_labels();
     if let Some(label) = labels
         .read()
         .unwrap_or_else(PoisonError::into_inner)
         .get(org)
     {
-        return SharedString::from(Arc::clone(label));
+        return label;
     }
     let mut labels = labels.write().unwrap_or_else(PoisonError::into_inner);
     if let Some(label) = labels.get(org) {
-        return SharedString::from(Arc::clone(label));
+        return label;
     }
     if labels.len() >= org_label_limit() {
-        return SharedString::const_str(OTHER_ORG);
+        return &OTHER;
     }
-    let label: Arc<str> = Arc::from(org.to_string());
-    labels.insert(org.clone(), Arc::clone(&label));
-    SharedString::from(label)
+    let label: &'static [Label] = Box::leak(Box::new([Label::new("org_id", org.to_string())]));
+    labels.insert(org.clone(), label);
+    label
 }
 
 /// A status code as a label without allocating for the usual ones.
@@ -146,7 +149,6 @@ fn status_label(status: u16) -> SharedString {
     SharedString::const_str(known)
 }
 
-/// A response was produced.
 // The per-request calls below build their keys from static labels when the label's value is
 // one of a known set: `counter!`/`histogram!` allocate a label list for a label whose value is
 // not a literal, on every call, recorder or not (issue 18: five allocations per guarded
@@ -186,9 +188,10 @@ static OUTCOME_LABELS: [Label; 5] =
     labels!("outcome": "committed", "commit_failed", "rolled_back", "dropped", "discarded");
 static NODE_LABELS: [Label; 2] = labels!("node": "primary", "replica");
 
+/// A response was produced.
 pub(crate) fn request_finished(status: u16, latency: Duration) {
     let label = status_label(status);
-    if let Some(labels) = known(&STATUS_LABELS, &*label) {
+    if let Some(labels) = known(&STATUS_LABELS, &label) {
         static_counter(REQUESTS, labels).increment(1);
         static_histogram(REQUEST_DURATION, labels).record(latency.as_secs_f64());
         return;
@@ -204,7 +207,7 @@ pub(crate) fn request_rejected(code: &'static str) {
 
 /// A request was authenticated for `org`.
 pub(crate) fn org_request(org: &OrgId) {
-    counter!(ORG_REQUESTS, "org_id" => org_label(org)).increment(1);
+    static_counter(ORG_REQUESTS, org_label(org)).increment(1);
 }
 
 /// Guard: a connection was checked out after `wait`.
@@ -251,26 +254,31 @@ mod tests {
         // The only test in this binary touching the global cap and label set.
         set_org_label_limit(2);
         let orgs: Vec<OrgId> = (1..=4).map(|n| uuid::Uuid::from_u128(n).into()).collect();
-        let labels: Vec<String> = orgs.iter().map(|o| org_label(o).to_string()).collect();
+        let label = |org: &OrgId| {
+            let labels = org_label(org);
+            assert_eq!((labels.len(), labels[0].key()), (1, "org_id"));
+            labels[0].value().to_owned()
+        };
+        let labels: Vec<String> = orgs.iter().map(label).collect();
         assert_eq!(labels[0], orgs[0].to_string());
         assert_eq!(labels[1], orgs[1].to_string());
         assert_eq!(labels[2], OTHER_ORG);
         assert_eq!(labels[3], OTHER_ORG);
         // A labelled org keeps its label.
-        assert_eq!(org_label(&orgs[0]).to_string(), orgs[0].to_string());
+        assert_eq!(label(&orgs[0]), orgs[0].to_string());
         set_org_label_limit(DEFAULT_ORG_LABEL_LIMIT);
-        assert_eq!(org_label(&orgs[3]).to_string(), orgs[3].to_string());
+        assert_eq!(label(&orgs[3]), orgs[3].to_string());
     }
 
     #[test]
     fn static_labels_are_the_values_the_macros_would_record() {
         for status in [200, 204, 401, 429, 504] {
             let label = status_label(status);
-            let labels = known(&STATUS_LABELS, &*label).unwrap();
+            let labels = known(&STATUS_LABELS, &label).unwrap();
             assert_eq!((labels.len(), labels[0].key()), (1, "status"));
             assert_eq!(labels[0].value(), status.to_string());
         }
-        assert!(known(&STATUS_LABELS, &*status_label(418)).is_none());
+        assert!(known(&STATUS_LABELS, &status_label(418)).is_none());
         let committed = known(&OUTCOME_LABELS, "committed").unwrap();
         assert_eq!(
             (committed[0].key(), committed[0].value()),
