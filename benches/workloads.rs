@@ -11,8 +11,8 @@
 //! - `page_100`: the same, a 100-row page (raw reads 100 neighbouring rows by the primary key,
 //!   guarded the org's 100 rows through the policy's `(org_id, id)` index: other heap pages);
 //! - `page_100_org`: a 100-row page `WHERE org_id = $1`: the same rows and plan on both sides;
-//! - `join_page`: a 100-row page of `tasks` joined to `projects` for an org; `tasks` has no
-//!   `org_id`: its policy checks the parent project's org (`EXISTS (… projects …)`);
+//! - `join_page`: one project's 100 tasks joined to their project; `tasks` has no `org_id`: its
+//!   policy checks the parent project's org (`EXISTS (… projects …)`);
 //! - `join_aggregate`: per-project count and sum over the org's 1 000 tasks (the same join);
 //! - `write_indexed`: one `INSERT` into `events` (primary key + a secondary `(org_id, created_at)`
 //!   index; `WITH CHECK` policy), committed (autocommit for raw);
@@ -20,10 +20,11 @@
 //!   `EXISTS (SELECT 1 FROM memberships WHERE user_id = auth.uid() AND org_id = docs.org_id)`
 //!   (`memberships` itself under RLS, `user_id = auth.uid()`).
 //!
-//! `page_100_org`, the joins, the write and the membership page name the org as `$1` (an unguarded app has to;
-//! with the guard the policy filters again), so raw and guarded return the same rows; the two
-//! `items` reads have no filter (as in `benches/guard.rs`: raw gets any 10/100 rows, guarded the
-//! org's through the policy's index). Row counts are asserted on both sides.
+//! `page_100_org`, the aggregate, the write and the membership page name the org as `$1` (an
+//! unguarded app has to; with the guard the policy filters again) and the join page a project of
+//! the org, so raw and guarded return the same rows; the two `items` reads have no filter (as in
+//! `benches/guard.rs`: raw gets any 10/100 rows, guarded the org's through the policy's index).
+//! Row counts are asserted on both sides.
 //!
 //! After criterion (with `--bench` only) the bench records 2 000 requests per variant in
 //! interleaved rounds and prints the median ratio per workload (the curve, see `BENCHMARKS.md`).
@@ -106,10 +107,11 @@ impl Workload {
             Self::PageOrg100 => {
                 "SELECT id, org_id, name FROM items WHERE org_id = $1 ORDER BY id LIMIT 100"
             }
+            // Project 7 is one of org 7's (100 tasks).
             Self::JoinPage => {
                 "SELECT t.id, t.title, t.status, p.name FROM tasks t \
                  JOIN projects p ON p.id = t.project_id \
-                 WHERE p.org_id = $1 ORDER BY t.id LIMIT 100"
+                 WHERE t.project_id = 7 ORDER BY t.id LIMIT 100"
             }
             Self::JoinAggregate => {
                 "SELECT p.id, p.name, count(*), sum(t.estimate) FROM projects p \
@@ -124,7 +126,7 @@ impl Workload {
     }
 
     fn takes_org(self) -> bool {
-        !matches!(self, Self::Read10 | Self::Page100)
+        !matches!(self, Self::Read10 | Self::Page100 | Self::JoinPage)
     }
 
     fn is_write(self) -> bool {

@@ -44,7 +44,7 @@ sql() {
     read_10) echo "SELECT id, org_id, name FROM items ORDER BY id LIMIT 10;" ;;
     page_100) echo "SELECT id, org_id, name FROM items ORDER BY id LIMIT 100;" ;;
     page_100_org) echo "SELECT id, org_id, name FROM items WHERE org_id = :org ORDER BY id LIMIT 100;" ;;
-    join_page) echo "SELECT t.id, t.title, t.status, p.name FROM tasks t JOIN projects p ON p.id = t.project_id WHERE p.org_id = :org ORDER BY t.id LIMIT 100;" ;;
+    join_page) echo "SELECT t.id, t.title, t.status, p.name FROM tasks t JOIN projects p ON p.id = t.project_id WHERE t.project_id = 7 ORDER BY t.id LIMIT 100;" ;;
     join_aggregate) echo "SELECT p.id, p.name, count(*), sum(t.estimate) FROM projects p JOIN tasks t ON t.project_id = p.id WHERE p.org_id = :org GROUP BY p.id, p.name ORDER BY p.id;" ;;
     write_indexed) echo "INSERT INTO events (org_id, note) VALUES (:org, 'bench');" ;;
     membership_page) echo "SELECT id, org_id, title FROM docs WHERE org_id = :org ORDER BY id LIMIT 100;" ;;
