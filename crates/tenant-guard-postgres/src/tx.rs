@@ -25,10 +25,12 @@
 //!
 //! Session-level state the transaction may have created (a `WITH HOLD` cursor, a temporary table,
 //! `LISTEN`, `PREPARE`, a session `SET`, a session advisory lock, `currval`) is dealt with as the
-//! pool's [`SessionReset`](crate::SessionReset) says: by default the session is reset and a
-//! cached check runs behind the `COMMIT`/`ROLLBACK`, and a connection that still holds any such
-//! state is closed instead of returned (see [`SessionReset::Check`](crate::SessionReset::Check)).
-//! A connection is back in the pool only once the check answered.
+//! pool's [`SessionReset`](crate::SessionReset) says: by default the session reset travels in the
+//! `COMMIT`'s own message (in one of its own behind a `ROLLBACK`) and a cached check behind it,
+//! and a connection that still holds any such state is closed instead of returned (see
+//! [`SessionReset::Check`](crate::SessionReset::Check)). A connection is back in the pool only
+//! once the check answered; with the check, the `COMMIT` of a read-only transaction is sent by
+//! the task that waits for it.
 
 use std::fmt;
 use std::future::{Future, poll_fn};
@@ -49,7 +51,7 @@ use crate::affinity::Home;
 use crate::error::GuardError;
 use crate::pooler::{self, Pooler};
 use crate::redact::Redacted;
-use crate::reset;
+use crate::reset::{self, Ending};
 use crate::scope::{SCOPE_SQL, Scope};
 
 /// Nothing sent to the server since checkout.
@@ -289,6 +291,9 @@ pub(crate) enum Reset {
 const UNCHECKED: u8 = 0;
 const CHECKED_CLEAN: u8 = 1;
 const CHECKED_DIRTY: u8 = 2;
+/// A read-only `commit()` returned without sending `COMMIT`: `release` sends it, folded into the
+/// reset (phase `ENDING`).
+const COMMIT_DEFERRED: u8 = 3;
 
 /// How a transaction ended, for the log line.
 #[derive(Clone, Copy)]
@@ -696,6 +701,18 @@ impl TenantTx {
         let client = self.client();
         let cancelled = self.cancelled.load(Ordering::Acquire);
         if self.read_only && !cancelled {
+            if client.is_closed() {
+                self.phase.store(BROKEN, Ordering::Release);
+                return Err(GuardError::ConnectionLost);
+            }
+            if matches!(self.reset, Reset::Check(_)) {
+                // Not awaited: the COMMIT goes out folded into the reset's message, on the task
+                // that returns the connection once the check answered (see `release`).
+                self.checked.store(COMMIT_DEFERRED, Ordering::Release);
+                self.phase.store(ENDING, Ordering::Release);
+                self.end(Outcome::Committed);
+                return Ok(());
+            }
             if send_without_waiting(client, "COMMIT") {
                 self.phase.store(ENDING, Ordering::Release);
                 self.end(Outcome::Committed);
@@ -704,37 +721,36 @@ impl TenantTx {
             self.phase.store(BROKEN, Ordering::Release);
             return Err(GuardError::ConnectionLost);
         }
-        // The session check (when the pool checks) rides behind the COMMIT, in the same round
-        // trip.
-        let check = async {
-            if let Reset::Check(statement) = &self.reset {
-                let clean = reset::check(client, statement, self.read_only).await;
-                self.checked.store(
-                    if clean { CHECKED_CLEAN } else { CHECKED_DIRTY },
-                    Ordering::Release,
-                );
+        // With the session check, the reset rides in the COMMIT's message and the check behind
+        // it, in the same round trip.
+        let commit = async {
+            match &self.reset {
+                Reset::Check(statement) => {
+                    let (committed, clean) =
+                        reset::end_and_check(client, statement, Ending::Commit, self.read_only)
+                            .await;
+                    self.checked.store(
+                        if clean { CHECKED_CLEAN } else { CHECKED_DIRTY },
+                        Ordering::Release,
+                    );
+                    committed
+                }
+                _ => client.batch_execute("COMMIT").await,
             }
         };
         let result = if cancelled {
             // A statement whose answer was never seen may have failed and aborted the
             // transaction; COMMIT would then quietly roll back. Probe first, in the same pipeline.
-            let both = join(
-                join(
-                    client.batch_execute("SELECT"),
-                    client.batch_execute("COMMIT"),
-                ),
-                check,
-            );
+            let both = join(client.batch_execute("SELECT"), commit);
             self.phase.store(ENDING, Ordering::Release);
-            match both.await.0 {
+            match both.await {
                 (Err(probe), _) if probe.as_db_error().is_some() => Err(GuardError::RolledBack),
                 (_, commit) => commit.map_err(GuardError::from_statement),
             }
         } else {
-            let commit = join(client.batch_execute("COMMIT"), check);
             // Set before the first poll, which sends it: no suspension point in between.
             self.phase.store(ENDING, Ordering::Release);
-            commit.await.0.map_err(GuardError::from_statement)
+            commit.await.map_err(GuardError::from_statement)
         };
         match &result {
             Ok(()) => {
@@ -790,8 +806,11 @@ impl TenantTx {
                     reset::close(conn);
                     true
                 }
+                COMMIT_DEFERRED => self.end_and_return(conn, Ending::Commit),
                 _ => self.return_reset(conn),
             },
+            // The ROLLBACK goes out at once (a dropped read-write transaction may hold row locks);
+            // the reset and check follow on the task.
             OPEN if !cancelled => {
                 if send_without_waiting(&conn, "ROLLBACK") {
                     self.return_reset(conn)
@@ -831,12 +850,44 @@ impl TenantTx {
         }
     }
 
+    /// Ends the open transaction without waiting and returns the connection through the pool's
+    /// [`SessionReset`](crate::SessionReset): with the check, `ending` goes out folded into the
+    /// reset's message; otherwise it is queued on its own first. `true` when the connection was
+    /// closed instead.
+    fn end_and_return(&self, conn: Object, ending: Ending) -> bool {
+        if let Reset::Check(statement) = &self.reset {
+            reset::return_when_clean(
+                conn,
+                statement.clone(),
+                Some(ending),
+                self.read_only,
+                self.home.ran(),
+            );
+            return false;
+        }
+        let sql = match ending {
+            Ending::Commit => "COMMIT",
+        };
+        if send_without_waiting(&conn, sql) {
+            self.return_reset(conn)
+        } else {
+            discard(conn);
+            true
+        }
+    }
+
     /// Returns a connection whose `COMMIT`/`ROLLBACK` was sent to the pool through the pool's
     /// [`SessionReset`](crate::SessionReset). `true` when it was closed instead.
     fn return_reset(&self, conn: Object) -> bool {
         match &self.reset {
             Reset::Check(statement) => {
-                reset::return_when_clean(conn, statement.clone(), self.read_only, self.home.ran());
+                reset::return_when_clean(
+                    conn,
+                    statement.clone(),
+                    None,
+                    self.read_only,
+                    self.home.ran(),
+                );
                 false
             }
             Reset::DiscardAll => {

@@ -59,6 +59,15 @@ const CONSTRUCTS: &[Construct] = &[
         seen_by_b: "SELECT to_regclass('pg_temp.scratch') IS NOT NULL",
     },
     Construct {
+        name: "temporary function",
+        leave: &["CREATE FUNCTION pg_temp.leak() RETURNS text LANGUAGE sql \
+                  AS $$ SELECT 'a secret of org a' $$"],
+        survives_rollback: false,
+        read_only_ok: false,
+        seen_by_b: "SELECT EXISTS (SELECT FROM pg_proc \
+                    WHERE pronamespace = pg_my_temp_schema() AND proname = 'leak')",
+    },
+    Construct {
         name: "session advisory lock",
         leave: &["SELECT pg_advisory_lock(4217)"],
         survives_rollback: true,
@@ -396,4 +405,68 @@ async fn discard_all_prepares_again_and_works() {
         assert!(prepared <= 2, "{prepared}");
     }
     assert!(pids.windows(2).all(|w| w[0] == w[1]), "{pids:?}");
+}
+
+/// The reset rides in the `COMMIT`'s message, and the server skips the statements behind a
+/// `COMMIT` that fails (here a deferred unique constraint): the guard then resets and checks on
+/// their own. What a rollback does not undo — `currval`, a session advisory lock, an SQL
+/// `PREPARE` — still never reaches the next org, and the commit's error is the caller's.
+#[tokio::test]
+async fn a_failed_commit_still_resets_the_session() {
+    let (db, pool) = pool(SessionReset::default()).await;
+    let admin = db.connect().await.unwrap();
+    admin
+        .batch_execute(
+            "CREATE TABLE deferred_unique (id int UNIQUE DEFERRABLE INITIALLY DEFERRED); \
+             GRANT INSERT ON deferred_unique TO authenticated",
+        )
+        .await
+        .unwrap();
+    let issuer = common::TestIssuer::new();
+    let cases: [(&str, &str); 4] = [
+        (
+            "INSERT INTO audit_log (note) VALUES ('a')",
+            // currval: probed below (an error when unset).
+            "SELECT false",
+        ),
+        (
+            "SELECT pg_advisory_lock(4217)",
+            "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' \
+             AND pid = pg_backend_pid() AND objid = 4217)",
+        ),
+        (
+            "PREPARE leak_stmt AS SELECT 'a secret of org a'",
+            "SELECT EXISTS (SELECT FROM pg_prepared_statements WHERE name = 'leak_stmt')",
+        ),
+        (
+            "SET app.left_by_a = 'a secret of org a'",
+            "SELECT coalesce(current_setting('app.left_by_a', true), '') <> ''",
+        ),
+    ];
+    for (leave, seen_by_b) in cases {
+        let (a, b) = two_orgs(&issuer);
+        let tx = pool.begin(&a, ScopeOptions::default()).await.unwrap();
+        tx.execute(leave, &[]).await.unwrap();
+        tx.execute("INSERT INTO deferred_unique VALUES (1), (1)", &[])
+            .await
+            .unwrap();
+        let err = tx.commit().await.unwrap_err();
+        assert_eq!(
+            err.sqlstate().map(|s| s.code()),
+            Some("23505"),
+            "{leave}: {err:?}"
+        );
+        let tx = pool.begin(&b, ScopeOptions::default()).await.unwrap();
+        let seen: bool = tx.query_one(seen_by_b, &[]).await.unwrap().get(0);
+        assert!(!seen, "org B saw org A's `{leave}` after a failed commit");
+        if leave.starts_with("INSERT") {
+            let err = tx
+                .query_one("SELECT currval('audit_log_id_seq')", &[])
+                .await
+                .unwrap_err();
+            assert_eq!(err.sqlstate().map(|s| s.code()), Some("55000"), "{err:?}");
+        } else {
+            tx.commit().await.unwrap();
+        }
+    }
 }

@@ -61,7 +61,10 @@ fn role(name: &str) -> Role {
 /// (or the audited service paths), exactly as the tokio-postgres guard scopes them: `BEGIN`
 /// (`BEGIN READ ONLY` when asked), then the one scoping statement of
 /// [`tenant_guard_core::scope`] setting `role`, the verified claims, `sub`, the org id and the
-/// request id transaction-locally.
+/// request id transaction-locally. Both go out as one simple-protocol query (one round trip),
+/// the values as escaped string literals (`E'…'`, quotes and backslashes doubled; exact whatever
+/// `standard_conforming_strings` says); a value holding a NUL, which no literal can carry, is
+/// sent as a bound parameter after its own `BEGIN` instead, and the server refuses it.
 ///
 /// Build the pool with [`pool_options`](crate::pool_options) so connections also go back with
 /// their session reset. Cheap to clone.
@@ -137,7 +140,8 @@ impl SqlxGuardBuilder {
     }
 
     /// Sends the guard's scoping statement unnamed (`persistent(false)`: parsed each time, never
-    /// left prepared on the server), for a transaction-mode pooler without protocol-level
+    /// left prepared on the server) on the bound-parameter path (a value with a NUL; the usual
+    /// path is a simple query, which prepares nothing), for a transaction-mode pooler without protocol-level
     /// prepared statements (PgBouncer before 1.21, or `max_prepared_statements = 0`). Connect
     /// with `statement_cache_capacity(0)` and run your own queries with `.persistent(false)`
     /// too: sqlx names every persistent statement even when it does not cache it. Default off.
@@ -261,18 +265,28 @@ impl SqlxGuard {
             job_id = scope.service_job_id(),
         );
         async {
+            let mut buf = [0u8; 36];
+            let values = scope.values(&mut buf);
+            if let Some(sql) = begin_and_scope(read_only, values) {
+                // One message, one round trip: `BEGIN` and the scoping statement with its values
+                // as literals. If the scoping fails, sqlx returns the server's error and the
+                // aborted transaction's connection goes back to the pool, where the release hook's
+                // reset fails on it and closes it.
+                return begin_uncancelled(&self.pool, sql)
+                    .await
+                    .map_err(SqlxGuardError::from_scope);
+            }
+            // A value no literal can carry (a NUL): the statement with bound parameters, which
+            // the server refuses as it always did.
             let begin = if read_only {
                 "BEGIN READ ONLY"
             } else {
                 "BEGIN"
             };
-            let mut tx = self
-                .pool
-                .begin_with(begin)
+            let mut tx = begin_uncancelled(&self.pool, begin)
                 .await
                 .map_err(SqlxGuardError::from)?;
-            let mut buf = [0u8; 36];
-            let [role, claims, sub, org, request_id] = scope.values(&mut buf);
+            let [role, claims, sub, org, request_id] = values;
             // On failure `tx` is dropped: sqlx queues the ROLLBACK, the release hook resets.
             sqlx::query(SCOPE_SQL)
                 .bind(role)
@@ -289,6 +303,71 @@ impl SqlxGuard {
         .instrument(span)
         .await
     }
+}
+
+/// `pool.begin_with(sql)` on a task of its own, so dropping the caller's future cannot cut it
+/// short: sqlx counts the transaction only once `BEGIN` answered, and a begin dropped while
+/// waiting for that answer would return its connection to the pool inside the open transaction
+/// (the release hook's reset then runs in it, and succeeds). Run to the end, a transaction nobody
+/// waits for any more is dropped, which rolls it back.
+async fn begin_uncancelled(
+    pool: &PgPool,
+    sql: impl Into<std::borrow::Cow<'static, str>>,
+) -> Result<TenantTransaction, sqlx::Error> {
+    let pool = pool.clone();
+    let sql = sql.into();
+    tokio::spawn(async move { pool.begin_with(sql).await })
+        .await
+        .unwrap_or(Err(sqlx::Error::WorkerCrashed))
+}
+
+/// `BEGIN [READ ONLY]` and [`SCOPE_SQL`] with `values` (role, claims, sub, org id, request id) in
+/// place of its parameters, as one simple-protocol query; `None` when a value holds a NUL.
+///
+/// Each value becomes an escaped string literal (see [`push_literal`]), so the text sent is the
+/// scoping statement whatever the values hold.
+fn begin_and_scope(read_only: bool, values: [&str; 5]) -> Option<String> {
+    let begin = if read_only {
+        "BEGIN READ ONLY; "
+    } else {
+        "BEGIN; "
+    };
+    let len = values.iter().map(|v| v.len() + 4).sum::<usize>();
+    let mut sql = String::with_capacity(begin.len() + SCOPE_SQL.len() + len + 16);
+    sql.push_str(begin);
+    let mut rest = SCOPE_SQL;
+    while let Some(at) = rest.find('$') {
+        sql.push_str(&rest[..at]);
+        let digits = rest[at + 1..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map_or(rest.len() - at - 1, |n| n);
+        let index: usize = rest[at + 1..at + 1 + digits].parse().ok()?;
+        push_literal(&mut sql, values.get(index.checked_sub(1)?)?)?;
+        rest = &rest[at + 1 + digits..];
+    }
+    sql.push_str(rest);
+    Some(sql)
+}
+
+/// Appends `value` as an escaped string literal: `E'…'` with every `\` and `'` doubled, which
+/// reads back as `value` whatever `standard_conforming_strings` is (unlike a plain `'…'`).
+/// UTF-8 (sqlx's `client_encoding`) never has `'` or `\` inside a multi-byte character.
+/// `None` when `value` holds a NUL: no PostgreSQL string can, and in the query message it would
+/// end the text early.
+fn push_literal(sql: &mut String, value: &str) -> Option<()> {
+    if value.contains('\0') {
+        return None;
+    }
+    sql.push_str("E'");
+    for c in value.chars() {
+        match c {
+            '\'' => sql.push_str("''"),
+            '\\' => sql.push_str("\\\\"),
+            c => sql.push(c),
+        }
+    }
+    sql.push('\'');
+    Some(())
 }
 
 /// Runs `f` in a transaction scoped to `principal`'s org and role; commits when it returns `Ok`,
@@ -396,5 +475,47 @@ where
             let _ = tx.rollback().await;
             Err(error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_parameter_becomes_a_literal() {
+        let sql = begin_and_scope(true, ["authenticated", "{}", "u", "o", "r"]).unwrap();
+        assert!(
+            sql.starts_with("BEGIN READ ONLY; SELECT FROM (SELECT "),
+            "{sql}"
+        );
+        assert!(!sql.contains('$'), "{sql}");
+        assert!(
+            sql.contains("set_config('role', E'authenticated', true)"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("set_config('request.jwt.claim.role', E'authenticated', true)"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("set_config('tenant_guard.request_id', E'r', true)"),
+            "{sql}"
+        );
+        let sql = begin_and_scope(false, ["a", "b", "c", "d", "e"]).unwrap();
+        assert!(sql.starts_with("BEGIN; SELECT"), "{sql}");
+    }
+
+    #[test]
+    fn quotes_and_backslashes_are_doubled() {
+        let mut sql = String::new();
+        push_literal(&mut sql, r"it's \' \\").unwrap();
+        assert_eq!(sql, r"E'it''s \\'' \\\\'");
+    }
+
+    #[test]
+    fn a_nul_has_no_literal() {
+        assert!(push_literal(&mut String::new(), "a\0b").is_none());
+        assert!(begin_and_scope(false, ["a", "b", "c\0", "d", "e"]).is_none());
     }
 }
