@@ -2,14 +2,16 @@
 //!
 //! The guard (`tenant-guard-postgres`) scopes every request's transaction with transaction-local
 //! settings, in their own statement before any query (a statement is evaluated with the settings
-//! in force before it starts): `role`, `request.jwt.claims`, `request.jwt.claim.sub`,
-//! `request.jwt.claim.role` and `tenant_guard.org_id`. The isolation probe must see the database
-//! exactly as a request does, so it runs the same statement.
+//! in force before it starts): by default `role`, `request.jwt.claims` and `tenant_guard.org_id`
+//! (the per-claim settings and the request id only when the app opts in). The isolation probe must
+//! see the database exactly as a request does, so it runs the same statement, the default shape:
+//! a policy that reads `request.jwt.claim.sub` directly sees it unset, as a default-configured
+//! request would (a policy treating an unset setting as "allow" is then caught).
 
 use tokio_postgres::Transaction;
 
-/// The guard's own scoping statement (role, claims, sub, org id, request id), so the probe cannot
-/// drift from what a request sees.
+/// The guard's own scoping statement (role, claims, org id), so the probe cannot drift from what a
+/// request sees.
 pub(crate) const SCOPE_SQL: &str = tenant_guard_postgres::SCOPE_STATEMENT;
 
 /// Back to the login, with no claims: what a connection is between requests.
@@ -66,13 +68,7 @@ pub(crate) async fn scope(
     crate::unnamed::execute(
         tx,
         SCOPE_SQL,
-        &[
-            &identity.role,
-            &identity.claims,
-            &identity.sub,
-            &identity.org,
-            &"",
-        ],
+        &[&identity.role, &identity.claims, &identity.org],
     )
     .await
     .map(drop)

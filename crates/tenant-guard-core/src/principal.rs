@@ -1,7 +1,8 @@
 //! The verified identity handed on to the guard, and the separate identity of background jobs.
 
+use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::org_id::{OrgId, OrgIdKind};
 use crate::role::Role;
@@ -27,6 +28,9 @@ struct Inner {
     role: Role,
     claims_json: Box<str>,
     expires_at: u64,
+    /// Whether the claims' top-level `role` and `sub` say what `role` and `user_id` say (see
+    /// [`Principal::claims_agree`]); worked out on first use.
+    claims_agree: OnceLock<bool>,
 }
 
 impl Principal {
@@ -46,6 +50,7 @@ impl Principal {
             role,
             claims_json,
             expires_at,
+            claims_agree: OnceLock::new(),
         }))
     }
 
@@ -58,6 +63,7 @@ impl Principal {
             role,
             claims_json: self.0.claims_json.clone(),
             expires_at: self.0.expires_at,
+            claims_agree: OnceLock::new(),
         }))
     }
 
@@ -135,6 +141,44 @@ impl Principal {
     /// The token's `exp`, in seconds since the Unix epoch.
     pub fn expires_at(&self) -> u64 {
         self.0.expires_at
+    }
+
+    /// Whether the claims' top-level `role` is [`role`](Self::role) and their `sub` is
+    /// [`user_id`](Self::user_id) (an absent `sub` counts as the empty user id): then
+    /// `auth.role()` and `auth.uid()` read from `request.jwt.claims` alone answer the role in
+    /// force and the user, and the guard need not set `request.jwt.claim.role` and
+    /// `request.jwt.claim.sub`. `false` when the role came from elsewhere (a default role, a
+    /// role rule on another claim, an org membership), when a key is repeated or not a string.
+    ///
+    /// Parsed once per principal (the token cache keeps principals), not per transaction.
+    ///
+    /// ```
+    /// let anon = tenant_guard_core::Principal::anonymous(tenant_guard_core::Role::new("anon")?);
+    /// assert!(anon.claims_agree());
+    /// # Ok::<(), tenant_guard_core::InvalidRole>(())
+    /// ```
+    pub fn claims_agree(&self) -> bool {
+        *self.0.claims_agree.get_or_init(|| {
+            claims_agree(&self.0.claims_json, self.0.role.as_str(), &self.0.user_id)
+        })
+    }
+}
+
+/// The two top-level claims `auth.role()` and `auth.uid()` read; every other key is skipped.
+/// serde refuses a repeated key, so a document whose keys Postgres would read differently (jsonb
+/// keeps the last of repeated keys) never agrees.
+#[derive(serde::Deserialize)]
+struct RoleAndSub<'a> {
+    #[serde(default, borrow)]
+    role: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    sub: Option<Cow<'a, str>>,
+}
+
+fn claims_agree(claims_json: &str, role: &str, user_id: &str) -> bool {
+    match serde_json::from_str::<RoleAndSub<'_>>(claims_json) {
+        Ok(top) => top.role.as_deref() == Some(role) && top.sub.as_deref().unwrap_or("") == user_id,
+        Err(_) => false,
     }
 }
 
@@ -237,6 +281,47 @@ mod tests {
         let dbg = format!("{p:?}");
         assert!(dbg.contains("user-1"));
         assert!(!dbg.contains("secret@example.com"));
+    }
+
+    #[test]
+    fn claims_agree_only_when_role_and_sub_match_at_the_top_level() {
+        let role = Role::new("authenticated").unwrap();
+        let p = |claims: &str, role: &Role, sub: &str| {
+            Principal::from_verified(
+                sub.into(),
+                OrgId::NIL,
+                OrgIdKind::Uuid,
+                role.clone(),
+                claims.into(),
+                0,
+            )
+        };
+        let agree = [
+            r#"{"sub":"u1","role":"authenticated","email":"a@b"}"#,
+            r#"{"role":"auth\u0065nticated","sub":"u1"}"#,
+        ];
+        for claims in agree {
+            assert!(p(claims, &role, "u1").claims_agree(), "{claims}");
+        }
+        let disagree = [
+            r#"{"sub":"u1"}"#,
+            r#"{"sub":"u1","role":"anon"}"#,
+            r#"{"sub":"u2","role":"authenticated"}"#,
+            r#"{"role":"authenticated"}"#,
+            r#"{"sub":"u1","role":"anon","role":"authenticated"}"#,
+            r#"{"sub":"u1","role":["authenticated"]}"#,
+            r#"{"sub":"u1","app_metadata":{"role":"authenticated"}}"#,
+            "not json",
+        ];
+        for claims in disagree {
+            assert!(!p(claims, &role, "u1").claims_agree(), "{claims}");
+        }
+        // A membership role differs from the token's.
+        let member =
+            p(agree[0], &role, "u1").with_org_and_role(OrgId::NIL, Role::new("org_admin").unwrap());
+        assert!(!member.claims_agree());
+        let job = ServiceContext::new("nightly").org_principal(Uuid::nil(), role);
+        assert!(job.claims_agree());
     }
 
     #[test]

@@ -1,10 +1,17 @@
 //! What a scoped transaction is scoped to, and the one statement that scopes it: shared by every
 //! database backend (`tenant-guard-postgres` over tokio-postgres, `tenant-guard-sqlx` over sqlx),
-//! so the two cannot drift. Backends run [`SCOPE_SQL`] with [`Scope::values`] as its five text
-//! parameters right after `BEGIN` (or `BEGIN READ ONLY` when [`ScopeOptions::is_read_only`]).
+//! so the two cannot drift.
+//!
+//! By default a transaction sets three transaction-local settings: `role`, `request.jwt.claims`
+//! and `tenant_guard.org_id` ([`SCOPE_SQL`]). `auth.uid()`, `auth.role()` and `auth.jwt()`
+//! (Supabase's definitions, and the support SQL's) read the claims when the per-claim settings are
+//! unset. [`ScopeSettings`] opts into the legacy per-claim settings `request.jwt.claim.sub` and
+//! `request.jwt.claim.role` (for policies and triggers that read them directly) and into
+//! `tenant_guard.request_id` (for audit triggers). [`Scope::shape`] picks the statement of one
+//! transaction and [`Shape::params`] its parameters.
 //!
 //! ```
-//! use tenant_guard_core::scope::{SCOPE_SQL, Scope, ScopeOptions};
+//! use tenant_guard_core::scope::{SCOPE_SQL, Scope, ScopeOptions, ScopeSettings};
 //! use tenant_guard_core::{Role, ServiceContext};
 //!
 //! let job = ServiceContext::new("nightly");
@@ -12,6 +19,10 @@
 //! let mut buf = [0u8; 36];
 //! let [role, _claims, sub, org, request_id] = scope.values(&mut buf);
 //! assert_eq!((role, sub, org, request_id), ("service_role", "", "", ""));
+//!
+//! let shape = scope.shape(ScopeSettings::default());
+//! assert_eq!(shape.sql(), SCOPE_SQL);
+//! assert_eq!(shape.params(scope.values(&mut buf)).len(), 3);
 //! assert!(SCOPE_SQL.contains("set_config('role', $1, true)"));
 //! assert!(!ScopeOptions::default().is_read_only());
 //! ```
@@ -20,25 +31,228 @@ use std::fmt;
 
 use crate::{OrgId, Principal, Role, ServiceContext};
 
-/// The scoping statement: every setting transaction-local (`is_local = true`), every value a
-/// parameter. Prepared once per connection and sent pipelined behind `BEGIN`.
+/// The default scoping statement: `role`, `request.jwt.claims`, `tenant_guard.org_id`, every
+/// setting transaction-local (`is_local = true`), every value a parameter (`$1` role, `$2` the
+/// claims JSON, `$3` the org id). Prepared once per connection.
 ///
 /// `role` is set first so a failure to switch (the login is not a member) aborts the
-/// transaction before anything else runs. `request.jwt.claim.role` mirrors the role, as
-/// PostgREST does, so `auth.role()` answers the role in force.
+/// transaction before anything else runs.
 ///
 /// `set_config` is schema-qualified, so a function of that name earlier on a `search_path`
 /// cannot stand in for it. The outer `SELECT` returns no columns: the server does not echo the
 /// claims back (the inner, volatile calls are always evaluated; the planner neither flattens nor
 /// prunes volatile subquery outputs). Measured with callgrind: 5 000 fewer server instructions per
 /// transaction with a 1 KB token (`BENCHMARKS.md`).
-pub const SCOPE_SQL: &str = "SELECT FROM (SELECT \
-    pg_catalog.set_config('role', $1, true), \
-    pg_catalog.set_config('request.jwt.claims', $2, true), \
-    pg_catalog.set_config('request.jwt.claim.sub', $3, true), \
-    pg_catalog.set_config('request.jwt.claim.role', $1, true), \
-    pg_catalog.set_config('tenant_guard.org_id', $4, true), \
-    pg_catalog.set_config('tenant_guard.request_id', $5, true)) AS scoped";
+pub const SCOPE_SQL: &str = SQL[0];
+
+/// The statements of the four [`Shape`]s, indexed by [`Shape::index`]. The parameters of the
+/// opt-in settings follow the three of [`SCOPE_SQL`]: `$4` the user id (`sub`) when the per-claim
+/// settings are set, then the request id. `request.jwt.claim.role` mirrors the role, as
+/// PostgREST did, so `auth.role()` answers the role in force.
+const SQL: [&str; 4] = [
+    "SELECT FROM (SELECT \
+     pg_catalog.set_config('role', $1, true), \
+     pg_catalog.set_config('request.jwt.claims', $2, true), \
+     pg_catalog.set_config('tenant_guard.org_id', $3, true)) AS scoped",
+    "SELECT FROM (SELECT \
+     pg_catalog.set_config('role', $1, true), \
+     pg_catalog.set_config('request.jwt.claims', $2, true), \
+     pg_catalog.set_config('tenant_guard.org_id', $3, true), \
+     pg_catalog.set_config('request.jwt.claim.sub', $4, true), \
+     pg_catalog.set_config('request.jwt.claim.role', $1, true)) AS scoped",
+    "SELECT FROM (SELECT \
+     pg_catalog.set_config('role', $1, true), \
+     pg_catalog.set_config('request.jwt.claims', $2, true), \
+     pg_catalog.set_config('tenant_guard.org_id', $3, true), \
+     pg_catalog.set_config('tenant_guard.request_id', $4, true)) AS scoped",
+    "SELECT FROM (SELECT \
+     pg_catalog.set_config('role', $1, true), \
+     pg_catalog.set_config('request.jwt.claims', $2, true), \
+     pg_catalog.set_config('tenant_guard.org_id', $3, true), \
+     pg_catalog.set_config('request.jwt.claim.sub', $4, true), \
+     pg_catalog.set_config('request.jwt.claim.role', $1, true), \
+     pg_catalog.set_config('tenant_guard.request_id', $5, true)) AS scoped",
+];
+
+/// Which settings the scoping statement sets beyond `role`, `request.jwt.claims` and
+/// `tenant_guard.org_id` (a pool-wide option of both backends).
+///
+/// The default sets none: three `set_config` calls per transaction, the cheapest shape that keeps
+/// `auth.uid()`, `auth.role()`, `auth.jwt()`, `tenant_guard.org_id()` and
+/// `tenant_guard.user_id()` answering (they read the claims). When a principal's claims do not
+/// name its role and user at the top level (a default role, a role rule on another claim, an org
+/// membership role; see [`Principal::claims_agree`]), its transactions set the per-claim settings
+/// anyway, so `auth.role()` always answers the role in force.
+///
+/// ```
+/// use tenant_guard_core::scope::ScopeSettings;
+///
+/// // Policies or triggers that read `current_setting('request.jwt.claim.sub')` directly, and
+/// // audit triggers that record `tenant_guard.request_id()`:
+/// let legacy = ScopeSettings::default().claim_settings(true).request_id(true);
+/// assert_eq!(legacy, ScopeSettings::LEGACY);
+/// assert_eq!("claim_settings,request_id".parse::<ScopeSettings>(), Ok(legacy));
+/// assert_eq!("minimal".parse::<ScopeSettings>(), Ok(ScopeSettings::default()));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ScopeSettings {
+    claim_settings: bool,
+    request_id: bool,
+}
+
+impl ScopeSettings {
+    /// Role, claims and org only (the default).
+    pub const MINIMAL: Self = Self {
+        claim_settings: false,
+        request_id: false,
+    };
+
+    /// Everything the guard set before the default became minimal: also `request.jwt.claim.sub`,
+    /// `request.jwt.claim.role` and `tenant_guard.request_id`.
+    pub const LEGACY: Self = Self {
+        claim_settings: true,
+        request_id: true,
+    };
+
+    /// Also sets `request.jwt.claim.sub` (the user id) and `request.jwt.claim.role` (the role in
+    /// force) in every transaction, for SQL that reads them directly rather than through
+    /// `auth.uid()`/`auth.role()`.
+    #[must_use]
+    pub fn claim_settings(mut self, on: bool) -> Self {
+        self.claim_settings = on;
+        self
+    }
+
+    /// Also sets `tenant_guard.request_id` (read by `tenant_guard.request_id()`, e.g. in audit
+    /// triggers) in every transaction; `''` when the transaction has no request id.
+    #[must_use]
+    pub fn request_id(mut self, on: bool) -> Self {
+        self.request_id = on;
+        self
+    }
+
+    /// The statement of a transaction whose principal's claims name its role and user (see
+    /// [`Scope::shape`]); with `claim_settings(true)`, the one of every other (a backend prepares
+    /// both).
+    pub fn sql(self) -> &'static str {
+        Shape {
+            claim_settings: self.claim_settings,
+            request_id: self.request_id,
+        }
+        .sql()
+    }
+
+    /// Whether every transaction sets the per-claim settings.
+    pub fn sets_claim_settings(self) -> bool {
+        self.claim_settings
+    }
+
+    /// Whether every transaction sets `tenant_guard.request_id`.
+    pub fn sets_request_id(self) -> bool {
+        self.request_id
+    }
+}
+
+/// The value of [`ScopeSettings`]' `FromStr` was not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown scope setting {0:?}: expected a comma-separated list of `claim_settings`, \
+     `request_id`, or one of `minimal`, `legacy`"
+)]
+#[non_exhaustive]
+pub struct InvalidScopeSettings(pub String);
+
+impl std::str::FromStr for ScopeSettings {
+    type Err = InvalidScopeSettings;
+
+    /// `minimal` (or empty), `legacy`, or a comma-separated list of `claim_settings` and
+    /// `request_id` (the form of an environment variable such as the reference apps'
+    /// `TENANT_GUARD_SCOPE_SETTINGS`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut settings = Self::MINIMAL;
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "minimal" => {}
+                "legacy" => settings = Self::LEGACY,
+                "claim_settings" => settings.claim_settings = true,
+                "request_id" => settings.request_id = true,
+                other => return Err(InvalidScopeSettings(other.to_owned())),
+            }
+        }
+        Ok(settings)
+    }
+}
+
+/// The scoping statement of one transaction: which settings it sets. From [`Scope::shape`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    claim_settings: bool,
+    request_id: bool,
+}
+
+impl Shape {
+    /// Which of the four statements, `0..4` (for a backend's per-connection cache).
+    pub fn index(self) -> usize {
+        usize::from(self.claim_settings) | usize::from(self.request_id) << 1
+    }
+
+    /// The statement, with numbered text parameters.
+    pub fn sql(self) -> &'static str {
+        SQL[self.index()]
+    }
+
+    /// Whether it sets the per-claim settings.
+    pub fn sets_claim_settings(self) -> bool {
+        self.claim_settings
+    }
+
+    /// Whether it sets `tenant_guard.request_id`.
+    pub fn sets_request_id(self) -> bool {
+        self.request_id
+    }
+
+    /// The parameters of [`sql`](Self::sql), in order, picked from [`Scope::values`].
+    pub fn params(self, values: [&str; 5]) -> Params<'_> {
+        let [role, claims, sub, org, request_id] = values;
+        let mut params = Params {
+            values: [role, claims, org, "", ""],
+            len: 3,
+        };
+        if self.claim_settings {
+            params.values[params.len] = sub;
+            params.len += 1;
+        }
+        if self.request_id {
+            params.values[params.len] = request_id;
+            params.len += 1;
+        }
+        params
+    }
+}
+
+/// The parameters of one scoping statement ([`Shape::params`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Params<'a> {
+    values: [&'a str; 5],
+    len: usize,
+}
+
+impl<'a> Params<'a> {
+    /// The values, `$1` first.
+    pub fn as_slice(&self) -> &[&'a str] {
+        &self.values[..self.len]
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never: the role, claims and org are always there.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
 
 /// Whose transaction this is.
 #[derive(Debug, Clone)]
@@ -119,6 +333,22 @@ impl Scope {
     /// The request id, if one was set.
     pub fn request_id(&self) -> Option<&str> {
         self.request_id.as_deref()
+    }
+
+    /// The statement this transaction is scoped with under the pool's `settings`: the per-claim
+    /// settings also when the principal's claims do not name its role and user
+    /// ([`Principal::claims_agree`]), so `auth.role()` and `auth.uid()` answer the role in force
+    /// and the user in every mode.
+    pub fn shape(&self, settings: ScopeSettings) -> Shape {
+        let agree = match &self.identity {
+            Identity::Principal(p) => p.claims_agree(),
+            // `{"role": role, …}` without `sub`, and the user id is empty.
+            Identity::Service { .. } => true,
+        };
+        Shape {
+            claim_settings: settings.claim_settings || !agree,
+            request_id: settings.request_id,
+        }
     }
 
     /// The service-role path's reason, for its audit events.
@@ -242,11 +472,108 @@ mod tests {
 
     #[test]
     fn every_setting_is_transaction_local_and_parameterised() {
-        assert_eq!(SCOPE_SQL.matches("set_config(").count(), 6);
-        assert_eq!(SCOPE_SQL.matches(", true)").count(), 6);
-        assert!(!SCOPE_SQL.to_lowercase().contains("set role"));
-        // Role goes first.
-        assert!(SCOPE_SQL.find("'role'") < SCOPE_SQL.find("'request.jwt.claims'"));
+        for (i, sql) in SQL.iter().enumerate() {
+            let n = sql.matches("set_config(").count();
+            assert_eq!(n, [3, 5, 4, 6][i], "{sql}");
+            assert_eq!(sql.matches(", true)").count(), n);
+            assert_eq!(sql.matches("pg_catalog.set_config(").count(), n);
+            assert!(!sql.to_lowercase().contains("set role"));
+            // Role goes first.
+            assert!(sql.find("'role'") < sql.find("'request.jwt.claims'"));
+        }
+        assert_eq!(SCOPE_SQL, SQL[0]);
+        assert!(!SCOPE_SQL.contains("claim.sub") && !SCOPE_SQL.contains("request_id"));
+    }
+
+    fn user(claims: &str, role: &str, sub: &str) -> Principal {
+        Principal::from_verified(
+            sub.into(),
+            OrgId::from(uuid::Uuid::from_u128(7)),
+            crate::OrgIdKind::Uuid,
+            Role::new(role).unwrap(),
+            claims.into(),
+            0,
+        )
+    }
+
+    #[test]
+    fn shapes_follow_the_settings_and_the_claims() {
+        let agreeing = user(
+            r#"{"sub":"u1","role":"authenticated"}"#,
+            "authenticated",
+            "u1",
+        );
+        let scope = Scope::principal(&agreeing, Some("req-1".into()));
+        let mut buf = [0u8; 36];
+        let cases = [
+            (
+                ScopeSettings::MINIMAL,
+                0,
+                vec![
+                    "authenticated",
+                    r#"{"sub":"u1","role":"authenticated"}"#,
+                    "00000000-0000-0000-0000-000000000007",
+                ],
+            ),
+            (
+                ScopeSettings::MINIMAL.claim_settings(true),
+                1,
+                vec![
+                    "authenticated",
+                    r#"{"sub":"u1","role":"authenticated"}"#,
+                    "00000000-0000-0000-0000-000000000007",
+                    "u1",
+                ],
+            ),
+            (
+                ScopeSettings::MINIMAL.request_id(true),
+                2,
+                vec![
+                    "authenticated",
+                    r#"{"sub":"u1","role":"authenticated"}"#,
+                    "00000000-0000-0000-0000-000000000007",
+                    "req-1",
+                ],
+            ),
+            (
+                ScopeSettings::LEGACY,
+                3,
+                vec![
+                    "authenticated",
+                    r#"{"sub":"u1","role":"authenticated"}"#,
+                    "00000000-0000-0000-0000-000000000007",
+                    "u1",
+                    "req-1",
+                ],
+            ),
+        ];
+        for (settings, index, params) in cases {
+            let shape = scope.shape(settings);
+            assert_eq!(shape.index(), index);
+            assert_eq!(shape.params(scope.values(&mut buf)).as_slice(), &params[..]);
+            // Every parameter of the statement is given, and no more.
+            let highest = (1..=5)
+                .rev()
+                .find(|n| shape.sql().contains(&format!("${n}")));
+            assert_eq!(highest, Some(params.len()));
+        }
+        // A role that is not the claims' (a default role, a membership) sets the per-claim
+        // settings whatever the pool says.
+        let defaulted = user(r#"{"sub":"u1"}"#, "authenticated", "u1");
+        let scope = Scope::principal(&defaulted, None);
+        assert!(scope.shape(ScopeSettings::MINIMAL).sets_claim_settings());
+        assert!(!scope.shape(ScopeSettings::MINIMAL).sets_request_id());
+    }
+
+    #[test]
+    fn settings_parse_from_text() {
+        assert_eq!("".parse(), Ok(ScopeSettings::MINIMAL));
+        assert_eq!(" legacy ".parse(), Ok(ScopeSettings::LEGACY));
+        assert_eq!(
+            "request_id".parse(),
+            Ok(ScopeSettings::MINIMAL.request_id(true))
+        );
+        assert!("claims".parse::<ScopeSettings>().is_err());
     }
 
     #[test]

@@ -115,10 +115,18 @@ CREATE OR REPLACE FUNCTION tenant_guard.org_id_bigint() RETURNS bigint
           FROM (SELECT current_setting('tenant_guard.org_id', true) AS s) AS setting
     $fn$;
 
+-- The user id: the per-claim setting when the guard sets it (`ScopeSettings::claim_settings`),
+-- else the claims' `sub` (the guard's default sets only role, claims and org).
 CREATE OR REPLACE FUNCTION tenant_guard.user_id() RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
-    AS $fn$ SELECT nullif(current_setting('request.jwt.claim.sub', true), '') $fn$;
+    AS $fn$
+        SELECT nullif(coalesce(
+            nullif(current_setting('request.jwt.claim.sub', true), ''),
+            nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub'
+        ), '')
+    $fn$;
 
+-- Set only when the guard opts in (`ScopeSettings::request_id`); NULL otherwise.
 CREATE OR REPLACE FUNCTION tenant_guard.request_id() RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $fn$ SELECT nullif(current_setting('tenant_guard.request_id', true), '') $fn$;

@@ -61,7 +61,7 @@ pub use affinity::AffinityStats;
 pub use error::GuardError;
 pub use guard::{with_org_job, with_service_role, with_tenant_guard, with_tenant_guard_options};
 pub use login::{LoginPolicy, LoginReport};
-pub use options::ScopeOptions;
+pub use options::{ScopeOptions, ScopeSettings};
 pub use pool::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_SIZE, DEFAULT_WAIT_TIMEOUT, PoolStatus, TenantPool,
     TenantPoolBuilder,
@@ -75,8 +75,9 @@ pub use tx::{TenantTx, ToStatement};
 /// The one statement that scopes a transaction, for tools that must see the database exactly as a
 /// guarded request does (the audit's isolation probe). Run it as its own statement inside an open
 /// transaction, before the statements it should scope. Parameters, all text: `$1` role, `$2` the
-/// claims JSON, `$3` the user id (`sub`), `$4` the org id, `$5` the request id (`''` when unset).
-/// Every setting is transaction-local (`set_config(…, true)`); nothing survives the transaction.
+/// claims JSON, `$3` the org id. It is the default shape (no per-claim settings, no request id; see
+/// [`ScopeSettings`]), the one a pool with default settings sends. Every setting is
+/// transaction-local (`set_config(…, true)`); nothing survives the transaction.
 ///
 /// ```
 /// assert!(tenant_guard_postgres::SCOPE_STATEMENT.contains("set_config('role', $1, true)"));

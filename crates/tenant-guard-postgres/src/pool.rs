@@ -20,7 +20,7 @@ use crate::options::ScopeOptions;
 use crate::pooler::{self, POOLER_ENV, Pooler};
 use crate::replica::{DEFAULT_READ_YOUR_WRITES, ReplicaFallback, Replicas};
 use crate::reset::{SESSION_CHECK_SQL, SessionReset};
-use crate::scope::{SCOPE_SQL, Scope};
+use crate::scope::{Scope, ScopeSettings};
 use crate::tls::{DatabaseUrl, TlsOptions, config_error as tls_config_error};
 use crate::tx::{Reset, TenantTx, TxSettings};
 
@@ -111,6 +111,7 @@ pub struct TenantPoolBuilder {
     login_policy: LoginPolicy,
     session_reset: SessionReset,
     pooler: Pooler,
+    scope_settings: ScopeSettings,
     replicas: Vec<tokio_postgres::Config>,
     replica_fallback: ReplicaFallback,
     read_your_writes: Duration,
@@ -130,6 +131,7 @@ impl fmt::Debug for TenantPoolBuilder {
             .field("login_policy", &self.login_policy)
             .field("session_reset", &self.session_reset)
             .field("pooler", &self.pooler)
+            .field("scope_settings", &self.scope_settings)
             .field("replicas", &self.replicas.len())
             .field("replica_fallback", &self.replica_fallback)
             .field("role_affinity", &self.role_affinity)
@@ -156,6 +158,7 @@ impl TenantPool {
             job_role: role("authenticated"),
             login_policy: LoginPolicy::default(),
             session_reset: SessionReset::default(),
+            scope_settings: ScopeSettings::default(),
             pooler: Pooler::None,
             replicas: Vec::new(),
             replica_fallback: ReplicaFallback::default(),
@@ -361,9 +364,11 @@ impl TenantPool {
         let scope_statement = if unnamed {
             None
         } else {
-            // Prepared by the post-create hook, so this is a cache hit without a round trip.
+            // Prepared by the post-create hook (the pool's shape), so this is a cache hit without
+            // a round trip; prepared here, before anything of the transaction is sent, otherwise.
+            let shape = scope.shape(self.inner.settings.scope_settings);
             Some(
-                conn.prepare_cached(SCOPE_SQL)
+                conn.prepare_cached(shape.sql())
                     .await
                     .map_err(GuardError::from_scope)?,
             )
@@ -597,6 +602,35 @@ impl TenantPoolBuilder {
         self
     }
 
+    /// Which settings every transaction sets beyond `role`, `request.jwt.claims` and
+    /// `tenant_guard.org_id` (default: none, see [`ScopeSettings`]). Opt into the per-claim
+    /// settings (`request.jwt.claim.sub`, `request.jwt.claim.role`) for SQL that reads them
+    /// directly, and into `tenant_guard.request_id` for audit triggers that record it;
+    /// `auth.uid()`, `auth.role()`, `auth.jwt()`, `tenant_guard.org_id()` and
+    /// `tenant_guard.user_id()` answer the same in every mode.
+    ///
+    /// The per-claim settings are set anyway behind a transaction-mode pooler
+    /// ([`Pooler::Transaction`], where the guard runs no session reset): a session-level
+    /// `request.jwt.claim.sub` a handler planted would otherwise be what `auth.uid()` reads in
+    /// the next request. With the default [`SessionReset::Check`] such a connection is closed
+    /// (`DiscardAll` resets it); with [`SessionReset::DangerousNone`] it reaches the next request,
+    /// like every other session state a handler creates: opt into `claim_settings(true)` there if
+    /// handlers might plant one.
+    ///
+    /// ```
+    /// use tenant_guard_postgres::{ScopeSettings, TenantPool};
+    ///
+    /// let pool = TenantPool::builder_from_url("postgres://authenticator@db.internal/app")?
+    ///     .scope_settings(ScopeSettings::default().request_id(true))
+    ///     .build()?;
+    /// # Ok::<(), tenant_guard_postgres::GuardError>(())
+    /// ```
+    #[must_use]
+    pub fn scope_settings(mut self, settings: ScopeSettings) -> Self {
+        self.scope_settings = settings;
+        self
+    }
+
     /// What sits between the pool and PostgreSQL (default [`Pooler::None`]: a direct connection
     /// or a session-mode pooler). [`Pooler::Transaction`] for PgBouncer `pool_mode = transaction`
     /// or Supavisor's port 6543: no named statement is ever created (see [`Pooler`] for what
@@ -762,7 +796,11 @@ impl TenantPoolBuilder {
             inner: Arc::new(Inner {
                 pool,
                 replicas,
-                settings: Arc::new(TxSettings::new(pooler, statement_timeout_ms)),
+                settings: Arc::new(TxSettings::new(
+                    pooler,
+                    statement_timeout_ms,
+                    self.effective_scope_settings(),
+                )),
                 user_roles: self.user_roles,
                 service_role: self.service_role,
                 job_role: self.job_role,
@@ -770,6 +808,18 @@ impl TenantPoolBuilder {
                 session_reset: self.session_reset,
             }),
         })
+    }
+
+    /// The scope settings transactions send: the configured ones, plus the per-claim settings
+    /// behind a transaction-mode pooler, where no session reset of the guard runs between
+    /// transactions: a session-level `request.jwt.claim.sub` a handler planted would otherwise
+    /// survive into the next transaction, so it is overwritten every time instead.
+    fn effective_scope_settings(&self) -> ScopeSettings {
+        if self.pooler.is_transaction() {
+            self.scope_settings.claim_settings(true)
+        } else {
+            self.scope_settings
+        }
     }
 
     /// A deadpool pool on `config` with this builder's settings: the primary's, or a replica's.
@@ -810,13 +860,16 @@ impl TenantPoolBuilder {
         );
         let policy = self.login_policy;
         let check_session = self.session_reset == SessionReset::Check;
+        let scope_sql = self.effective_scope_settings().sql();
         let warned = Arc::new(AtomicBool::new(false));
         let hook = Hook::async_fn(move |client: &mut ClientWrapper, _| {
             let warned = Arc::clone(&warned);
             Box::pin(async move {
                 if !pooler.is_transaction() {
+                    // The pool's shape. The one with the per-claim settings (sent for a principal
+                    // whose claims do not name its role) is prepared at its first checkout.
                     client
-                        .prepare_cached(SCOPE_SQL)
+                        .prepare_cached(scope_sql)
                         .await
                         .map_err(HookError::Backend)?;
                 }

@@ -5,9 +5,14 @@
 //! Checking out ([`TenantPool::begin`](crate::TenantPool::begin)) sends nothing. The first
 //! statement is sent in one pipeline behind `BEGIN` and the scoping statement (see
 //! [`SCOPE_SQL`](crate::scope::SCOPE_SQL)): tokio-postgres writes requests in the order their
-//! futures are first polled, so the three go out together and cost one round trip. If the scoping
+//! futures are first polled, so they go out together and cost one round trip. If the scoping
 //! fails, the transaction is aborted and the statement behind it fails too: it never runs
 //! unscoped.
+//!
+//! Sending `BEGIN` and the scoping as one simple-protocol message (escaped literals instead of
+//! parameters, one `Sync` fewer) was measured and rejected: the server then parses and plans the
+//! scoping statement, 1 KB of claims included, on every transaction: +50 % server instructions
+//! against the prepared statement (`BENCHMARKS.md`, issue 18).
 //!
 //! # Hygiene
 //!
@@ -52,7 +57,7 @@ use crate::error::GuardError;
 use crate::pooler::{self, Pooler};
 use crate::redact::Redacted;
 use crate::reset::{self, Ending};
-use crate::scope::{SCOPE_SQL, Scope};
+use crate::scope::{Scope, ScopeSettings};
 
 /// Nothing sent to the server since checkout.
 const IDLE: u8 = 0;
@@ -135,14 +140,21 @@ pub(crate) struct TxSettings {
     pub(crate) pooler: Pooler,
     /// `BEGIN` and `BEGIN READ ONLY` (with a `SET LOCAL statement_timeout` in pooler mode).
     pub(crate) begin: [Box<str>; 2],
+    /// Which settings the scoping sets beyond role, claims and org.
+    pub(crate) scope_settings: ScopeSettings,
 }
 
 impl TxSettings {
-    pub(crate) fn new(pooler: Pooler, statement_timeout_ms: Option<u128>) -> Self {
+    pub(crate) fn new(
+        pooler: Pooler,
+        statement_timeout_ms: Option<u128>,
+        scope_settings: ScopeSettings,
+    ) -> Self {
         let local_timeout = statement_timeout_ms.filter(|_| pooler.is_transaction());
         Self {
             pooler,
             begin: pooler::begin_statements(local_timeout),
+            scope_settings,
         }
     }
 }
@@ -188,7 +200,8 @@ impl TxSettings {
 /// the same figures feed the histograms and counters of `tenant_guard_core::metrics`.
 pub struct TenantTx {
     conn: Option<Object>,
-    /// The prepared scoping statement; `None` in pooler mode (sent unnamed).
+    /// The prepared scoping statement of this transaction's [`Shape`]; `None` in pooler mode
+    /// (sent unnamed).
     scope_statement: Option<Statement>,
     settings: Arc<TxSettings>,
     /// Which server served the transaction (`primary`, `replica`), for the span.
@@ -495,27 +508,34 @@ impl TenantTx {
                 return Ok(());
             }
             let mut org = [0u8; 36];
-            let [role, claims, sub, org, request_id] = self.scope.values(&mut org);
-            // The claims are redacted from the driver's debug log of statement parameters.
-            let claims = Redacted(claims);
-            let params: [&(dyn ToSql + Sync); 5] = [&role, &claims, &sub, &org, &request_id];
+            let values = self.scope.values(&mut org);
+            let shape = self.scope.shape(self.settings.scope_settings);
             let sent = Instant::now();
+            let params = shape.params(values);
+            // The claims are redacted from the driver's debug log of statement parameters.
+            let claims = Redacted(params.as_slice()[1]);
+            let mut refs: [&(dyn ToSql + Sync); 5] = [&""; 5];
+            for (i, (slot, value)) in refs.iter_mut().zip(params.as_slice()).enumerate() {
+                *slot = if i == 1 { &claims } else { value };
+            }
+            let refs = &refs[..params.len()];
             let scoping = async {
                 match &self.scope_statement {
-                    Some(statement) => client.execute(statement, &params).await,
+                    Some(statement) => client.execute(statement, refs).await,
                     None => {
-                        let typed = params.map(|p| (p, Type::TEXT));
-                        client.execute_typed(SCOPE_SQL, &typed).await
+                        let typed: Vec<_> = refs.iter().map(|p| (*p, Type::TEXT)).collect();
+                        client.execute_typed(shape.sql(), &typed).await
                     }
                 }
             };
             let (begin, scope) = join(client.batch_execute(self.begin_sql()), scoping).await;
+            let result = begin.and(scope.map(drop));
             let scoped = sent.elapsed();
             self.span
                 .record("scope_ms", tenant_guard_core::trace::millis(scoped));
             #[cfg(feature = "metrics")]
             tenant_guard_core::metrics::record_scope(scoped);
-            begin.and(scope.map(drop))
+            result
         };
         let mut both = pin!(join(prelude, op));
         let mut first_poll = true;

@@ -36,34 +36,147 @@ async fn guard_futures_are_send() {
     assert_send(async move { tx.commit().await });
 }
 
-#[tokio::test]
-async fn a_transaction_sees_the_principal_and_nothing_else() {
-    let env = env(2).await;
-    let (alice, _) = two_orgs(&env.issuer);
-    let options = ScopeOptions::default().request_id("req-42");
-    let row = with_tenant_guard_options(&env.pool, &alice, options, async |tx| {
+/// What the support SQL's helpers and the raw settings answer inside a guarded transaction.
+async fn helpers(
+    pool: &TenantPool,
+    principal: &Principal,
+    options: ScopeOptions,
+) -> Vec<Option<String>> {
+    let row = with_tenant_guard_options(pool, principal, options, async |tx| {
         tx.query_one(
             "SELECT current_user::text, session_user::text,
                     current_setting('request.jwt.claims'),
                     auth.uid()::text, auth.role(), auth.jwt() ->> 'org_id',
-                    tenant_guard.org_id(), tenant_guard.user_id(), tenant_guard.request_id(),
-                    current_setting('transaction_read_only')",
+                    tenant_guard.org_id()::text, tenant_guard.user_id(), tenant_guard.request_id(),
+                    current_setting('transaction_read_only'),
+                    nullif(current_setting('request.jwt.claim.sub', true), ''),
+                    nullif(current_setting('request.jwt.claim.role', true), '')",
             &[],
         )
         .await
     })
     .await
     .unwrap();
-    assert_eq!(row.get::<_, String>(0), "authenticated");
-    assert_eq!(row.get::<_, String>(1), LOGIN);
-    assert_eq!(row.get::<_, String>(2), alice.claims_json());
-    assert_eq!(row.get::<_, String>(3), alice.user_id());
-    assert_eq!(row.get::<_, String>(4), "authenticated");
-    assert_eq!(row.get::<_, String>(5), alice.org_id().to_string());
-    assert_eq!(row.get::<_, Uuid>(6), alice.org_id());
-    assert_eq!(row.get::<_, String>(7), alice.user_id());
-    assert_eq!(row.get::<_, String>(8), "req-42");
-    assert_eq!(row.get::<_, String>(9), "off");
+    (0..row.len()).map(|i| row.get(i)).collect()
+}
+
+#[tokio::test]
+async fn a_transaction_sees_the_principal_and_nothing_else() {
+    let env = env(2).await;
+    let (alice, _) = two_orgs(&env.issuer);
+    let options = ScopeOptions::default().request_id("req-42");
+    let got = helpers(&env.pool, &alice, options).await;
+    let some = |s: &str| Some(s.to_owned());
+    assert_eq!(got[0], some("authenticated"));
+    assert_eq!(got[1], some(LOGIN));
+    assert_eq!(got[2], some(alice.claims_json()));
+    assert_eq!(got[3], some(alice.user_id()));
+    assert_eq!(got[4], some("authenticated"));
+    assert_eq!(got[5], some(&alice.org_id().to_string()));
+    assert_eq!(got[6], some(&alice.org_id().to_string()));
+    assert_eq!(got[7], some(alice.user_id()));
+    // The default shape sets role, claims and org only.
+    assert_eq!(got[8], None, "request id set without opting in");
+    assert_eq!(got[9], some("off"));
+    assert_eq!((got[10].as_deref(), got[11].as_deref()), (None, None));
+}
+
+/// `auth.uid()`, `auth.role()`, `auth.jwt()`, `tenant_guard.org_id()` and `tenant_guard.user_id()`
+/// answer the same whichever settings the pool sets, in session and pooler (unnamed) mode, for a
+/// principal whose claims name its role and user, one whose role the token did not name (a
+/// default role), one with a membership role and an org job; the opt-in settings are there
+/// exactly when asked for.
+#[tokio::test]
+async fn helpers_answer_the_same_in_every_scope_shape() {
+    use tenant_guard_postgres::{Pooler, ScopeSettings};
+    let env = env(1).await;
+    let (alice, _) = two_orgs(&env.issuer);
+    let org = alice.org_id();
+    // A role the token does not name: the verifier's default role. Its claims do not say the
+    // role in force, so the guard sets the per-claim settings for it in every mode.
+    let secret = [7u8; 32];
+    let verifier = tenant_guard_core::Verifier::builder(tenant_guard_core::Environment::Test)
+        .hmac_secret(secret)
+        .audience("shapes")
+        .allowed_roles(["authenticated", "anon"])
+        .default_role("authenticated")
+        .build()
+        .unwrap();
+    let claims = serde_json::json!({
+        "sub": Uuid::new_v4().to_string(), "org_id": org.to_string(), "aud": "shapes",
+        "exp": 4_000_000_000u64,
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&secret),
+    )
+    .unwrap();
+    let defaulted = verifier.verify(&token).unwrap();
+    assert!(!defaulted.claims_agree());
+    let anon = env.issuer.user_with_role(org, "anon");
+    let principals = [
+        ("claims agree", alice.clone()),
+        ("anon", anon),
+        ("default role", defaulted),
+    ];
+    let all = [
+        ScopeSettings::MINIMAL,
+        ScopeSettings::MINIMAL.claim_settings(true),
+        ScopeSettings::MINIMAL.request_id(true),
+        ScopeSettings::LEGACY,
+    ];
+    for pooler in [Pooler::None, Pooler::Transaction] {
+        for settings in all {
+            let pool = common::pool_builder(&env.db)
+                .max_size(1)
+                .pooler(pooler)
+                .scope_settings(settings)
+                .build()
+                .unwrap();
+            for (what, p) in &principals {
+                let options = ScopeOptions::default().request_id("req-7");
+                let got = helpers(&pool, p, options).await;
+                let ctx = format!("{what}, {settings:?}, {pooler:?}");
+                let role = p.role().as_str();
+                assert_eq!(got[0].as_deref(), Some(role), "{ctx}");
+                assert_eq!(got[2].as_deref(), Some(p.claims_json()), "{ctx}");
+                if Uuid::parse_str(p.user_id()).is_ok() {
+                    assert_eq!(got[3].as_deref(), Some(p.user_id()), "auth.uid(), {ctx}");
+                }
+                assert_eq!(got[4].as_deref(), Some(role), "auth.role(), {ctx}");
+                assert_eq!(
+                    got[6],
+                    Some(org.to_string()),
+                    "tenant_guard.org_id(), {ctx}"
+                );
+                assert_eq!(
+                    got[7].as_deref(),
+                    Some(p.user_id()),
+                    "tenant_guard.user_id(), {ctx}"
+                );
+                // Without a session reset in between (pooler mode) the per-claim settings are
+                // overwritten every time.
+                let forced = pooler == Pooler::Transaction;
+                let request_id = settings.sets_request_id().then_some("req-7");
+                assert_eq!(
+                    got[8].as_deref(),
+                    request_id,
+                    "tenant_guard.request_id(), {ctx}"
+                );
+                if settings.sets_claim_settings() || forced {
+                    assert_eq!(got[10].as_deref(), Some(p.user_id()), "{ctx}");
+                    assert_eq!(got[11].as_deref(), Some(role), "{ctx}");
+                } else if p.claims_agree() {
+                    assert_eq!(
+                        (got[10].as_deref(), got[11].as_deref()),
+                        (None, None),
+                        "{ctx}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[tokio::test]

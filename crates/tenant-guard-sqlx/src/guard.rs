@@ -8,7 +8,7 @@ use std::ops::{Deref, DerefMut};
 use futures_util::future::BoxFuture;
 use sqlx::postgres::PgConnection;
 use sqlx::{PgPool, Postgres, Transaction};
-use tenant_guard_core::scope::{SCOPE_SQL, Scope, ScopeOptions};
+use tenant_guard_core::scope::{Scope, ScopeOptions, ScopeSettings};
 use tenant_guard_core::{OrgId, Principal, Role, ServiceContext};
 use tracing::Instrument;
 
@@ -96,6 +96,7 @@ pub struct SqlxGuard {
     service_role: Role,
     job_role: Role,
     unnamed_statements: bool,
+    scope_settings: ScopeSettings,
 }
 
 impl fmt::Debug for SqlxGuard {
@@ -151,6 +152,17 @@ impl SqlxGuardBuilder {
         self
     }
 
+    /// Which settings every transaction sets beyond `role`, `request.jwt.claims` and
+    /// `tenant_guard.org_id` (default: none; see [`ScopeSettings`]): opt into
+    /// `request.jwt.claim.sub`/`request.jwt.claim.role` for SQL that reads them directly and into
+    /// `tenant_guard.request_id` for audit triggers. `auth.uid()`, `auth.role()`, `auth.jwt()`,
+    /// `tenant_guard.org_id()` and `tenant_guard.user_id()` answer the same in every mode.
+    #[must_use]
+    pub fn scope_settings(mut self, settings: ScopeSettings) -> Self {
+        self.guard.scope_settings = settings;
+        self
+    }
+
     /// The guard.
     pub fn build(self) -> SqlxGuard {
         self.guard
@@ -173,6 +185,7 @@ impl SqlxGuard {
                 service_role: role("service_role"),
                 job_role: role("authenticated"),
                 unnamed_statements: false,
+                scope_settings: ScopeSettings::default(),
             },
         }
     }
@@ -265,19 +278,9 @@ impl SqlxGuard {
             job_id = scope.service_job_id(),
         );
         async {
-            let mut buf = [0u8; 36];
-            let values = scope.values(&mut buf);
-            if let Some(sql) = begin_and_scope(read_only, values) {
-                // One message, one round trip: `BEGIN` and the scoping statement with its values
-                // as literals. If the scoping fails, sqlx returns the server's error and the
-                // aborted transaction's connection goes back to the pool, where the release hook's
-                // reset fails on it and closes it.
-                return begin_uncancelled(&self.pool, sql)
-                    .await
-                    .map_err(SqlxGuardError::from_scope);
-            }
-            // A value no literal can carry (a NUL): the statement with bound parameters, which
-            // the server refuses as it always did.
+            // `BEGIN` and the scoping statement with bound parameters, never the values as
+            // literals in the SQL text: sqlx logs statement texts at debug level, and the server
+            // logs the text of a failing statement, so literals would put the claims in both.
             let begin = if read_only {
                 "BEGIN READ ONLY"
             } else {
@@ -286,14 +289,22 @@ impl SqlxGuard {
             let mut tx = begin_uncancelled(&self.pool, begin)
                 .await
                 .map_err(SqlxGuardError::from)?;
-            let [role, claims, sub, org, request_id] = values;
+            let mut buf = [0u8; 36];
+            // Behind a transaction-mode pooler the release hook's reset may run on another
+            // server connection: overwrite the per-claim settings every time instead.
+            let settings = if self.unnamed_statements {
+                self.scope_settings.claim_settings(true)
+            } else {
+                self.scope_settings
+            };
+            let shape = scope.shape(settings);
+            let params = shape.params(scope.values(&mut buf));
+            let mut query = sqlx::query(shape.sql());
+            for value in params.as_slice() {
+                query = query.bind(*value);
+            }
             // On failure `tx` is dropped: sqlx queues the ROLLBACK, the release hook resets.
-            sqlx::query(SCOPE_SQL)
-                .bind(role)
-                .bind(claims)
-                .bind(sub)
-                .bind(org)
-                .bind(request_id)
+            query
                 .persistent(!self.unnamed_statements)
                 .execute(&mut *tx)
                 .await
@@ -319,55 +330,6 @@ async fn begin_uncancelled(
     tokio::spawn(async move { pool.begin_with(sql).await })
         .await
         .unwrap_or(Err(sqlx::Error::WorkerCrashed))
-}
-
-/// `BEGIN [READ ONLY]` and [`SCOPE_SQL`] with `values` (role, claims, sub, org id, request id) in
-/// place of its parameters, as one simple-protocol query; `None` when a value holds a NUL.
-///
-/// Each value becomes an escaped string literal (see [`push_literal`]), so the text sent is the
-/// scoping statement whatever the values hold.
-fn begin_and_scope(read_only: bool, values: [&str; 5]) -> Option<String> {
-    let begin = if read_only {
-        "BEGIN READ ONLY; "
-    } else {
-        "BEGIN; "
-    };
-    let len = values.iter().map(|v| v.len() + 4).sum::<usize>();
-    let mut sql = String::with_capacity(begin.len() + SCOPE_SQL.len() + len + 16);
-    sql.push_str(begin);
-    let mut rest = SCOPE_SQL;
-    while let Some(at) = rest.find('$') {
-        sql.push_str(&rest[..at]);
-        let digits = rest[at + 1..]
-            .find(|c: char| !c.is_ascii_digit())
-            .map_or(rest.len() - at - 1, |n| n);
-        let index: usize = rest[at + 1..at + 1 + digits].parse().ok()?;
-        push_literal(&mut sql, values.get(index.checked_sub(1)?)?)?;
-        rest = &rest[at + 1 + digits..];
-    }
-    sql.push_str(rest);
-    Some(sql)
-}
-
-/// Appends `value` as an escaped string literal: `E'…'` with every `\` and `'` doubled, which
-/// reads back as `value` whatever `standard_conforming_strings` is (unlike a plain `'…'`).
-/// UTF-8 (sqlx's `client_encoding`) never has `'` or `\` inside a multi-byte character.
-/// `None` when `value` holds a NUL: no PostgreSQL string can, and in the query message it would
-/// end the text early.
-fn push_literal(sql: &mut String, value: &str) -> Option<()> {
-    if value.contains('\0') {
-        return None;
-    }
-    sql.push_str("E'");
-    for c in value.chars() {
-        match c {
-            '\'' => sql.push_str("''"),
-            '\\' => sql.push_str("\\\\"),
-            c => sql.push(c),
-        }
-    }
-    sql.push('\'');
-    Some(())
 }
 
 /// Runs `f` in a transaction scoped to `principal`'s org and role; commits when it returns `Ok`,
@@ -475,47 +437,5 @@ where
             let _ = tx.rollback().await;
             Err(error)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_parameter_becomes_a_literal() {
-        let sql = begin_and_scope(true, ["authenticated", "{}", "u", "o", "r"]).unwrap();
-        assert!(
-            sql.starts_with("BEGIN READ ONLY; SELECT FROM (SELECT "),
-            "{sql}"
-        );
-        assert!(!sql.contains('$'), "{sql}");
-        assert!(
-            sql.contains("set_config('role', E'authenticated', true)"),
-            "{sql}"
-        );
-        assert!(
-            sql.contains("set_config('request.jwt.claim.role', E'authenticated', true)"),
-            "{sql}"
-        );
-        assert!(
-            sql.contains("set_config('tenant_guard.request_id', E'r', true)"),
-            "{sql}"
-        );
-        let sql = begin_and_scope(false, ["a", "b", "c", "d", "e"]).unwrap();
-        assert!(sql.starts_with("BEGIN; SELECT"), "{sql}");
-    }
-
-    #[test]
-    fn quotes_and_backslashes_are_doubled() {
-        let mut sql = String::new();
-        push_literal(&mut sql, r"it's \' \\").unwrap();
-        assert_eq!(sql, r"E'it''s \\'' \\\\'");
-    }
-
-    #[test]
-    fn a_nul_has_no_literal() {
-        assert!(push_literal(&mut String::new(), "a\0b").is_none());
-        assert!(begin_and_scope(false, ["a", "b", "c\0", "d", "e"]).is_none());
     }
 }

@@ -27,8 +27,9 @@
 //!
 //! What a transaction does: `BEGIN [READ ONLY]`, then the one scoping statement shared with the
 //! tokio-postgres guard ([`tenant_guard_core::scope::SCOPE_SQL`]: `role`, `request.jwt.claims`,
-//! `request.jwt.claim.sub`, `request.jwt.claim.role`, `tenant_guard.org_id`,
-//! `tenant_guard.request_id`, all transaction-local), then your statements. Unlike the
+//! `tenant_guard.org_id`, plus `request.jwt.claim.sub`, `request.jwt.claim.role` and
+//! `tenant_guard.request_id` when [`SqlxGuardBuilder::scope_settings`] opts in; all
+//! transaction-local), then your statements. Unlike the
 //! tokio-postgres guard (which pipelines all three), these are separate round trips: sqlx has no
 //! pipelining. `BENCHMARKS.md` has the cost.
 //!
@@ -71,7 +72,7 @@ pub use guard::{
     with_tenant_guard, with_tenant_guard_options,
 };
 pub use pool::{RELEASE_TIMEOUT, RESET_SQL, pool_options, release_hook};
-pub use tenant_guard_core::scope::{SCOPE_SQL, ScopeOptions};
+pub use tenant_guard_core::scope::{SCOPE_SQL, ScopeOptions, ScopeSettings};
 
 /// The driver, re-exported.
 pub use sqlx;

@@ -1,9 +1,9 @@
-//! The sqlx guard sends `BEGIN` and the scoping statement as one simple query, with the values as
-//! escaped literals. Hostile values (quotes, backslashes, `$` tags, JSON escapes of surrogates and
-//! NUL as text, non-ASCII) arrive byte for byte, whatever `standard_conforming_strings` says; a
-//! value no literal can carry (a NUL) takes the bound-parameter path and the server refuses it as
-//! before; a scoping failure is the server's error and never leaves an aborted transaction on a
-//! pooled connection.
+//! Hostile values in the scoping (quotes, backslashes, `$` tags, JSON escapes of surrogates and
+//! NUL as text, non-ASCII) arrive byte for byte through the sqlx guard, whatever
+//! `standard_conforming_strings` says; a NUL is refused by the server; a scoping failure is the
+//! server's error and never leaves an aborted transaction on a pooled connection. (The values are
+//! bound parameters: an earlier one-message variant sent them as literals, which put the claims
+//! in sqlx's statement log and in the server's log of a failing statement.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

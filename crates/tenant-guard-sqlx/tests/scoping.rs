@@ -8,34 +8,51 @@ use common::{audit_rows, env, two_orgs};
 use sqlx::Row;
 use tenant_guard_core::{Role, ServiceContext, ToErrorResponse};
 use tenant_guard_sqlx::{
-    ScopeOptions, SqlxGuardError, with_org_job, with_service_role, with_tenant_guard,
-    with_tenant_guard_options,
+    ScopeOptions, ScopeSettings, SqlxGuardError, with_org_job, with_service_role,
+    with_tenant_guard, with_tenant_guard_options,
 };
 
 #[tokio::test]
 async fn settings_inside_the_transaction_are_the_principals() {
     let env = env(2).await;
     let (alice, _) = two_orgs(&env.issuer);
-    let options = ScopeOptions::default().request_id("req-7");
-    let row = with_tenant_guard_options(&env.guard, &alice, options, |tx| {
-        Box::pin(async move {
-            Ok::<_, SqlxGuardError>(
-                sqlx::query(
-                    "SELECT current_user::text, tenant_guard.org_id(), tenant_guard.request_id(), \
-                        current_setting('request.jwt.claim.sub'), auth.jwt() ->> 'org_id'",
+    let legacy = tenant_guard_sqlx::SqlxGuard::builder(env.guard.dangerous_pool().clone())
+        .scope_settings(ScopeSettings::LEGACY)
+        .build();
+    for (guard, opted_in) in [(&env.guard, false), (&legacy, true)] {
+        let options = ScopeOptions::default().request_id("req-7");
+        let row = with_tenant_guard_options(guard, &alice, options, |tx| {
+            Box::pin(async move {
+                Ok::<_, SqlxGuardError>(
+                    sqlx::query(
+                        "SELECT current_user::text, tenant_guard.org_id(), \
+                            tenant_guard.request_id(), \
+                            nullif(current_setting('request.jwt.claim.sub', true), ''), \
+                            auth.jwt() ->> 'org_id', auth.uid()::text, auth.role(), \
+                            tenant_guard.user_id()",
+                    )
+                    .fetch_one(&mut **tx)
+                    .await?,
                 )
-                .fetch_one(&mut **tx)
-                .await?,
-            )
+            })
         })
-    })
-    .await
-    .unwrap();
-    assert_eq!(row.get::<String, _>(0), "authenticated");
-    assert_eq!(row.get::<uuid::Uuid, _>(1), alice.org_id());
-    assert_eq!(row.get::<String, _>(2), "req-7");
-    assert_eq!(row.get::<String, _>(3), alice.user_id());
-    assert_eq!(row.get::<String, _>(4), alice.org_id().to_string());
+        .await
+        .unwrap();
+        assert_eq!(row.get::<String, _>(0), "authenticated");
+        assert_eq!(row.get::<uuid::Uuid, _>(1), alice.org_id());
+        let (request_id, sub) = if opted_in {
+            (Some("req-7"), Some(alice.user_id()))
+        } else {
+            (None, None)
+        };
+        assert_eq!(row.get::<Option<String>, _>(2).as_deref(), request_id);
+        assert_eq!(row.get::<Option<String>, _>(3).as_deref(), sub);
+        assert_eq!(row.get::<String, _>(4), alice.org_id().to_string());
+        // The helpers answer the same in both modes.
+        assert_eq!(row.get::<String, _>(5), alice.user_id());
+        assert_eq!(row.get::<String, _>(6), "authenticated");
+        assert_eq!(row.get::<String, _>(7), alice.user_id());
+    }
 }
 
 #[tokio::test]

@@ -414,15 +414,16 @@ async fn a_handlers_session_settings_never_reach_the_next_request() {
     .await
     .unwrap();
 
-    let (bob_pid, user, org, sub, claims_org, projects) =
+    let (bob_pid, user, org, sub, claims_org, projects, planted) =
         with_tenant_guard(&env.pool, &bob, async |tx| {
             let row = tx
                 .query_one(
                     "SELECT pg_backend_pid(), current_user::text, \
                             current_setting('tenant_guard.org_id'), \
-                            current_setting('request.jwt.claim.sub'), \
+                            tenant_guard.user_id(), \
                             current_setting('request.jwt.claims')::jsonb ->> 'org_id', \
-                            (SELECT count(*) FROM projects)",
+                            (SELECT count(*) FROM projects), \
+                            current_setting('request.jwt.claim.sub', true) = 'planted'",
                     &[],
                 )
                 .await?;
@@ -433,6 +434,7 @@ async fn a_handlers_session_settings_never_reach_the_next_request() {
                 row.get::<_, String>(3),
                 row.get::<_, Option<String>>(4),
                 row.get::<_, i64>(5),
+                row.get::<_, Option<bool>>(6),
             ))
         })
         .await
@@ -441,6 +443,9 @@ async fn a_handlers_session_settings_never_reach_the_next_request() {
     assert_eq!(user, "authenticated", "the planted role did not apply");
     assert_eq!(org, bob.org_id().to_string());
     assert_eq!(sub, bob.user_id());
+    // The default scope does not set the per-claim settings: the planted one is gone with the
+    // session's reset, not overwritten.
+    assert_ne!(planted, Some(true), "the planted request.jwt.claim.sub survived");
     assert_eq!(claims_org, Some(bob.org_id().to_string()));
     assert_eq!(projects, 0, "alice's row is invisible to bob");
     if RESETS_SESSION {
