@@ -11,7 +11,9 @@ mod common;
 use common::{env, env_with, snapshot};
 use sqlx::Row;
 use tenant_guard_core::{Principal, Role};
-use tenant_guard_sqlx::{ScopeOptions, SqlxGuard, SqlxGuardError, with_tenant_guard_options};
+use tenant_guard_sqlx::{
+    ScopeOptions, ScopeSettings, SqlxGuard, SqlxGuardError, with_tenant_guard_options,
+};
 use uuid::Uuid;
 
 const HOSTILE: &[&str] = &[
@@ -28,6 +30,13 @@ const HOSTILE: &[&str] = &[
     "émoji 🦀 \u{FEFF} \u{10FFFF}",
     "line\nbreak\ttab\r",
 ];
+
+/// A guard that sets every setting ([`ScopeSettings::LEGACY`]).
+fn legacy(env: &common::Env) -> SqlxGuard {
+    SqlxGuard::builder(env.pool.clone())
+        .scope_settings(ScopeSettings::LEGACY)
+        .build()
+}
 
 async fn settings(guard: &SqlxGuard, p: &Principal, request_id: &str) -> [String; 4] {
     let options = ScopeOptions::default().request_id(request_id);
@@ -54,12 +63,14 @@ async fn hostile_values_arrive_intact(conforming: &'static str) {
         o.options([("standard_conforming_strings", conforming)])
     })
     .await;
+    // Every setting, so each value is seen arriving (sub and request id are opt-in).
+    let guard = legacy(&env);
     for value in HOSTILE {
         let p = env
             .issuer
             .principal(Uuid::new_v4(), value, "authenticated")
             .unwrap();
-        let [role, claims, sub, request_id] = settings(&env.guard, &p, value).await;
+        let [role, claims, sub, request_id] = settings(&guard, &p, value).await;
         assert_eq!(role, "authenticated", "{value:?}");
         assert_eq!(claims, p.claims_json(), "{value:?}");
         assert_eq!(sub, *value, "{value:?}");
@@ -83,13 +94,14 @@ async fn hostile_values_arrive_intact_without_standard_conforming_strings() {
 #[tokio::test]
 async fn a_nul_in_a_value_is_refused_by_the_server() {
     let env = env(1).await;
+    let guard = legacy(&env);
     let (alice, _) = common::two_orgs(&env.issuer);
     let options = ScopeOptions::default().request_id("req\0-7");
-    let err = env.guard.begin(&alice, options).await.unwrap_err();
+    let err = guard.begin(&alice, options).await.unwrap_err();
     assert!(matches!(err, SqlxGuardError::Scope(_)), "{err:?}");
     assert_eq!(err.sqlstate(), Some("22021"), "{err:?}");
     snapshot(&env.pool).await.assert_clean();
-    assert_eq!(settings(&env.guard, &alice, "ok").await[3], "ok");
+    assert_eq!(settings(&guard, &alice, "ok").await[3], "ok");
 }
 
 /// A role the login may not switch to: the server's own error (42501) comes back as a scoping
@@ -108,6 +120,7 @@ async fn a_failed_scoping_is_the_servers_error_and_leaves_nothing_open() {
     let stranger_role = Role::new("tg_sqlx_stranger").unwrap();
     let guard = SqlxGuard::builder(env.pool.clone())
         .user_roles([stranger_role, Role::new("authenticated").unwrap()])
+        .scope_settings(ScopeSettings::LEGACY)
         .build();
     let issuer =
         tenant_guard_testkit::TestIssuer::with_allowed_roles(["tg_sqlx_stranger", "authenticated"]);
