@@ -10,7 +10,8 @@
 #      rejected requests (and their pool check), pool sizes;
 #   3. the long load-with-isolation-checking run (tests/load_isolation.rs);
 #   4. the server-side instruction floor of a scoped transaction (scripts/guard-floor.sh, when
-#      valgrind and pgbench are installed), and of the role mix (scripts/role-mix-floor.sh).
+#      valgrind and pgbench are installed), of the role mix (scripts/role-mix-floor.sh), of the
+#      realistic workloads (scripts/guard-workloads.sh) and of the session reset (scripts/reset-cost.sh).
 # --quick: the "does it still run" pass CI makes (debug build, every bench case once, a few HTTP
 # requests per variant, the short isolation run); nothing in it is a measurement.
 #
@@ -35,7 +36,7 @@ if [[ $MODE == quick ]]; then
   # The example binaries the HTTP harness and the isolation test start (debug, next to the tests).
   cargo build --features full --examples
   cargo test --features full --bench verify --bench scale --bench http --bench guard --bench rate_limit
-  cargo test --features full --bench role_mix
+  cargo test --features full --bench role_mix --bench workloads --bench guard_sqlx --bench membership
   cargo test --features full --test load_isolation -- --nocapture
   exit 0
 fi
@@ -60,6 +61,11 @@ done
 cargo bench --features full --bench guard 2>&1 | tee -a "$LOG" | tee "$TARGET/guard-bench.txt"
 # Role affinity: 50/50 two roles vs one, affinity on and off (prints its ratio table).
 cargo bench --features full --bench role_mix 2>&1 | tee -a "$LOG" | tee "$TARGET/role-mix-bench.txt"
+# Realistic workloads, raw vs guarded in one run (prints its guarded ÷ raw table), and the sqlx
+# guard and the membership check.
+cargo bench --features full --bench workloads 2>&1 | tee -a "$LOG" | tee "$TARGET/workloads-bench.txt"
+cargo bench --features full --bench guard_sqlx 2>&1 | tee -a "$LOG"
+cargo bench --features full --bench membership 2>&1 | tee -a "$LOG"
 
 # Criterion estimates as tables (median of each case).
 python3 - "$TARGET/criterion" "$STARTED" >>"$OUT" <<'PY'
@@ -127,6 +133,14 @@ if command -v valgrind >/dev/null 2>&1 && command -v pgbench >/dev/null 2>&1; th
     echo "### Server instructions of the role mix (scripts/role-mix-floor.sh)"
     echo
     scripts/role-mix-floor.sh
+    echo
+    echo "### Server instructions of the realistic workloads (scripts/guard-workloads.sh)"
+    echo
+    scripts/guard-workloads.sh
+    echo
+    echo "### Server instructions of the session reset, part by part (scripts/reset-cost.sh)"
+    echo
+    scripts/reset-cost.sh
     echo
   } >>"$OUT"
 else
