@@ -37,7 +37,6 @@
     missing_docs
 )]
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -224,33 +223,10 @@ fn fixture() -> Fixture {
                     all.push(run(&f, v));
                 }
             }
-            futures_join_all(all).await;
+            futures_util::future::join_all(all).await;
         }
     });
     f
-}
-
-/// Polls all futures to completion concurrently (a small join_all, to avoid a dependency).
-async fn futures_join_all<F: Future<Output = ()>>(futures: Vec<F>) {
-    let mut futures: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for slot in &mut futures {
-            if let Some(f) = slot {
-                if f.as_mut().poll(cx).is_ready() {
-                    *slot = None;
-                } else {
-                    pending = true;
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -503,7 +479,7 @@ fn distribution_and_throughput(f: &Fixture) {
                 tokio::time::sleep(THROUGHPUT_TIME).await;
                 stop.store(true, Ordering::Relaxed);
             };
-            let (_, ()) = tokio::join!(futures_join_all(clients), timer);
+            let (_, ()) = tokio::join!(futures_util::future::join_all(clients), timer);
             throughput[i] = done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
         });
     }

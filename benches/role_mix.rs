@@ -28,7 +28,6 @@
     missing_docs
 )]
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
@@ -211,29 +210,6 @@ async fn settle(pool: &TenantPool) {
     }
 }
 
-/// Polls all futures to completion concurrently (a small join_all, to avoid a dependency).
-async fn futures_join_all<F: Future<Output = ()>>(futures: Vec<F>) {
-    let mut futures: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for slot in &mut futures {
-            if let Some(f) = slot {
-                if f.as_mut().poll(cx).is_ready() {
-                    *slot = None;
-                } else {
-                    pending = true;
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-}
-
 /// `n` transactions of `variant`, spread over the concurrent clients.
 async fn workload(f: &Fixture, variant: Variant, n: u64) {
     let pool = f.pool(variant);
@@ -255,8 +231,8 @@ async fn workload(f: &Fixture, variant: Variant, n: u64) {
                 tx.commit().await.unwrap();
             }
         })
-        .collect();
-    futures_join_all(tasks).await;
+        .collect::<Vec<_>>();
+    futures_util::future::join_all(tasks).await;
 }
 
 fn criterion_benches(c: &mut Criterion) {
