@@ -28,7 +28,7 @@ ORG=00000000-0000-4000-8000-000000000007
 SUB=5f1c1d5e-0000-4000-8000-000000000001
 
 cg_start
-cg_psql -f "$ROOT/crates/tenant-guard-postgres/sql/support_v1.sql" >/dev/null
+cg_psql -f "$ROOT/crates/tenant-guard-postgres/sql/support_v2.sql" >/dev/null
 cg_psql -c "CREATE ROLE $LOGIN LOGIN NOINHERIT" -c "SELECT tenant_guard.grant_app_roles('$LOGIN')" >/dev/null
 cg_psql -f "$ROOT/benches/support/workloads.sql" >/dev/null
 

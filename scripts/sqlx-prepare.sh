@@ -22,7 +22,7 @@ trap cleanup EXIT
     -l "$dir/log" start >/dev/null
 url="postgres://postgres@127.0.0.1:$port/postgres"
 psql=("$(command -v psql || echo "$bin/psql")" -q -v ON_ERROR_STOP=1 "$url")
-"${psql[@]}" -f "$root/crates/tenant-guard-postgres/sql/support_v1.sql" >/dev/null
+"${psql[@]}" -f "$root/crates/tenant-guard-postgres/sql/support_v2.sql" >/dev/null
 "${psql[@]}" -f "$crate/tests/fixtures/schema.sql" >/dev/null
 rm -rf "$crate/.sqlx" && mkdir -p "$crate/.sqlx"
 touch "$crate/tests/macros.rs"

@@ -66,10 +66,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
 /// The support SQL script (version [`SUPPORT_SQL_VERSION`]).
-pub const SUPPORT_SQL: &str = include_str!("../sql/support_v1.sql");
+pub const SUPPORT_SQL: &str = include_str!("../sql/support_v2.sql");
 
 /// The version of [`SUPPORT_SQL`]; `tenant_guard.support_version()` returns it once applied.
-pub const SUPPORT_SQL_VERSION: i32 = 1;
+pub const SUPPORT_SQL_VERSION: i32 = 2;
 
 /// The rate limit SQL (version [`RATE_LIMIT_SQL_VERSION`]): the counters table of
 /// [`PgRateLimiter`](crate::PgRateLimiter), the `SECURITY DEFINER` functions

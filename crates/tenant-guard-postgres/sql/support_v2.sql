@@ -1,4 +1,4 @@
--- tenant-guard support SQL, version 1.
+-- tenant-guard support SQL, version 2.
 --
 -- Idempotent: safe to apply on every start, and safe on Supabase (roles and auth.* functions that
 -- already exist are left alone). Apply it as a superuser (creating a BYPASSRLS role needs one),
@@ -133,7 +133,7 @@ CREATE OR REPLACE FUNCTION tenant_guard.request_id() RETURNS text
 
 CREATE OR REPLACE FUNCTION tenant_guard.support_version() RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $fn$ SELECT 1 $fn$;
+    AS $fn$ SELECT 2 $fn$;
 
 -- Grants the app roles to a login so it can SET ROLE to them (the pool's login).
 CREATE OR REPLACE FUNCTION tenant_guard.grant_app_roles(login name) RETURNS void
