@@ -73,7 +73,12 @@ pub enum SessionReset {
 /// statement resets:
 ///
 /// - `pg_prepared_statements` with `from_sql`: an SQL-level `PREPARE` (the driver's own
-///   statements are protocol-level: the statement cache; `DEALLOCATE ALL` would drop both);
+///   statements are protocol-level: the statement cache; `DEALLOCATE ALL` would drop both).
+///   Left behind it gives the next request no rows of another org (its plan is re-made for the
+///   next role, and the policies read the next transaction's settings), but its text, literals
+///   included, is the next request's to read, and its name is taken. The largest part of the
+///   check's cost (about 48 000 server instructions plus 2 300 per cached statement,
+///   `BENCHMARKS.md`), kept because nothing cheaper detects it;
 /// - a temporary schema at all (`pg_my_temp_schema()` is `0` until the session first commits a
 ///   temporary object, table, view, sequence, function or type): stricter than looking for
 ///   objects in it and cheaper (no catalog scan; a plan naming `pg_class` locks it on every

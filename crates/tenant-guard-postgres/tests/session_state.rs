@@ -243,6 +243,73 @@ async fn without_a_reset_every_construct_leaks() {
     }
 }
 
+/// Why an SQL-level `PREPARE` closes the connection (issue 18's review of the check's largest
+/// cost): left behind (here without a reset, so it survives), it gives org B **no rows** of org
+/// A's (the plan is re-made for B's role and the policy reads B's settings when it runs), but
+/// its **text**, literals included, is B's to read in
+/// `pg_prepared_statements`, and its name is taken for B. The default check closes such a
+/// connection (`no_construct_reaches_the_next_org_with_the_default_check`).
+#[tokio::test]
+async fn a_prepare_left_behind_gives_no_rows_but_shows_its_text() {
+    let (_db, pool) = pool(SessionReset::DangerousNone).await;
+    let issuer = common::TestIssuer::new();
+    let (a, b) = two_orgs(&issuer);
+    let tx = pool.begin(&a, ScopeOptions::default()).await.unwrap();
+    let a_org = a.org_id().as_uuid().unwrap();
+    tx.execute(
+        "INSERT INTO projects (org_id, name) VALUES ($1, 'org a plan')",
+        &[&a_org],
+    )
+    .await
+    .unwrap();
+    tx.execute("PREPARE a_projects AS SELECT name FROM projects", &[])
+        .await
+        .unwrap();
+    tx.execute("PREPARE a_note AS SELECT 'a secret of org a'", &[])
+        .await
+        .unwrap();
+    let a_rows: Vec<String> = tx
+        .query("EXECUTE a_projects", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(a_rows, ["org a plan"]);
+    tx.commit().await.unwrap();
+
+    let tx = pool.begin(&b, ScopeOptions::default()).await.unwrap();
+    let b_rows = tx.query("EXECUTE a_projects", &[]).await.unwrap();
+    assert!(
+        b_rows.is_empty(),
+        "org B got org A's rows through its PREPARE"
+    );
+    let texts: Vec<String> = tx
+        .query(
+            "SELECT statement FROM pg_prepared_statements WHERE from_sql ORDER BY name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        texts.iter().any(|text| text.contains("a secret of org a")),
+        "{texts:?}"
+    );
+    let taken = tx
+        .execute("PREPARE a_note AS SELECT 'org b'", &[])
+        .await
+        .unwrap_err();
+    // 42P05 duplicate_prepared_statement (which the guard explains as a transaction-mode pooler
+    // losing statements: with the default check, a name taken by an earlier request cannot be
+    // the cause).
+    assert!(taken.to_string().contains("42P05"), "{taken}");
+    drop(tx);
+    fresh_connection(&pool).await;
+}
+
 /// The review's reproduction: org A leaves a `WITH HOLD` cursor over its rows and a temporary
 /// copy of them; org B's `FETCH` and `SELECT` find neither, while RLS shows B none of A's rows.
 #[tokio::test]
