@@ -14,6 +14,9 @@
 //! - `join_page`: one project's 100 tasks joined to their project; `tasks` has no `org_id`: its
 //!   policy checks the parent project's org (`EXISTS (… projects …)`);
 //! - `join_aggregate`: per-project count and sum over the org's 1 000 tasks (the same join);
+//! - `join_page_org`, `join_aggregate_org`: the same two statements over `org_tasks`, the same
+//!   rows with their own `org_id` (kept equal to the project's by a composite foreign key) and a
+//!   direct `org_id = (SELECT tenant_guard.org_id())` policy: no probe of the parent per row;
 //! - `write_indexed`: one `INSERT` into `events` (primary key + a secondary `(org_id, created_at)`
 //!   index; `WITH CHECK` policy), committed (autocommit for raw);
 //! - `membership_page`: a 100-row page of `docs` whose policy is a membership check,
@@ -71,16 +74,20 @@ enum Workload {
     PageOrg100,
     JoinPage,
     JoinAggregate,
+    JoinPageOrg,
+    JoinAggregateOrg,
     WriteIndexed,
     MembershipPage,
 }
 
-const WORKLOADS: [Workload; 7] = [
+const WORKLOADS: [Workload; 9] = [
     Workload::Read10,
     Workload::Page100,
     Workload::PageOrg100,
     Workload::JoinPage,
     Workload::JoinAggregate,
+    Workload::JoinPageOrg,
+    Workload::JoinAggregateOrg,
     Workload::WriteIndexed,
     Workload::MembershipPage,
 ];
@@ -93,6 +100,8 @@ impl Workload {
             Self::PageOrg100 => "page_100_org",
             Self::JoinPage => "join_page",
             Self::JoinAggregate => "join_aggregate",
+            Self::JoinPageOrg => "join_page_org",
+            Self::JoinAggregateOrg => "join_aggregate_org",
             Self::WriteIndexed => "write_indexed",
             Self::MembershipPage => "membership_page",
         }
@@ -118,6 +127,16 @@ impl Workload {
                  JOIN tasks t ON t.project_id = p.id \
                  WHERE p.org_id = $1 GROUP BY p.id, p.name ORDER BY p.id"
             }
+            Self::JoinPageOrg => {
+                "SELECT t.id, t.title, t.status, p.name FROM org_tasks t \
+                 JOIN projects p ON p.id = t.project_id \
+                 WHERE t.project_id = 7 ORDER BY t.id LIMIT 100"
+            }
+            Self::JoinAggregateOrg => {
+                "SELECT p.id, p.name, count(*), sum(t.estimate) FROM projects p \
+                 JOIN org_tasks t ON t.project_id = p.id \
+                 WHERE p.org_id = $1 GROUP BY p.id, p.name ORDER BY p.id"
+            }
             Self::WriteIndexed => "INSERT INTO events (org_id, note) VALUES ($1, 'bench')",
             Self::MembershipPage => {
                 "SELECT id, org_id, title FROM docs WHERE org_id = $1 ORDER BY id LIMIT 100"
@@ -126,7 +145,10 @@ impl Workload {
     }
 
     fn takes_org(self) -> bool {
-        !matches!(self, Self::Read10 | Self::Page100 | Self::JoinPage)
+        !matches!(
+            self,
+            Self::Read10 | Self::Page100 | Self::JoinPage | Self::JoinPageOrg
+        )
     }
 
     fn is_write(self) -> bool {
@@ -136,8 +158,12 @@ impl Workload {
     /// Rows returned (or written, for the write).
     fn rows(self) -> usize {
         match self {
-            Self::Read10 | Self::JoinAggregate => 10,
-            Self::Page100 | Self::PageOrg100 | Self::JoinPage | Self::MembershipPage => 100,
+            Self::Read10 | Self::JoinAggregate | Self::JoinAggregateOrg => 10,
+            Self::Page100
+            | Self::PageOrg100
+            | Self::JoinPage
+            | Self::JoinPageOrg
+            | Self::MembershipPage => 100,
             Self::WriteIndexed => 1,
         }
     }

@@ -21,7 +21,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib/callgrind-pg.sh
 source "$ROOT/scripts/lib/callgrind-pg.sh"
 
-WORKLOADS=${WORKLOADS:-"read_10 page_100 page_100_org join_page join_aggregate write_indexed membership_page"}
+WORKLOADS=${WORKLOADS:-"read_10 page_100 page_100_org join_page join_aggregate join_page_org join_aggregate_org write_indexed membership_page"}
 SHAPES=${SHAPES:-"six three"}
 LOGIN=bench_authenticator
 ORG=00000000-0000-4000-8000-000000000007
@@ -46,13 +46,15 @@ sql() {
     page_100_org) echo "SELECT id, org_id, name FROM items WHERE org_id = :org ORDER BY id LIMIT 100;" ;;
     join_page) echo "SELECT t.id, t.title, t.status, p.name FROM tasks t JOIN projects p ON p.id = t.project_id WHERE t.project_id = 7 ORDER BY t.id LIMIT 100;" ;;
     join_aggregate) echo "SELECT p.id, p.name, count(*), sum(t.estimate) FROM projects p JOIN tasks t ON t.project_id = p.id WHERE p.org_id = :org GROUP BY p.id, p.name ORDER BY p.id;" ;;
+    join_page_org) echo "SELECT t.id, t.title, t.status, p.name FROM org_tasks t JOIN projects p ON p.id = t.project_id WHERE t.project_id = 7 ORDER BY t.id LIMIT 100;" ;;
+    join_aggregate_org) echo "SELECT p.id, p.name, count(*), sum(t.estimate) FROM projects p JOIN org_tasks t ON t.project_id = p.id WHERE p.org_id = :org GROUP BY p.id, p.name ORDER BY p.id;" ;;
     write_indexed) echo "INSERT INTO events (org_id, note) VALUES (:org, 'bench');" ;;
     membership_page) echo "SELECT id, org_id, title FROM docs WHERE org_id = :org ORDER BY id LIMIT 100;" ;;
     *) echo "unknown workload $1" >&2; return 1 ;;
   esac
 }
 # Transactions per run: heavy statements get fewer (callgrind runs ~50× slower than native).
-counts() { case $1 in join_aggregate) echo "20 220" ;; *) echo "200 1200" ;; esac; }
+counts() { case $1 in join_aggregate|join_aggregate_org) echo "20 220" ;; *) echo "200 1200" ;; esac; }
 
 S="$CG_WORK/scripts"
 mkdir -p "$S"
