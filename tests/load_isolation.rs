@@ -834,3 +834,8 @@ fn actix_on_sqlx_many_orgs_under_load_never_see_each_other() {
 fn axum_many_orgs_behind_pgbouncer_never_see_each_other() {
     run_via("reference_axum", Route::PgBouncer);
 }
+
+#[test]
+fn actix_many_orgs_behind_pgbouncer_never_see_each_other() {
+    run_via("reference_actix", Route::PgBouncer);
+}
