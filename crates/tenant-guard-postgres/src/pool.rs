@@ -375,9 +375,11 @@ impl TenantPool {
         };
         let reset = match self.inner.session_reset {
             // Behind a transaction-mode pooler the client connection has no server session of
-            // its own to check: the next transaction may run on any server connection (see
-            // `crate::pooler`: PgBouncer's `server_reset_query_always` cleans them there).
-            _ if unnamed => Reset::None,
+            // its own to check (the next message may reach any server connection), but the
+            // reset in the `COMMIT`'s own message runs on the transaction's server connection
+            // before the pooler hands it on (see `crate::pooler`).
+            SessionReset::DangerousNone if unnamed => Reset::None,
+            _ if unnamed => Reset::Folded,
             // Prepared by the post-create hook too.
             SessionReset::Check => Reset::Check(
                 conn.prepare_cached(SESSION_CHECK_SQL)

@@ -29,9 +29,15 @@
 //! - Connection options (`-c statement_timeout=…`) are not sent (PgBouncer refuses unknown
 //!   startup parameters): [`statement_timeout`](crate::TenantPoolBuilder::statement_timeout)
 //!   becomes a `SET LOCAL` sent with `BEGIN` (same message, no round trip).
-//! - [`TenantPoolBuilder::session_reset`](crate::TenantPoolBuilder::session_reset) does not
-//!   apply: the pool's connection is to the pooler, with no server session of its own to check
-//!   (PgBouncer's `server_reset_query_always = 1` cleans server connections instead).
+//! - The session reset still runs, folded into the `COMMIT`'s message (`COMMIT; SET SESSION
+//!   AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *[; DISCARD SEQUENCES]`, see
+//!   [`SessionReset::Check`](crate::SessionReset::Check)): one message runs on one server
+//!   connection, so a handler's session `SET`, `set_config(…, false)`, plain `SET ROLE`, `WITH
+//!   HOLD` cursor or `LISTEN` is gone before the pooler hands that connection to anyone else.
+//!   The *check* does not run (a message of its own could reach another server connection): a
+//!   session advisory lock, an SQL-level `PREPARE` or a temporary object stays on the server
+//!   connection, for PgBouncer's `server_reset_query_always = 1` to clean. `DiscardAll` acts as
+//!   `Check` here (`DISCARD ALL` cannot share a message); `DangerousNone` sends `COMMIT` alone.
 //! - Nothing may rely on session state, which the pooler hands to whoever comes next:
 //!   `LISTEN`/`NOTIFY` receivers, session advisory locks (`pg_advisory_lock`; the `_xact_`
 //!   variants are fine), `SET` without `LOCAL`, temporary tables kept across transactions, `WITH

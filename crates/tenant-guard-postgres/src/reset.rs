@@ -194,6 +194,34 @@ pub(crate) async fn end_and_check(
     }
 }
 
+/// The `COMMIT` message of [`Reset::Folded`](crate::tx::Reset) (behind a transaction-mode
+/// pooler): `COMMIT` and the reset, one simple query.
+pub(crate) fn folded_commit_sql(read_only: bool) -> &'static str {
+    Ending::Commit.sql(read_only)
+}
+
+/// Commits with the reset folded in and no check (behind a transaction-mode pooler, where a
+/// message of its own could reach another server connection), waiting for the answer: the
+/// `COMMIT`'s result, and `false` when the connection must be closed (the reset behind a
+/// successful `COMMIT` failed, or the connection broke). A failed `COMMIT` rolled back, undoing
+/// the transaction's session `SET`s itself.
+pub(crate) async fn end_folded(
+    client: &ClientWrapper,
+    read_only: bool,
+) -> (Result<(), tokio_postgres::Error>, bool) {
+    match end_then_reset(client, Ending::Commit.sql(read_only)).await {
+        Ended::All => (Ok(()), true),
+        Ended::ResetFailed(error) => {
+            failed(&error);
+            (Ok(()), false)
+        }
+        Ended::EndFailed(error) => {
+            let clean = !error.is_closed() && error.as_db_error().is_some();
+            (Err(error), clean)
+        }
+    }
+}
+
 /// What the end-and-reset message answered.
 enum Ended {
     /// Every statement completed.

@@ -298,6 +298,10 @@ pub(crate) fn discard(conn: Object) {
 pub(crate) enum Reset {
     Check(Statement),
     DiscardAll,
+    /// Behind a transaction-mode pooler: the reset rides in the `COMMIT`'s message (one message
+    /// runs on one server connection), without the check (a message of its own could reach
+    /// another server connection).
+    Folded,
     None,
 }
 
@@ -733,7 +737,11 @@ impl TenantTx {
                 self.end(Outcome::Committed);
                 return Ok(());
             }
-            if send_without_waiting(client, "COMMIT") {
+            let commit = match self.reset {
+                Reset::Folded => reset::folded_commit_sql(true),
+                _ => "COMMIT",
+            };
+            if send_without_waiting(client, commit) {
                 self.phase.store(ENDING, Ordering::Release);
                 self.end(Outcome::Committed);
                 return Ok(());
@@ -753,6 +761,13 @@ impl TenantTx {
                         if clean { CHECKED_CLEAN } else { CHECKED_DIRTY },
                         Ordering::Release,
                     );
+                    committed
+                }
+                Reset::Folded => {
+                    let (committed, clean) = reset::end_folded(client, self.read_only).await;
+                    if !clean {
+                        self.checked.store(CHECKED_DIRTY, Ordering::Release);
+                    }
                     committed
                 }
                 _ => client.batch_execute("COMMIT").await,
@@ -919,7 +934,9 @@ impl TenantTx {
                     true
                 }
             }
-            Reset::None => {
+            // Folded: the reset went out with the `COMMIT` (a `ROLLBACK` undoes the session
+            // `SET`s of its transaction itself).
+            Reset::Folded | Reset::None => {
                 self.home.ran().put(conn);
                 false
             }

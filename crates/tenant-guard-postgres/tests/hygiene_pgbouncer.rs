@@ -11,8 +11,9 @@ use std::time::Duration;
 use common::{Env, TestError, snapshot, two_orgs};
 use tenant_guard_postgres::{GuardError, ScopeOptions, TenantTx, with_tenant_guard};
 
-/// Behind the pooler the guard does not reset the session (PgBouncer's `server_reset_query` does).
-const RESETS_SESSION: bool = false;
+/// Behind the pooler the guard resets the session too: in the `COMMIT`'s own message, which runs
+/// on the transaction's server connection before PgBouncer hands it on.
+const RESETS_SESSION: bool = true;
 
 async fn setup(size: usize) -> Env {
     common::pgbouncer_env(size).await

@@ -1,8 +1,8 @@
 // The connection hygiene cases, shared by `hygiene.rs` (a direct connection) and
 // `hygiene_pgbouncer.rs` (through PgBouncer in transaction mode). Each includes this file after
 // defining `setup(size)`, `builder(db)` and `RESETS_SESSION` (whether the guard resets the
-// session after each transaction: not behind a transaction-mode pooler, where the client
-// connection has no server session of its own; see `tenant_guard_postgres::pooler`).
+// session after each transaction: both do; behind a transaction-mode pooler the reset rides in
+// the `COMMIT`'s message, see `tenant_guard_postgres::pooler`).
 async fn pid(tx: &TenantTx) -> i32 {
     tx.query_one("SELECT pg_backend_pid()", &[])
         .await
@@ -386,9 +386,9 @@ async fn committing_after_a_cancelled_statement_tells_the_truth() {
 /// A handler that changes the *session* (plain `SET ROLE`, `set_config(…, false)`) and commits:
 /// the values never reach another request's statements (every guarded transaction sets role,
 /// claims, sub and org itself before its first statement). Where the guard owns the session
-/// (`RESETS_SESSION`: a direct connection), the session reset after the transaction also removes
-/// them from the connection (`tests/session_state.rs` covers the other kinds of session state);
-/// behind a transaction-mode pooler that is PgBouncer's `server_reset_query` to do.
+/// (`RESETS_SESSION`), the session reset after the transaction also removes them from the
+/// connection (`tests/session_state.rs` covers the other kinds of session state); behind a
+/// transaction-mode pooler too, where the reset rides in the `COMMIT`'s message.
 #[tokio::test]
 async fn a_handlers_session_settings_never_reach_the_next_request() {
     let env = setup(1).await;
@@ -454,4 +454,51 @@ async fn a_handlers_session_settings_never_reach_the_next_request() {
         snap.assert_clean();
         assert_eq!(snap.pid, alice_pid, "reset in place, not closed");
     }
+}
+
+/// A read-only transaction (whose `COMMIT` is not awaited) that changes the session: `SET
+/// search_path`, a custom setting, a plain `SET ROLE`. Where the guard resets the session, none
+/// of it is on the connection afterwards (behind the pooler: on the one server connection).
+#[tokio::test]
+async fn a_read_only_transactions_session_settings_are_reset() {
+    let env = setup(1).await;
+    let (alice, _) = two_orgs(&env.issuer);
+    let tx = env
+        .pool
+        .begin(&alice, ScopeOptions::default().read_only(true))
+        .await
+        .unwrap();
+    tx.execute("SET search_path = auth, public", &[]).await.unwrap();
+    tx.execute("SELECT set_config('app.left_by_alice', 'alice', false)", &[])
+        .await
+        .unwrap();
+    tx.execute("SET ROLE service_role", &[]).await.unwrap();
+    tx.commit().await.unwrap();
+    let conn = env
+        .pool
+        .dangerous_unscoped_connection("test: inspect the session after a read-only commit")
+        .await
+        .unwrap();
+    let messages = conn
+        .simple_query(
+            "SELECT current_setting('search_path'), \
+                    coalesce(current_setting('app.left_by_alice', true), ''), \
+                    current_user::text",
+        )
+        .await
+        .unwrap();
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .unwrap();
+    let left = (
+        row.get(0).unwrap().to_owned(),
+        row.get(1).unwrap().to_owned(),
+        row.get(2).unwrap().to_owned(),
+    );
+    let planted = left.0 == "auth, public" || left.1 == "alice" || left.2 == "service_role";
+    assert_eq!(planted, !RESETS_SESSION, "{left:?}");
 }
