@@ -20,7 +20,9 @@
 //!
 //! Settings (environment): `HTTP_BENCH_SECS` per variant and round (default 5),
 //! `HTTP_BENCH_ROUNDS` (3), `HTTP_BENCH_CONNS` (32), `HTTP_BENCH_POOL` (16),
-//! `HTTP_BENCH_POOL_SIZES`, `HTTP_BENCH_OUT` (append the markdown tables to this file).
+//! `HTTP_BENCH_POOL_SIZES`, `HTTP_BENCH_OUT` (append the markdown tables to this file),
+//! `HTTP_BENCH_SESSION_RESET` (the guarded apps' `SESSION_RESET`: `check`, the default,
+//! `discard_all` or `dangerous_none`, to measure the session reset's share end to end).
 //! Run without `--bench` (`cargo test --benches`) or with `--test`: a quick "does it still run"
 //! pass with a few requests per variant, no timing.
 #![allow(
@@ -307,8 +309,14 @@ async fn check_once(addr: SocketAddr, kind: Kind, reqs: &Requests) {
     }
 }
 
+/// `HTTP_BENCH_SESSION_RESET`: the guarded apps' `SESSION_RESET` (default `check`).
+fn session_reset() -> String {
+    std::env::var("HTTP_BENCH_SESSION_RESET").unwrap_or_else(|_| "check".to_owned())
+}
+
 fn start_guarded(example: &str, db: &TestDatabase, pool: usize) -> AppProcess {
     let pool = pool.to_string();
+    let reset = session_reset();
     AppProcess::start(
         &example_binary(example).unwrap_or_else(|e| panic!("{e}")),
         &[],
@@ -317,6 +325,7 @@ fn start_guarded(example: &str, db: &TestDatabase, pool: usize) -> AppProcess {
             ("JWT_SECRET", SECRET),
             ("DATABASE_URL", db.url()),
             ("DB_POOL_SIZE", &pool),
+            ("SESSION_RESET", &reset),
         ],
     )
     .unwrap_or_else(|e| panic!("{e}"))
@@ -396,10 +405,11 @@ fn main() {
         report,
         "### End to end: `GET /projects` (HTTP/1.1 keep-alive, loopback)\n\n\
          {} connections, {} rounds × {budget_text} per variant, pool {} (each app), {ORGS} orgs × \
-         {ROWS_PER_ORG} rows; {machine}{}.\n",
+         {ROWS_PER_ORG} rows, guarded apps with `SESSION_RESET={}`; {machine}{}.\n",
         s.conns,
         s.rounds,
         s.pool,
+        session_reset(),
         if s.quick {
             " — QUICK MODE, not a measurement"
         } else {

@@ -58,6 +58,7 @@ const APP_VARS: &[&str] = &[
     "MEMBERSHIP_CACHE_TTL_SECONDS",
     "MEMBERSHIP_CACHE_SIZE",
     "TOKEN_ORG",
+    "SESSION_RESET",
 ];
 
 /// The example binary `name`, built next to this test executable.
@@ -1742,4 +1743,52 @@ fn axum_reference_app_refuses_a_bad_org_source() {
 #[test]
 fn actix_reference_app_refuses_a_bad_org_source() {
     check_org_source_misconfiguration("reference_actix");
+}
+
+/// `SESSION_RESET` (issue 18, for measuring the reset's share end to end): a bad value, and a
+/// reset other than `check` with `DB_BACKEND=sqlx`, refuse to start naming the variable;
+/// `dangerous_none` starts, serves a guarded request and warns at start that the reset is off.
+fn check_session_reset_switch(example: &str) {
+    let database = TestPostgres::shared()
+        .expect("test PostgreSQL")
+        .create_database()
+        .expect("test database");
+    let url = database.url().to_owned();
+    let base = [
+        ("APP_ENV", "test"),
+        ("JWT_SECRET", SECRET),
+        ("DATABASE_URL", url.as_str()),
+    ];
+    for extra in [
+        &[("SESSION_RESET", "sometimes")][..],
+        &[("SESSION_RESET", "DangerousNone")][..],
+        &[("SESSION_RESET", "dangerous_none"), ("DB_BACKEND", "sqlx")][..],
+    ] {
+        let vars: Vec<_> = base.iter().chain(extra).copied().collect();
+        let stderr = start_refused(example, &vars);
+        assert!(stderr.contains("SESSION_RESET"), "{extra:?}: {stderr}");
+    }
+    let mut vars = base.to_vec();
+    vars.push(("SESSION_RESET", "dangerous_none"));
+    let mut app = RunningApp::start_with(example, &vars, Some(database));
+    let alice = sign(&claims("alice", ORG_A), SECRET);
+    let me = app.get("/me", Some(&alice));
+    assert_eq!(me.status, 200, "{me:?}");
+    assert_eq!(me.json()["org_id"], ORG_A);
+    assert!(
+        app.stderr().contains("session reset turned off"),
+        "{}",
+        app.stderr()
+    );
+    assert!(app.terminate(), "SIGTERM must shut {example} down cleanly");
+}
+
+#[test]
+fn axum_reference_app_takes_the_session_reset_switch() {
+    check_session_reset_switch("reference_axum");
+}
+
+#[test]
+fn actix_reference_app_takes_the_session_reset_switch() {
+    check_session_reset_switch("reference_actix");
 }

@@ -247,6 +247,7 @@ pub const APP_VARS: &[&str] = &[
     "DB_POOL_SIZE",
     "RATE_LIMIT_PER_MINUTE",
     "LOG_FORMAT",
+    "SESSION_RESET",
     "TENANT_GUARD_BENCH_BASELINE",
 ];
 

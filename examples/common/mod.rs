@@ -32,7 +32,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tenant_guard::postgres::{Pooler, TenantPool};
+use tenant_guard::postgres::{Pooler, SessionReset, TenantPool};
 use tenant_guard::{Environment, Verifier, VerifierBuilder};
 use tenant_guard_testkit::{TestDatabase, TestPostgres};
 
@@ -145,6 +145,11 @@ pub struct Config {
     /// `DB_BACKEND`: the database driver handlers use, tokio-postgres (`postgres`, the default)
     /// or sqlx (`sqlx`); any other value refuses to start.
     pub db_backend: DbBackend,
+    /// `SESSION_RESET`: what the pool does about session state a transaction leaves (see
+    /// `SessionReset`): `check` (the default), `discard_all`, or `dangerous_none` (no reset,
+    /// for benchmarks: logged as a warning at start). Only `check` with `DB_BACKEND=sqlx`, whose
+    /// release hook is fixed; any other value refuses to start.
+    pub session_reset: SessionReset,
     /// `RATE_LIMIT_PER_MINUTE`: per-org limit on the authenticated routes (see [`rate_limiter`]).
     pub rate_limit_per_minute: Option<u32>,
     /// `LOG_FORMAT`.
@@ -320,6 +325,7 @@ impl std::fmt::Debug for Config {
             .field("db_pooler", &self.db_pooler)
             .field("replica_urls", &self.replica_urls.as_ref().map(|_| "<set>"))
             .field("db_backend", &self.db_backend)
+            .field("session_reset", &self.session_reset)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("log_format", &self.log_format)
             .field("body_timeout", &self.body_timeout)
@@ -404,6 +410,24 @@ impl Config {
                 return Err(format!("DB_BACKEND must be `postgres` or `sqlx`, got {v:?}").into());
             }
         };
+        let session_reset = match non_empty("SESSION_RESET").as_deref().map(str::trim) {
+            None | Some("check") => SessionReset::Check,
+            Some("discard_all") => SessionReset::DiscardAll,
+            Some("dangerous_none") => SessionReset::DangerousNone,
+            Some(v) => {
+                return Err(format!(
+                    "SESSION_RESET must be `check`, `discard_all` or `dangerous_none`, got {v:?}"
+                )
+                .into());
+            }
+        };
+        if db_backend == DbBackend::Sqlx && session_reset != SessionReset::Check {
+            return Err(
+                "SESSION_RESET other than `check` is not available with DB_BACKEND=sqlx \
+                        (its release hook always resets)"
+                    .into(),
+            );
+        }
         let org_source = OrgSource::from_lookup(&non_empty)?;
         let log_format = match non_empty("LOG_FORMAT") {
             Some(v) if v.trim().eq_ignore_ascii_case("json") => LogFormat::Json,
@@ -423,6 +447,7 @@ impl Config {
             db_pooler,
             replica_urls: non_empty("DATABASE_REPLICA_URLS"),
             db_backend,
+            session_reset,
             rate_limit_per_minute,
             log_format,
             body_timeout,
@@ -638,6 +663,7 @@ pub async fn open_database_with_schema(
     };
     let mut builder = TenantPool::builder(pool_config)
         .pooler(config.db_pooler)
+        .session_reset(config.session_reset)
         .max_size(config.db_pool_size)
         .wait_timeout(Duration::from_secs(5))
         .statement_timeout(Duration::from_secs(10));
