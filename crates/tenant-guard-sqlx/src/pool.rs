@@ -6,15 +6,19 @@ use sqlx::Executor;
 use sqlx::pool::PoolConnectionMetadata;
 use sqlx::postgres::{PgConnection, PgPoolOptions};
 
-/// What the release hook runs: every session setting back to its value at connection start
-/// (`RESET ALL`; settings given in the startup packet, e.g. `PgConnectOptions::options`, keep
-/// theirs), and the role back to the login (`RESET ROLE`: `RESET ALL` leaves `role` alone).
+/// What the release hook runs: the session user back to the login (`SET SESSION AUTHORIZATION
+/// DEFAULT`: with a superuser login, a handler's `SET SESSION AUTHORIZATION other` would
+/// otherwise outlive every `RESET`, and the next request would run as `other`), every session
+/// setting back to its value at connection start (`RESET ALL`; settings given in the startup
+/// packet, e.g. `PgConnectOptions::options`, keep theirs), and the role back to the login
+/// (`RESET ROLE`: `RESET ALL` leaves `role` alone).
 ///
 /// The guard's own settings are transaction-local and never need this; it undoes what a
 /// handler did at session level and committed (`SET search_path …`, `SET ROLE …`,
-/// `set_config(…, false)`). Prepared statements are kept (no `DISCARD ALL`, which would break
-/// sqlx's statement cache).
-pub const RESET_SQL: &str = "RESET ALL; RESET ROLE";
+/// `SET SESSION AUTHORIZATION …`, `set_config(…, false)`). Prepared statements are kept (no
+/// `DISCARD ALL`, which would break sqlx's statement cache). The tokio-postgres guard's reset
+/// (`tenant_guard_postgres::SESSION_RESET_SQL`) starts the same way.
+pub const RESET_SQL: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; RESET ROLE";
 
 /// How long the release hook waits for the reset (and for whatever a cancelled statement still
 /// runs before it) before closing the connection instead.

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Env, audit_rows, env, env_with, snapshot, two_orgs};
+use common::{Env, LOGIN, audit_rows, env, env_with, snapshot, two_orgs};
 use sqlx::postgres::{PgConnection, PgPoolOptions};
 use tenant_guard_core::ToErrorResponse;
 use tenant_guard_sqlx::{SqlxGuardError, with_tenant_guard};
@@ -230,6 +230,52 @@ async fn without_the_hook_sqlx_alone_leaks_session_settings() {
     assert_eq!(snap.custom.as_deref(), Some("x"), "{snap:?}");
     assert_eq!(snap.current_user, "anon", "{snap:?}");
     assert_eq!(snap.search_path, "pg_catalog", "{snap:?}");
+}
+
+/// With a superuser login, a handler can change the *session* user (`SET SESSION AUTHORIZATION`,
+/// at session level, committed). `RESET ALL; RESET ROLE` leave it (the next request would run
+/// as that role, and as the pool's login again only once it ends); the release hook sets it
+/// back to the login.
+#[tokio::test]
+async fn a_superuser_logins_session_authorization_is_reset_by_the_release_hook() {
+    let env = env(1).await;
+    // The test database's own URL: its superuser.
+    let pool = tenant_guard_sqlx::pool_options()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(env.db.url())
+        .await
+        .unwrap();
+    let guard = tenant_guard_sqlx::SqlxGuard::new(pool.clone());
+    let (login, superuser): (String, bool) = sqlx::query_as(
+        "SELECT session_user::text, rolsuper FROM pg_roles WHERE rolname = session_user",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(superuser && login != LOGIN, "{login}");
+    let (alice, _) = two_orgs(&env.issuer);
+    let seen = with_tenant_guard(&guard, &alice, |tx| {
+        Box::pin(async move {
+            let set = format!("SET SESSION AUTHORIZATION {LOGIN}");
+            sqlx::Executor::execute(&mut **tx, set.as_str()).await?;
+            Ok::<_, SqlxGuardError>(pid(tx).await)
+        })
+    })
+    .await
+    .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let (next, session_user, current_user): (i32, String, String) =
+        sqlx::query_as("SELECT pg_backend_pid(), session_user::text, current_user::text")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(next, seen, "the same connection, reset");
+    assert_eq!(
+        (session_user.as_str(), current_user.as_str()),
+        (login.as_str(), login.as_str()),
+        "the next checkout is the login again"
+    );
 }
 
 #[tokio::test]
