@@ -3,6 +3,7 @@
 //! table of requests, the same answers and the same database effects from each framework.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
@@ -72,6 +73,42 @@ async fn env() -> Env {
     }
 }
 
+/// What a held request waits on: it signals `holding` once its connection is checked out and
+/// its note inserted, then waits for `open`.
+#[derive(Debug)]
+struct Gate {
+    holding: tokio::sync::Semaphore,
+    open: tokio::sync::Semaphore,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            holding: tokio::sync::Semaphore::new(0),
+            open: tokio::sync::Semaphore::new(0),
+        }
+    }
+}
+
+impl Gate {
+    async fn hold(&self) {
+        self.holding.add_permits(1);
+        self.open.acquire().await.unwrap().forget();
+    }
+
+    async fn wait_until_holding(&self) {
+        self.holding.acquire().await.unwrap().forget();
+    }
+}
+
+/// An answer: status, `Retry-After`, body.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    retry_after: Option<String>,
+    body: String,
+}
+
 async fn stored(admin: &tokio_postgres::Client, body: &str) -> i64 {
     admin
         .query_one("SELECT count(*) FROM notes WHERE body = $1", &[&body])
@@ -83,7 +120,7 @@ async fn stored(admin: &tokio_postgres::Client, body: &str) -> i64 {
 mod axum_app {
     use super::*;
     use axum::Router;
-    use axum::extract::Path;
+    use axum::extract::{Extension, Path};
     use axum::http::StatusCode;
     use axum::routing::{get, post};
     use tenant_guard::axum::{ReadOnly, SqlxDb, TenantDb, TenantGuardLayer, TenantGuardRejection};
@@ -131,16 +168,62 @@ mod axum_app {
         StatusCode::OK
     }
 
+    async fn hold(
+        mut db: SqlxDb,
+        Path(body): Path<String>,
+        Extension(gate): Extension<Arc<Gate>>,
+    ) -> Result<StatusCode, TenantGuardRejection> {
+        sqlx::query(INSERT)
+            .bind(body)
+            .execute(db.conn().await?)
+            .await?;
+        gate.hold().await;
+        Ok(StatusCode::CREATED)
+    }
+
+    async fn panic(
+        mut db: SqlxDb,
+        Path(body): Path<String>,
+    ) -> Result<StatusCode, TenantGuardRejection> {
+        sqlx::query(INSERT)
+            .bind(body)
+            .execute(db.conn().await?)
+            .await?;
+        panic!("the handler panics holding its connection");
+    }
+
+    /// The guard of a test's requests (one per test, so its per-org cap counts across them).
+    pub(crate) fn guard(env: &Env, cap: Option<usize>) -> TenantGuardLayer {
+        let layer =
+            TenantGuardLayer::new(env.issuer.verifier().clone()).sqlx_pool(env.guard.clone());
+        match cap {
+            Some(cap) => layer.max_connections_per_org(cap),
+            None => layer,
+        }
+    }
+
     pub(crate) async fn send(env: &Env, method: &str, path: &str, token: &str) -> (u16, String) {
+        let reply = call(&guard(env, None), &Arc::default(), method, path, token).await;
+        (reply.status, reply.body)
+    }
+
+    pub(crate) async fn call(
+        guard: &TenantGuardLayer,
+        gate: &Arc<Gate>,
+        method: &str,
+        path: &str,
+        token: &str,
+    ) -> Reply {
         let app = Router::new()
             .route("/notes", get(list))
             .route("/notes/{body}", post(create))
             .route("/notes/{body}/refuse", post(refuse))
             .route("/notes/{body}/read-only", post(read_only_write))
+            .route("/notes/{body}/hold", post(hold))
+            .route("/notes/{body}/panic", post(panic))
             .route("/twice", get(twice))
-            .layer(
-                TenantGuardLayer::new(env.issuer.verifier().clone()).sqlx_pool(env.guard.clone()),
-            );
+            .layer(guard.clone())
+            .layer(Extension(Arc::clone(gate)));
         let request = http::Request::builder()
             .method(method)
             .uri(path)
@@ -149,10 +232,18 @@ mod axum_app {
             .unwrap();
         let response = app.oneshot(request).await.unwrap();
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .unwrap();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        Reply {
+            status,
+            retry_after,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
     }
 }
 
@@ -203,18 +294,65 @@ mod actix_app {
         HttpResponse::Ok().finish()
     }
 
-    pub(crate) async fn send(env: &Env, method: &str, path: &str, token: &str) -> (u16, String) {
+    async fn hold(
+        mut db: SqlxDb,
+        body: web::Path<String>,
+        gate: web::Data<Gate>,
+    ) -> Result<HttpResponse, TenantGuardError> {
+        sqlx::query(INSERT)
+            .bind(body.into_inner())
+            .execute(db.conn().await?)
+            .await?;
+        gate.hold().await;
+        Ok(HttpResponse::Created().finish())
+    }
+
+    async fn panic(
+        mut db: SqlxDb,
+        body: web::Path<String>,
+    ) -> Result<HttpResponse, TenantGuardError> {
+        sqlx::query(INSERT)
+            .bind(body.into_inner())
+            .execute(db.conn().await?)
+            .await?;
+        panic!("the handler panics holding its connection");
+    }
+
+    /// The guard of a test's requests (one per test, so its per-org cap counts across them).
+    pub(crate) fn guard(env: &Env, cap: Option<usize>) -> TenantGuard {
         let guard = TenantGuard::new(env.issuer.verifier().clone()).sqlx_pool(env.guard.clone());
+        match cap {
+            Some(cap) => guard.max_connections_per_org(cap),
+            None => guard,
+        }
+    }
+
+    pub(crate) async fn send(env: &Env, method: &str, path: &str, token: &str) -> (u16, String) {
+        let reply = call(&guard(env, None), &Arc::default(), method, path, token).await;
+        (reply.status, reply.body)
+    }
+
+    pub(crate) async fn call(
+        guard: &TenantGuard,
+        gate: &Arc<Gate>,
+        method: &str,
+        path: &str,
+        token: &str,
+    ) -> Reply {
         let app = test::init_service(
-            App::new().service(
-                web::scope("")
-                    .wrap(guard)
-                    .route("/notes", web::get().to(list))
-                    .route("/notes/{body}", web::post().to(create))
-                    .route("/notes/{body}/refuse", web::post().to(refuse))
-                    .route("/notes/{body}/read-only", web::post().to(read_only_write))
-                    .route("/twice", web::get().to(twice)),
-            ),
+            App::new()
+                .app_data(web::Data::from(Arc::clone(gate)))
+                .service(
+                    web::scope("")
+                        .wrap(guard.clone())
+                        .route("/notes", web::get().to(list))
+                        .route("/notes/{body}", web::post().to(create))
+                        .route("/notes/{body}/refuse", web::post().to(refuse))
+                        .route("/notes/{body}/read-only", web::post().to(read_only_write))
+                        .route("/notes/{body}/hold", web::post().to(hold))
+                        .route("/notes/{body}/panic", web::post().to(panic))
+                        .route("/twice", web::get().to(twice)),
+                ),
         )
         .await;
         let request = test::TestRequest::default()
@@ -227,11 +365,19 @@ mod actix_app {
             Err(error) => error.error_response(),
         };
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let body = actix_web::body::to_bytes(response.into_body())
             .await
             .map(|b| b.to_vec())
             .unwrap_or_default();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        Reply {
+            status,
+            retry_after,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
     }
 }
 
@@ -298,4 +444,112 @@ async fn axum_sqlx_db_commits_rolls_back_and_isolates() {
 #[actix_web::test]
 async fn actix_sqlx_db_commits_rolls_back_and_isolates() {
     run_table(Framework::Actix).await;
+}
+
+/// A test's guard, whichever framework.
+enum Guard {
+    Axum(tenant_guard::axum::TenantGuardLayer),
+    Actix(tenant_guard::actix::TenantGuard),
+}
+
+impl Guard {
+    fn new(env: &Env, fw: Framework, cap: Option<usize>) -> Self {
+        match fw {
+            Framework::Axum => Self::Axum(axum_app::guard(env, cap)),
+            Framework::Actix => Self::Actix(actix_app::guard(env, cap)),
+        }
+    }
+
+    async fn call(&self, gate: &Arc<Gate>, method: &str, path: &str, token: &str) -> Reply {
+        match self {
+            Self::Axum(guard) => axum_app::call(guard, gate, method, path, token).await,
+            Self::Actix(guard) => actix_app::call(guard, gate, method, path, token).await,
+        }
+    }
+}
+
+/// `max_connections_per_org(1)` on the sqlx pool (of two), as on the tokio-postgres pool
+/// (`tests/behaviour.rs`): while org A's request holds a connection, A's next transaction is
+/// refused at once (503 `database_busy` with `Retry-After`, nothing stored) and org B still gets
+/// the other connection; the slot comes back when the held request ends, when a handler panics
+/// and when a request is cancelled.
+async fn run_cap(fw: Framework) {
+    let env = env().await;
+    let guard = Guard::new(&env, fw, Some(1));
+    let gate = Arc::new(Gate::default());
+    let alice = env.issuer.token(Uuid::new_v4(), "alice", "authenticated");
+    let bob = env.issuer.token(Uuid::new_v4(), "bob", "authenticated");
+    let tag = |s: &str| format!("{fw:?}-cap-{s}");
+    let held_path = format!("/notes/{}/hold", tag("held"));
+    let held = guard.call(&gate, "POST", &held_path, &alice);
+    let (held, ()) = tokio::join!(held, async {
+        gate.wait_until_holding().await;
+        let over = format!("/notes/{}", tag("over"));
+        let refused = guard.call(&gate, "POST", &over, &alice).await;
+        assert_eq!(refused.status, 503, "{fw:?}: {refused:?}");
+        assert!(refused.retry_after.is_some(), "{fw:?}: {refused:?}");
+        assert!(
+            refused.body.contains("\"database_busy\""),
+            "{fw:?}: {refused:?}"
+        );
+        let other = format!("/notes/{}", tag("other"));
+        let other = guard.call(&gate, "POST", &other, &bob).await;
+        assert_eq!(other.status, 201, "{fw:?}: org B is unaffected: {other:?}");
+        gate.open.add_permits(1);
+    });
+    assert_eq!(held.status, 201, "{fw:?}: {held:?}");
+    for (body, kept) in [("held", 1), ("over", 0), ("other", 1)] {
+        assert_eq!(stored(&env.admin, &tag(body)).await, kept, "{fw:?}: {body}");
+    }
+    // Released at the end of the held request: A gets a connection again.
+    let again = format!("/notes/{}", tag("again"));
+    let again = guard.call(&gate, "POST", &again, &alice).await;
+    assert_eq!(
+        again.status, 201,
+        "{fw:?}: released after the request: {again:?}"
+    );
+
+    // A handler that panics holding its connection: the slot comes back.
+    let panic_path = format!("/notes/{}/panic", tag("panicked"));
+    let panicked = std::panic::AssertUnwindSafe(guard.call(&gate, "POST", &panic_path, &alice));
+    let panicked = futures_util::FutureExt::catch_unwind(panicked).await;
+    assert!(
+        panicked.is_err() || panicked.as_ref().is_ok_and(|r| r.status == 500),
+        "{fw:?}: {:?}",
+        panicked.map(|r| r.status)
+    );
+    let after_panic = format!("/notes/{}", tag("after-panic"));
+    let after_panic = guard.call(&gate, "POST", &after_panic, &alice).await;
+    assert_eq!(
+        after_panic.status, 201,
+        "{fw:?}: released after a panic: {after_panic:?}"
+    );
+
+    // A request cancelled while it holds its connection (the client gave up): the slot comes back.
+    let cancelled = format!("/notes/{}/hold", tag("cancelled"));
+    let cancelled = guard.call(&gate, "POST", &cancelled, &alice);
+    let (cancelled, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(5), cancelled),
+        gate.wait_until_holding()
+    );
+    assert!(cancelled.is_err(), "{fw:?}: the gate is closed");
+    let after_cancel = format!("/notes/{}", tag("after-cancel"));
+    let after_cancel = guard.call(&gate, "POST", &after_cancel, &alice).await;
+    assert_eq!(
+        after_cancel.status, 201,
+        "{fw:?}: released after a cancellation: {after_cancel:?}"
+    );
+    for (body, kept) in [("panicked", 0), ("cancelled", 0), ("after-cancel", 1)] {
+        assert_eq!(stored(&env.admin, &tag(body)).await, kept, "{fw:?}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn axum_sqlx_db_keeps_the_per_org_cap() {
+    run_cap(Framework::Axum).await;
+}
+
+#[actix_web::test]
+async fn actix_sqlx_db_keeps_the_per_org_cap() {
+    run_cap(Framework::Actix).await;
 }

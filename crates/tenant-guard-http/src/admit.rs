@@ -105,7 +105,7 @@ struct Ticket {
     request_id: RequestId,
     pool: Option<(TenantPool, Option<Arc<OrgCap>>)>,
     #[cfg(feature = "sqlx")]
-    sqlx: Option<tenant_guard_sqlx::SqlxGuard>,
+    sqlx: Option<crate::sqlx::SqlxPool>,
 }
 
 impl Ticket {
@@ -201,7 +201,7 @@ impl GuardConfig {
         };
         #[cfg(feature = "sqlx")]
         let sqlx = match &self.sqlx {
-            Some(guard) => Some(guard.clone()),
+            Some(guard) => Some((guard.clone(), self.sqlx_cap.clone())),
             None => outer.and_then(RequestContext::sqlx_guard),
         };
         let principal = match span.in_scope(|| self.identify(headers, path, pool.as_ref())) {
@@ -322,7 +322,7 @@ impl GuardConfig {
         span: &Span,
         request_id: RequestId,
         pool: Option<(TenantPool, Option<Arc<OrgCap>>)>,
-        #[cfg(feature = "sqlx")] sqlx: Option<tenant_guard_sqlx::SqlxGuard>,
+        #[cfg(feature = "sqlx")] sqlx: Option<crate::sqlx::SqlxPool>,
         first: bool,
     ) -> Admission {
         // A guard nested in another one authenticates again but records the identity once.

@@ -43,6 +43,25 @@ impl OrgCap {
             org: org.clone(),
         })
     }
+
+    /// [`try_acquire`](Self::try_acquire) under an optional cap (no cap: no permit needed),
+    /// logging a refusal. `Err(())` means the org is at its cap: refuse the transaction (both
+    /// backends answer 503 `database_busy`).
+    pub(crate) fn admit(cap: Option<&Arc<Self>>, org: &OrgId) -> Result<Option<OrgPermit>, ()> {
+        let Some(cap) = cap else {
+            return Ok(None);
+        };
+        match cap.try_acquire(org) {
+            Some(permit) => Ok(Some(permit)),
+            None => {
+                tracing::warn!(
+                    org_id = %org,
+                    "the org holds its maximum of connections; the transaction is refused"
+                );
+                Err(())
+            }
+        }
+    }
 }
 
 impl Drop for OrgPermit {

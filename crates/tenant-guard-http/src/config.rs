@@ -33,6 +33,9 @@ pub struct GuardConfig {
     pub(crate) pool: Option<TenantPool>,
     #[cfg(feature = "sqlx")]
     pub(crate) sqlx: Option<tenant_guard_sqlx::SqlxGuard>,
+    /// The per-org cap on the sqlx pool: its own count, the same limit as `org_cap`.
+    #[cfg(feature = "sqlx")]
+    pub(crate) sqlx_cap: Option<Arc<OrgCap>>,
     pub(crate) allowed_roles: Option<Arc<[Box<str>]>>,
     pub(crate) rate_limit: Option<Arc<dyn RateLimitBackend>>,
     pub(crate) org_cap: Option<Arc<OrgCap>>,
@@ -50,6 +53,8 @@ impl GuardConfig {
             pool: None,
             #[cfg(feature = "sqlx")]
             sqlx: None,
+            #[cfg(feature = "sqlx")]
+            sqlx_cap: None,
             allowed_roles: None,
             rate_limit: None,
             org_cap: None,
@@ -69,8 +74,9 @@ impl GuardConfig {
 
     /// The sqlx guard [`SqlxDb`](crate::SqlxDb) begins its transaction on (feature `sqlx`),
     /// beside or instead of [`pool`](Self::pool); a nested guard without one uses the outer
-    /// guard's. The per-org cap ([`max_connections_per_org`](Self::max_connections_per_org))
-    /// applies to the tokio-postgres pool only.
+    /// guard's (and its per-org cap). The per-org cap
+    /// ([`max_connections_per_org`](Self::max_connections_per_org)) applies to this pool too,
+    /// counted on its own: an org holds at most `limit` connections of each pool.
     #[cfg(feature = "sqlx")]
     #[must_use]
     pub fn sqlx_pool(mut self, guard: tenant_guard_sqlx::SqlxGuard) -> Self {
@@ -124,6 +130,12 @@ impl GuardConfig {
     /// tenant's slow handlers cannot take the whole pool from the others. Without this, any org
     /// may use the whole pool. A `limit` of 0 is taken as 1.
     ///
+    /// Both backends: a [`TenantDb`](crate::TenantDb) on [`pool`](Self::pool) and (feature
+    /// `sqlx`) a `SqlxDb` on `sqlx_pool`, each pool with its own count; a `SqlxDb` at the cap
+    /// fails its first `conn()` with `SqlxGuardError::PoolTimeout`, the same 503. A connection
+    /// counts from its check-out until its transaction ended (committed, or rolled back after an
+    /// error, a panic or a cancelled request).
+    ///
     /// ```
     /// # use tenant_guard_core::{Environment, Verifier};
     /// # let verifier = Verifier::builder(Environment::Production).hmac_secret("a-long-random-secret-from-your-vault").build().unwrap();
@@ -133,6 +145,10 @@ impl GuardConfig {
     #[must_use]
     pub fn max_connections_per_org(mut self, limit: usize) -> Self {
         self.org_cap = Some(Arc::new(OrgCap::new(limit.max(1))));
+        #[cfg(feature = "sqlx")]
+        {
+            self.sqlx_cap = Some(Arc::new(OrgCap::new(limit.max(1))));
+        }
         self
     }
 

@@ -37,7 +37,7 @@ struct Inner {
     request_id: RequestId,
     pool: Option<(TenantPool, Option<Arc<OrgCap>>)>,
     #[cfg(feature = "sqlx")]
-    sqlx: Option<tenant_guard_sqlx::SqlxGuard>,
+    sqlx: Option<crate::sqlx::SqlxPool>,
     slot: TxSlot<Held>,
 }
 
@@ -46,7 +46,7 @@ impl RequestContext {
         principal: Principal,
         request_id: RequestId,
         pool: Option<(TenantPool, Option<Arc<OrgCap>>)>,
-        #[cfg(feature = "sqlx")] sqlx: Option<tenant_guard_sqlx::SqlxGuard>,
+        #[cfg(feature = "sqlx")] sqlx: Option<crate::sqlx::SqlxPool>,
         slot: TxSlot<Held>,
     ) -> Self {
         Self {
@@ -85,9 +85,9 @@ impl RequestContext {
         self.inner.pool.clone()
     }
 
-    /// The sqlx guard a nested guard without one uses.
+    /// The sqlx guard (and its per-org cap) a nested guard without one uses.
     #[cfg(feature = "sqlx")]
-    pub(crate) fn sqlx_guard(&self) -> Option<tenant_guard_sqlx::SqlxGuard> {
+    pub(crate) fn sqlx_guard(&self) -> Option<crate::sqlx::SqlxPool> {
         self.inner.sqlx.clone()
     }
 
@@ -100,13 +100,14 @@ impl RequestContext {
     /// [`GuardRejection::AlreadyExtracted`] when the request's transaction was already taken.
     #[cfg(feature = "sqlx")]
     pub fn sqlx_db<M: Mode>(&self) -> Result<crate::SqlxDb<M>, GuardRejection> {
-        let guard = self.inner.sqlx.clone().ok_or(GuardRejection::MissingPool)?;
+        let (guard, cap) = self.inner.sqlx.clone().ok_or(GuardRejection::MissingPool)?;
         self.inner
             .slot
             .check_out()
             .map_err(|_| GuardRejection::AlreadyExtracted)?;
         let held = crate::sqlx::SqlxHeld::new(
             guard,
+            cap,
             self.inner.principal.clone(),
             self.inner.request_id.clone(),
         );

@@ -83,19 +83,8 @@ impl LazyTx {
 
     /// Checks a connection out for the org (within its cap, if any) and scopes it.
     async fn begin(&self) -> Result<TenantTx, GuardError> {
-        let permit = match &self.cap {
-            None => None,
-            Some(cap) => match cap.try_acquire(self.principal.org_id()) {
-                Some(permit) => Some(permit),
-                None => {
-                    tracing::warn!(
-                        org_id = %self.principal.org_id(),
-                        "the org holds its maximum of connections; the transaction is refused"
-                    );
-                    return Err(GuardError::PoolTimeout);
-                }
-            },
-        };
+        let permit = OrgCap::admit(self.cap.as_ref(), self.principal.org_id())
+            .map_err(|()| GuardError::PoolTimeout)?;
         let options = ScopeOptions::default()
             .request_id(self.request_id.as_str())
             .read_only(self.read_only);

@@ -2,33 +2,50 @@
 //! by the pipeline exactly like [`TenantDb`](crate::TenantDb)'s.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use sqlx::postgres::PgConnection;
 use tenant_guard_core::scope::ScopeOptions;
 use tenant_guard_core::{ErrorResponse, Principal, RequestId, ToErrorResponse};
 use tenant_guard_sqlx::{SqlxGuard, SqlxGuardError, TenantTransaction};
 
+use crate::cap::{OrgCap, OrgPermit};
 use crate::db::Held;
 use crate::handoff::{Mode, ReadWrite, TxSlot};
+
+/// A guard's sqlx pool and its per-org cap (with
+/// [`max_connections_per_org`](crate::GuardConfig::max_connections_per_org)).
+pub(crate) type SqlxPool = (SqlxGuard, Option<Arc<OrgCap>>);
 
 /// A request's sqlx transaction and what is needed to begin it.
 #[derive(Debug)]
 pub(crate) struct SqlxHeld {
     guard: SqlxGuard,
+    cap: Option<Arc<OrgCap>>,
     principal: Principal,
     request_id: RequestId,
     pub(crate) tx: Option<TenantTransaction>,
+    /// The org's permit for the connection `tx` holds (with a per-org cap). Declared after `tx`
+    /// so that, dropped together (panic, cancellation), the transaction goes first.
+    permit: Option<OrgPermit>,
     /// The last begin failure, for the pipeline to answer with when the handler did not.
     pub(crate) failed: Option<ErrorResponse>,
 }
 
 impl SqlxHeld {
-    pub(crate) fn new(guard: SqlxGuard, principal: Principal, request_id: RequestId) -> Self {
+    pub(crate) fn new(
+        guard: SqlxGuard,
+        cap: Option<Arc<OrgCap>>,
+        principal: Principal,
+        request_id: RequestId,
+    ) -> Self {
         Self {
             guard,
+            cap,
             principal,
             request_id,
             tx: None,
+            permit: None,
             failed: None,
         }
     }
@@ -57,6 +74,21 @@ pub struct SqlxDb<M: Mode = ReadWrite> {
     mode: PhantomData<M>,
 }
 
+impl SqlxHeld {
+    /// Checks a connection out for the org (within its cap, if any) and begins the scoped
+    /// transaction; the permit is kept with it.
+    async fn begin(&mut self, read_only: bool) -> Result<TenantTransaction, SqlxGuardError> {
+        let permit = OrgCap::admit(self.cap.as_ref(), self.principal.org_id())
+            .map_err(|()| SqlxGuardError::PoolTimeout)?;
+        let options = ScopeOptions::default()
+            .request_id(self.request_id.as_str())
+            .read_only(read_only);
+        let tx = self.guard.begin(&self.principal, options).await?;
+        self.permit = permit;
+        Ok(tx)
+    }
+}
+
 impl<M: Mode> std::fmt::Debug for SqlxDb<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqlxDb")
@@ -82,10 +114,13 @@ impl<M: Mode> SqlxDb<M> {
             .unwrap_or_else(|| unreachable!("SqlxDb used after drop"))
     }
 
-    /// The transaction's connection, beginning the transaction first if this is its first use.
+    /// The transaction's connection, beginning the transaction first if this is its first use
+    /// (within the org's cap, with
+    /// [`max_connections_per_org`](crate::GuardConfig::max_connections_per_org)).
     ///
     /// # Errors
-    /// The begin's: [`SqlxGuardError::PoolTimeout`], [`SqlxGuardError::RoleNotAllowed`], …
+    /// The begin's: [`SqlxGuardError::PoolTimeout`] (the pool is exhausted, or the org holds
+    /// its maximum of connections), [`SqlxGuardError::RoleNotAllowed`], …
     pub async fn conn(&mut self) -> Result<&mut PgConnection, SqlxGuardError> {
         let held = self
             .held
@@ -93,18 +128,13 @@ impl<M: Mode> SqlxDb<M> {
             .unwrap_or_else(|| unreachable!("SqlxDb used after drop"));
         let tx = match held.tx.take() {
             Some(tx) => tx,
-            None => {
-                let options = ScopeOptions::default()
-                    .request_id(held.request_id.as_str())
-                    .read_only(M::READ_ONLY);
-                match held.guard.begin(&held.principal, options).await {
-                    Ok(tx) => tx,
-                    Err(error) => {
-                        held.failed = Some(error.to_error_response());
-                        return Err(error);
-                    }
+            None => match held.begin(M::READ_ONLY).await {
+                Ok(tx) => tx,
+                Err(error) => {
+                    held.failed = Some(error.to_error_response());
+                    return Err(error);
                 }
-            }
+            },
         };
         Ok(&mut **held.tx.insert(tx))
     }
@@ -131,9 +161,13 @@ impl<M: Mode> Drop for SqlxDb<M> {
 }
 
 /// Ends a request's sqlx transaction: commits (resolving to the replacement response if the
-/// commit failed) or drops it (sqlx rolls back before the connection's next use).
+/// commit failed) or drops it (sqlx rolls back before the connection's next use). The org's
+/// permit is released once the transaction ended.
 pub(crate) async fn finish(held: SqlxHeld, commit: bool) -> Option<ErrorResponse> {
-    let SqlxHeld { tx, failed, .. } = held;
+    let SqlxHeld {
+        tx, failed, permit, ..
+    } = held;
+    let _permit = permit;
     match tx {
         None => failed.filter(|_| !commit),
         Some(tx) if commit => match tx.commit().await {
