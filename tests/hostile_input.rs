@@ -19,12 +19,13 @@ use std::time::Duration;
 use adversary::apps::{Answer, AppConfig, Req, actix_app, axum_app};
 use adversary::faults::{Env, Framework, LOGIN, assert_error};
 use adversary::table::{
-    Expect, Row, Trap, issuer_rows, org_header_rows, org_path_rows, rows, unchecked_org_header_rows,
+    Expect, Row, Trap, issuer_rows, org_header_rows, org_path_rows, rows, token_org_default_rows,
+    unchecked_org_header_rows,
 };
-use adversary::tokens::{self, NOW, ORG, OTHER_ORG, SUB, claims, good, with, without};
+use adversary::tokens::{self, NOW, ORG, OTHER_ORG, SECOND_ORG, SUB, claims, good, with, without};
 use serde_json::json;
 use tenant_guard::core::{Environment, Role, Verifier};
-use tenant_guard::http::{MembershipCache, OrgMembership, OrgPath};
+use tenant_guard::http::{MembershipCache, OrgMembership, OrgPath, TokenOrg};
 use tenant_guard_testkit::TestPostgres;
 use uuid::Uuid;
 
@@ -46,7 +47,7 @@ fn check(row: &Row, framework: &str, answer: &Answer) -> Result<(), String> {
         }
     }
     match row.expect {
-        Expect::Ok => {
+        Expect::Ok | Expect::OkIn(_) | Expect::NotesOf(_) => {
             if answer.status != 200 {
                 return fail(format!(
                     "expected 200, got {} {}",
@@ -55,8 +56,22 @@ fn check(row: &Row, framework: &str, answer: &Answer) -> Result<(), String> {
                 ));
             }
             let v = answer.json();
-            if v["user_id"] != SUB || v["org_id"] != ORG || v["role"] != "authenticated" {
-                return fail(format!("wrong principal {v}"));
+            match row.expect {
+                Expect::NotesOf(org) => {
+                    let notes = v.as_array().cloned().unwrap_or_default();
+                    if notes.is_empty() || notes.iter().any(|n| n["org_id"] != org) {
+                        return fail(format!("expected the notes of {org} only, got {v}"));
+                    }
+                }
+                _ => {
+                    let org = match row.expect {
+                        Expect::OkIn(org) => org,
+                        _ => ORG,
+                    };
+                    if v["user_id"] != SUB || v["org_id"] != org || v["role"] != "authenticated" {
+                        return fail(format!("wrong principal {v} (expected org {org})"));
+                    }
+                }
             }
             if answer.header("www-authenticate").is_some() {
                 return fail("a challenge on success".into());
@@ -318,6 +333,43 @@ async fn header_selected_orgs_get_their_answer_from_both_adapters() {
         "{} of {} rows failed:\n{}",
         failures.len(),
         with_feature.len() + without_feature.len() + path.len(),
+        failures.join("\n")
+    );
+    env.assert_pool_clean().await;
+}
+
+/// `TokenOrg::Default` (issue 14) through both adapters against a real PostgreSQL: the rows of
+/// `token_org_default_rows`, where the token's org is only the default and a header naming
+/// another org overrides it after the membership check ([`SUB`] is a member of [`ORG`] and
+/// [`SECOND_ORG`]); one note planted per org shows which org the database scoped to.
+#[actix_web::test]
+async fn token_org_default_rows_get_their_answer_from_both_adapters() {
+    let env = Env::new(TestPostgres::shared().expect("test server"), 2, |b| b).await;
+    env.admin
+        .batch_execute(&format!(
+            "{}
+            INSERT INTO memberships VALUES ('{SUB}', '{SECOND_ORG}', 'authenticated');
+            INSERT INTO notes (org_id, body) VALUES
+                ('{ORG}', 'note of the token org'),
+                ('{SECOND_ORG}', 'note of the second member org'),
+                ('{OTHER_ORG}', 'note of a non-member org');",
+            membership_schema()
+        ))
+        .await
+        .expect("schema");
+    let mut config = AppConfig::new(tokens::org_request_verifier()).pool(env.pool.clone());
+    config.shared_guard =
+        Some(config.guard().org_membership(
+            membership(100, Duration::from_secs(600)).token_org(TokenOrg::Default),
+        ));
+    let table = token_org_default_rows();
+    assert!(table.len() > 25, "{} rows", table.len());
+    let failures = run_rows(&table, &config).await;
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        table.len(),
         failures.join("\n")
     );
     env.assert_pool_clean().await;

@@ -14,6 +14,11 @@ use super::tokens::*;
 pub enum Expect {
     /// 200 with the caller's principal.
     Ok,
+    /// 200 with the caller's principal, in this org (not necessarily [`ORG`]).
+    OkIn(&'static str),
+    /// 200 from `/notes`: a non-empty list whose every note belongs to this org (the database's
+    /// view, so the transaction was scoped to it).
+    NotesOf(&'static str),
     /// The status and error code of the JSON body.
     Refused(u16, &'static str),
 }
@@ -1335,6 +1340,174 @@ pub fn org_path_rows() -> Vec<Row> {
         Req::get(&format!("/orgs/{ORG}/me")).bearer(&with_org),
         ORG_MISMATCH,
         vec![with_org],
+    );
+    t.rows
+}
+
+/// Rows for a guard with `org_membership` and [`TokenOrg::Default`] (header `x-org-id`,
+/// [`org_request_verifier`]): [`SUB`] is a member of [`ORG`] and [`SECOND_ORG`], not of
+/// [`OTHER_ORG`]. The token's org is only the default: a header naming another org overrides it
+/// after the membership check, never without it. The test plants one note in each of the three
+/// orgs, so the `/notes` rows show which org the database scoped the transaction to.
+///
+/// [`TokenOrg::Default`]: tenant_guard::http::TokenOrg::Default
+pub fn token_org_default_rows() -> Vec<Row> {
+    let mut t = Table { rows: Vec::new() };
+    let with_org = good(&claims());
+    let at =
+        |path: &str, token: &str, org: &str| Req::get(path).bearer(token).header("x-org-id", org);
+
+    t.raw(
+        "default token org: a member org other than the token's in the header",
+        at("/me", &with_org, SECOND_ORG),
+        Expect::OkIn(SECOND_ORG),
+        vec![with_org.clone()],
+    );
+    t.raw(
+        "default token org: a member org other than the token's, the database's view",
+        at("/notes", &with_org, SECOND_ORG),
+        Expect::NotesOf(SECOND_ORG),
+        vec![with_org.clone()],
+    );
+    t.raw(
+        "default token org: a non-member org in the header",
+        at("/me", &with_org, OTHER_ORG),
+        NOT_A_MEMBER,
+        vec![with_org.clone()],
+    );
+    t.raw(
+        "default token org: a non-member org in the header, on a database route",
+        at("/notes", &with_org, OTHER_ORG),
+        NOT_A_MEMBER,
+        vec![with_org.clone()],
+    );
+    t.raw(
+        "default token org: a non-member org, identity headers claiming membership",
+        at("/me", &with_org, OTHER_ORG)
+            .header("x-user-id", SUB)
+            .header("x-role", "org_admin")
+            .header("x-membership", "owner"),
+        NOT_A_MEMBER,
+        vec![with_org.clone()],
+    );
+    t.raw(
+        "default token org: no header, the token's org",
+        Req::get("/me").bearer(&with_org),
+        Expect::OkIn(ORG),
+        vec![with_org.clone()],
+    );
+    t.raw(
+        "default token org: no header, the database's view",
+        Req::get("/notes").bearer(&with_org),
+        Expect::NotesOf(ORG),
+        vec![with_org.clone()],
+    );
+    t.raw(
+        "default token org: the header names the token's org",
+        at("/me", &with_org, ORG),
+        Expect::OkIn(ORG),
+        vec![with_org.clone()],
+    );
+    t.raw(
+        "default token org: the header names the token's org, the database's view",
+        at("/notes", &with_org, ORG),
+        Expect::NotesOf(ORG),
+        vec![with_org.clone()],
+    );
+    // The token's org, when it is no member org, is still its default (the token is trusted
+    // for its own org, as without `org_membership`); the header cannot reach further.
+    let non_member_token = good(&with(claims(), "org_id", json!(OTHER_ORG)));
+    t.raw(
+        "default token org: a non-member token org, no header",
+        Req::get("/me").bearer(&non_member_token),
+        Expect::OkIn(OTHER_ORG),
+        vec![non_member_token.clone()],
+    );
+    t.raw(
+        "default token org: a non-member token org, a member org in the header",
+        at("/notes", &non_member_token, SECOND_ORG),
+        Expect::NotesOf(SECOND_ORG),
+        vec![non_member_token.clone()],
+    );
+    let no_org = good(&without(claims(), "org_id"));
+    t.raw(
+        "default token org: no org in the token, a member org in the header",
+        at("/me", &no_org, SECOND_ORG),
+        Expect::OkIn(SECOND_ORG),
+        vec![no_org.clone()],
+    );
+    t.raw(
+        "default token org: no org in the token, a non-member org in the header",
+        at("/me", &no_org, OTHER_ORG),
+        NOT_A_MEMBER,
+        vec![no_org.clone()],
+    );
+    t.raw(
+        "default token org: no org anywhere",
+        Req::get("/me").bearer(&no_org),
+        ORG_REQUIRED,
+        vec![no_org],
+    );
+    for (name, value) in malformed_org_headers() {
+        t.raw(
+            format!("default token org: the token's org, x-org-id {name}"),
+            Req::get("/me").bearer(&with_org).header("x-org-id", &value),
+            BAD_ORG_HEADER,
+            vec![with_org.clone()],
+        );
+    }
+    t.raw(
+        "default token org: the token's org, the header twice",
+        at("/me", &with_org, ORG).header("x-org-id", SECOND_ORG),
+        BAD_ORG_HEADER,
+        vec![with_org.clone()],
+    );
+
+    // The header never stands in for authentication.
+    t.raw(
+        "default token org: a member org in the header, no token",
+        Req::get("/me").header("x-org-id", SECOND_ORG),
+        MISSING,
+        Vec::new(),
+    );
+    let forged = hs256_text(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        &claims().to_string(),
+        ATTACKER_SECRET.as_bytes(),
+    );
+    t.raw(
+        "default token org: a member org in the header, a forged token",
+        at("/me", &forged, SECOND_ORG),
+        BAD_SIG,
+        vec![forged],
+    );
+    let expired = good(&with(claims(), "exp", json!(NOW - 3600)));
+    t.raw(
+        "default token org: a member org in the header, an expired token",
+        at("/notes", &expired, SECOND_ORG),
+        EXPIRED,
+        vec![expired],
+    );
+    let unsigned = assemble(r#"{"alg":"none","typ":"JWT"}"#, &claims().to_string(), "");
+    t.raw(
+        "default token org: a member org in the header, an unsigned token",
+        at("/me", &unsigned, SECOND_ORG),
+        ALG,
+        vec![unsigned],
+    );
+    let other_user = good(&with(claims(), "sub", json!("someone-else")));
+    t.raw(
+        "default token org: another user's token, a member org of the caller in the header",
+        at("/me", &other_user, SECOND_ORG),
+        NOT_A_MEMBER,
+        vec![other_user],
+    );
+    let service = good(&with(claims(), "role", json!("service_role")));
+    t.raw(
+        "default token org: a member org in the header, a token with a role not allowed",
+        at("/me", &service, SECOND_ORG),
+        ROLE,
+        vec![service],
     );
     t.rows
 }

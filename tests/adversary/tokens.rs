@@ -58,6 +58,10 @@ pub fn org_request_verifier() -> Verifier {
 /// An org [`SUB`] is no member of (the rows of `table::org_header_rows`).
 pub const OTHER_ORG: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
 
+/// A second org [`SUB`] is a member of, beside [`ORG`] (the rows of
+/// `table::token_org_default_rows`).
+pub const SECOND_ORG: &str = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f";
+
 /// A Supabase-shaped claim set valid at [`NOW`], with non-id values that must stay secret.
 pub fn claims() -> Value {
     json!({
