@@ -27,29 +27,45 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Route, guard, web};
 use futures_util::Stream;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
-use tenant_guard::ErrorResponse;
 use tenant_guard::actix::{
     Authenticated, ReadOnly, RequestTracing, TenantDb, TenantGuard, TenantGuardError,
     error_response,
 };
 use tenant_guard::postgres::tokio_postgres::Row;
+use tenant_guard::{ErrorResponse, OrgId, OrgIdKind};
 use uuid::Uuid;
 
-/// A project as the API shows it.
+/// A project as the API shows it (`org_id` as `/me` shows it: a number for integer orgs).
 #[derive(Serialize)]
 struct Project {
     id: Uuid,
-    org_id: Uuid,
+    org_id: OrgId,
     name: String,
 }
 
-impl From<&Row> for Project {
-    fn from(row: &Row) -> Self {
-        Self {
-            id: row.get("id"),
-            org_id: row.get("org_id"),
-            name: row.get("name"),
-        }
+impl Project {
+    /// A project from its columns as every query returns them (`id, org_id::text, name`: the org
+    /// as text, so the SQL is the same for every `JWT_ORG_ID_KIND`), the org read as `kind`
+    /// (the caller's); the error is the response to send.
+    fn new(id: Uuid, kind: OrgIdKind, org_id: &str, name: String) -> Result<Self, HttpResponse> {
+        let org_id = common::org_from_text(kind, org_id).ok_or_else(|| {
+            tracing::error!("a project's org_id is no org id of the configured kind");
+            client_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal server error",
+            )
+        })?;
+        Ok(Self { id, org_id, name })
+    }
+
+    fn from_row(row: &Row, kind: OrgIdKind) -> Result<Self, HttpResponse> {
+        Self::new(
+            row.get("id"),
+            kind,
+            row.get::<_, &str>("org_id"),
+            row.get("name"),
+        )
     }
 }
 
@@ -105,14 +121,19 @@ async fn me(Authenticated(principal): Authenticated) -> HttpResponse {
     }))
 }
 
-async fn list_projects(db: TenantDb<ReadOnly>) -> Reply {
+async fn list_projects(Authenticated(principal): Authenticated, db: TenantDb<ReadOnly>) -> Reply {
     let rows = db
         .query(
-            "SELECT id, org_id, name FROM projects ORDER BY created_at, id",
+            "SELECT id, org_id::text AS org_id, name FROM projects ORDER BY created_at, id",
             &[],
         )
         .await?;
-    Ok(HttpResponse::Ok().json(rows.iter().map(Project::from).collect::<Vec<_>>()))
+    let kind = principal.org_id().kind();
+    let projects = rows.iter().map(|row| Project::from_row(row, kind));
+    Ok(match projects.collect::<Result<Vec<_>, _>>() {
+        Ok(projects) => HttpResponse::Ok().json(projects),
+        Err(response) => response,
+    })
 }
 
 async fn create_project(
@@ -128,27 +149,39 @@ async fn create_project(
             "name must be 1 to 200 characters",
         ));
     }
-    // The org comes from the verified token; RLS's WITH CHECK refuses any other.
+    // The org comes from the verified token; RLS's WITH CHECK refuses any other. It is bound
+    // as its own type (`uuid`, `bigint` or `text`: the column's for the org id kind).
+    let org = common::org_param(principal.org_id());
     let row = db
         .query_one(
             "INSERT INTO projects (org_id, name, created_by) VALUES ($1, $2, $3) \
-             RETURNING id, org_id, name",
-            &[&principal.org_id().as_uuid(), &name, &principal.user_id()],
+             RETURNING id, org_id::text AS org_id, name",
+            &[&*org, &name, &principal.user_id()],
         )
         .await?;
-    Ok(HttpResponse::Created().json(Project::from(&row)))
+    Ok(match Project::from_row(&row, principal.org_id().kind()) {
+        Ok(project) => HttpResponse::Created().json(project),
+        Err(response) => response,
+    })
 }
 
-async fn get_project(db: TenantDb<ReadOnly>, id: web::Path<Uuid>) -> Reply {
+async fn get_project(
+    Authenticated(principal): Authenticated,
+    db: TenantDb<ReadOnly>,
+    id: web::Path<Uuid>,
+) -> Reply {
     let row = db
         .query_opt(
-            "SELECT id, org_id, name FROM projects WHERE id = $1",
+            "SELECT id, org_id::text AS org_id, name FROM projects WHERE id = $1",
             &[&*id],
         )
         .await?;
     // Another org's row is invisible: 404, never 403, so existence does not leak.
     Ok(row.map_or_else(not_found, |row| {
-        HttpResponse::Ok().json(Project::from(&row))
+        match Project::from_row(&row, principal.org_id().kind()) {
+            Ok(project) => HttpResponse::Ok().json(project),
+            Err(response) => response,
+        }
     }))
 }
 
@@ -169,18 +202,35 @@ mod on_sqlx {
     use super::*;
     use tenant_guard::actix::SqlxDb;
 
-    type ProjectRow = (Uuid, Uuid, String);
+    /// `id, org_id::text, name`.
+    type ProjectRow = (Uuid, String, String);
 
-    fn project((id, org_id, name): ProjectRow) -> Project {
-        Project { id, org_id, name }
+    /// The project of `row` as the body of `response`, its org read as `kind`.
+    fn reply(
+        (id, org_id, name): ProjectRow,
+        kind: OrgIdKind,
+        mut response: actix_web::HttpResponseBuilder,
+    ) -> HttpResponse {
+        match Project::new(id, kind, &org_id, name) {
+            Ok(project) => response.json(project),
+            Err(response) => response,
+        }
     }
 
-    pub(super) async fn list_projects(mut db: SqlxDb<ReadOnly>) -> Reply {
-        let rows: Vec<ProjectRow> =
-            sqlx::query_as("SELECT id, org_id, name FROM projects ORDER BY created_at, id")
-                .fetch_all(db.conn().await?)
-                .await?;
-        Ok(HttpResponse::Ok().json(rows.into_iter().map(project).collect::<Vec<_>>()))
+    pub(super) async fn list_projects(
+        Authenticated(principal): Authenticated,
+        mut db: SqlxDb<ReadOnly>,
+    ) -> Reply {
+        let sql = "SELECT id, org_id::text AS org_id, name FROM projects ORDER BY created_at, id";
+        let rows: Vec<ProjectRow> = sqlx::query_as(sql).fetch_all(db.conn().await?).await?;
+        let kind = principal.org_id().kind();
+        let projects = rows
+            .into_iter()
+            .map(|(id, org_id, name)| Project::new(id, kind, &org_id, name));
+        Ok(match projects.collect::<Result<Vec<_>, _>>() {
+            Ok(projects) => HttpResponse::Ok().json(projects),
+            Err(response) => response,
+        })
     }
 
     pub(super) async fn create_project(
@@ -196,25 +246,40 @@ mod on_sqlx {
                 "name must be 1 to 200 characters",
             ));
         }
-        let row: ProjectRow = sqlx::query_as(
+        let insert = sqlx::query_as(
             "INSERT INTO projects (org_id, name, created_by) VALUES ($1, $2, $3) \
-             RETURNING id, org_id, name",
-        )
-        .bind(principal.org_id().as_uuid())
-        .bind(name)
-        .bind(principal.user_id())
-        .fetch_one(db.conn().await?)
-        .await?;
-        Ok(HttpResponse::Created().json(project(row)))
+             RETURNING id, org_id::text AS org_id, name",
+        );
+        // The org as its own type (`uuid`, `bigint` or `text`), as `common::org_param` does.
+        let insert = match principal.org_id() {
+            OrgId::Int(n) => insert.bind(*n),
+            OrgId::Text(text) => insert.bind(text.as_str()),
+            org => insert.bind(org.as_uuid()),
+        };
+        let row: ProjectRow = insert
+            .bind(name)
+            .bind(principal.user_id())
+            .fetch_one(db.conn().await?)
+            .await?;
+        Ok(reply(
+            row,
+            principal.org_id().kind(),
+            HttpResponse::Created(),
+        ))
     }
 
-    pub(super) async fn get_project(mut db: SqlxDb<ReadOnly>, id: web::Path<Uuid>) -> Reply {
-        let row: Option<ProjectRow> =
-            sqlx::query_as("SELECT id, org_id, name FROM projects WHERE id = $1")
-                .bind(*id)
-                .fetch_optional(db.conn().await?)
-                .await?;
-        Ok(row.map_or_else(not_found, |row| HttpResponse::Ok().json(project(row))))
+    pub(super) async fn get_project(
+        Authenticated(principal): Authenticated,
+        mut db: SqlxDb<ReadOnly>,
+        id: web::Path<Uuid>,
+    ) -> Reply {
+        let sql = "SELECT id, org_id::text AS org_id, name FROM projects WHERE id = $1";
+        let row: Option<ProjectRow> = sqlx::query_as(sql)
+            .bind(*id)
+            .fetch_optional(db.conn().await?)
+            .await?;
+        let kind = principal.org_id().kind();
+        Ok(row.map_or_else(not_found, |row| reply(row, kind, HttpResponse::Ok())))
     }
 
     pub(super) async fn delete_project(mut db: SqlxDb, id: web::Path<Uuid>) -> Reply {

@@ -30,24 +30,40 @@ use tenant_guard::axum::{
 };
 use tenant_guard::postgres::GuardError;
 use tenant_guard::postgres::tokio_postgres::Row;
-use tenant_guard::{ErrorResponse, ToErrorResponse};
+use tenant_guard::{ErrorResponse, OrgId, OrgIdKind, ToErrorResponse};
 use uuid::Uuid;
 
-/// A project as the API shows it.
+/// A project as the API shows it (`org_id` as `/me` shows it: a number for integer orgs).
 #[derive(Serialize)]
 struct Project {
     id: Uuid,
-    org_id: Uuid,
+    org_id: OrgId,
     name: String,
 }
 
-impl From<&Row> for Project {
-    fn from(row: &Row) -> Self {
-        Self {
-            id: row.get("id"),
-            org_id: row.get("org_id"),
-            name: row.get("name"),
-        }
+impl Project {
+    /// A project from its columns as every query returns them (`id, org_id::text, name`: the org
+    /// as text, so the SQL is the same for every `JWT_ORG_ID_KIND`), the org read as `kind`
+    /// (the caller's).
+    fn new(id: Uuid, kind: OrgIdKind, org_id: &str, name: String) -> Result<Self, ApiError> {
+        let org_id = common::org_from_text(kind, org_id).ok_or_else(|| {
+            tracing::error!("a project's org_id is no org id of the configured kind");
+            client_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal server error",
+            )
+        })?;
+        Ok(Self { id, org_id, name })
+    }
+
+    fn from_row(row: &Row, kind: OrgIdKind) -> Result<Self, ApiError> {
+        Self::new(
+            row.get("id"),
+            kind,
+            row.get::<_, &str>("org_id"),
+            row.get("name"),
+        )
     }
 }
 
@@ -139,14 +155,19 @@ async fn me(Authenticated(principal): Authenticated) -> Json<serde_json::Value> 
     }))
 }
 
-async fn list_projects(db: TenantDb<ReadOnly>) -> Reply<Json<Vec<Project>>> {
+async fn list_projects(
+    Authenticated(principal): Authenticated,
+    db: TenantDb<ReadOnly>,
+) -> Reply<Json<Vec<Project>>> {
     let rows = db
         .query(
-            "SELECT id, org_id, name FROM projects ORDER BY created_at, id",
+            "SELECT id, org_id::text AS org_id, name FROM projects ORDER BY created_at, id",
             &[],
         )
         .await?;
-    Ok(Json(rows.iter().map(Project::from).collect()))
+    let kind = principal.org_id().kind();
+    let projects = rows.iter().map(|row| Project::from_row(row, kind));
+    Ok(Json(projects.collect::<Result<_, _>>()?))
 }
 
 async fn create_project(
@@ -163,18 +184,22 @@ async fn create_project(
             "name must be 1 to 200 characters",
         ));
     }
-    // The org comes from the verified token; RLS's WITH CHECK refuses any other.
+    // The org comes from the verified token; RLS's WITH CHECK refuses any other. It is bound
+    // as its own type (`uuid`, `bigint` or `text`: the column's for the org id kind).
+    let org = common::org_param(principal.org_id());
     let row = db
         .query_one(
             "INSERT INTO projects (org_id, name, created_by) VALUES ($1, $2, $3) \
-             RETURNING id, org_id, name",
-            &[&principal.org_id().as_uuid(), &name, &principal.user_id()],
+             RETURNING id, org_id::text AS org_id, name",
+            &[&*org, &name, &principal.user_id()],
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(Project::from(&row))))
+    let project = Project::from_row(&row, principal.org_id().kind())?;
+    Ok((StatusCode::CREATED, Json(project)))
 }
 
 async fn get_project(
+    Authenticated(principal): Authenticated,
     db: TenantDb<ReadOnly>,
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Reply<Json<Project>> {
@@ -182,13 +207,13 @@ async fn get_project(
     let Path(id) = id.map_err(|_| not_found())?;
     let row = db
         .query_opt(
-            "SELECT id, org_id, name FROM projects WHERE id = $1",
+            "SELECT id, org_id::text AS org_id, name FROM projects WHERE id = $1",
             &[&id],
         )
         .await?;
     // Another org's row is invisible: 404, never 403, so existence does not leak.
-    row.map(|row| Json(Project::from(&row)))
-        .ok_or_else(not_found)
+    let row = row.ok_or_else(not_found)?;
+    Ok(Json(Project::from_row(&row, principal.org_id().kind())?))
 }
 
 async fn delete_project(db: TenantDb, id: Result<Path<Uuid>, PathRejection>) -> Reply<StatusCode> {
@@ -209,18 +234,22 @@ mod on_sqlx {
     use super::*;
     use tenant_guard::axum::SqlxDb;
 
-    type ProjectRow = (Uuid, Uuid, String);
+    /// `id, org_id::text, name`.
+    type ProjectRow = (Uuid, String, String);
 
-    fn project((id, org_id, name): ProjectRow) -> Project {
-        Project { id, org_id, name }
+    fn project((id, org_id, name): ProjectRow, kind: OrgIdKind) -> Reply<Project> {
+        Project::new(id, kind, &org_id, name)
     }
 
-    pub(super) async fn list_projects(mut db: SqlxDb<ReadOnly>) -> Reply<Json<Vec<Project>>> {
-        let rows: Vec<ProjectRow> =
-            sqlx::query_as("SELECT id, org_id, name FROM projects ORDER BY created_at, id")
-                .fetch_all(db.conn().await?)
-                .await?;
-        Ok(Json(rows.into_iter().map(project).collect()))
+    pub(super) async fn list_projects(
+        Authenticated(principal): Authenticated,
+        mut db: SqlxDb<ReadOnly>,
+    ) -> Reply<Json<Vec<Project>>> {
+        let sql = "SELECT id, org_id::text AS org_id, name FROM projects ORDER BY created_at, id";
+        let rows: Vec<ProjectRow> = sqlx::query_as(sql).fetch_all(db.conn().await?).await?;
+        let kind = principal.org_id().kind();
+        let projects = rows.into_iter().map(|row| project(row, kind));
+        Ok(Json(projects.collect::<Result<_, _>>()?))
     }
 
     pub(super) async fn create_project(
@@ -237,29 +266,38 @@ mod on_sqlx {
                 "name must be 1 to 200 characters",
             ));
         }
-        let row: ProjectRow = sqlx::query_as(
+        let insert = sqlx::query_as(
             "INSERT INTO projects (org_id, name, created_by) VALUES ($1, $2, $3) \
-             RETURNING id, org_id, name",
-        )
-        .bind(principal.org_id().as_uuid())
-        .bind(name)
-        .bind(principal.user_id())
-        .fetch_one(db.conn().await?)
-        .await?;
-        Ok((StatusCode::CREATED, Json(project(row))))
+             RETURNING id, org_id::text AS org_id, name",
+        );
+        // The org as its own type (`uuid`, `bigint` or `text`), as `common::org_param` does.
+        let insert = match principal.org_id() {
+            OrgId::Int(n) => insert.bind(*n),
+            OrgId::Text(text) => insert.bind(text.as_str()),
+            org => insert.bind(org.as_uuid()),
+        };
+        let row: ProjectRow = insert
+            .bind(name)
+            .bind(principal.user_id())
+            .fetch_one(db.conn().await?)
+            .await?;
+        let project = project(row, principal.org_id().kind())?;
+        Ok((StatusCode::CREATED, Json(project)))
     }
 
     pub(super) async fn get_project(
+        Authenticated(principal): Authenticated,
         mut db: SqlxDb<ReadOnly>,
         id: Result<Path<Uuid>, PathRejection>,
     ) -> Reply<Json<Project>> {
         let Path(id) = id.map_err(|_| not_found())?;
-        let row: Option<ProjectRow> =
-            sqlx::query_as("SELECT id, org_id, name FROM projects WHERE id = $1")
-                .bind(id)
-                .fetch_optional(db.conn().await?)
-                .await?;
-        row.map(|row| Json(project(row))).ok_or_else(not_found)
+        let sql = "SELECT id, org_id::text AS org_id, name FROM projects WHERE id = $1";
+        let row: Option<ProjectRow> = sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(db.conn().await?)
+            .await?;
+        let row = row.ok_or_else(not_found)?;
+        Ok(Json(project(row, principal.org_id().kind())?))
     }
 
     pub(super) async fn delete_project(

@@ -58,6 +58,7 @@ const APP_VARS: &[&str] = &[
     "MEMBERSHIP_CACHE_TTL_SECONDS",
     "MEMBERSHIP_CACHE_SIZE",
     "TOKEN_ORG",
+    "JWT_ORG_ID_KIND",
     "SESSION_RESET",
 ];
 
@@ -1743,6 +1744,192 @@ fn axum_reference_app_refuses_a_bad_org_source() {
 #[test]
 fn actix_reference_app_refuses_a_bad_org_source() {
     check_org_source_misconfiguration("reference_actix");
+}
+
+/// `JWT_ORG_ID_KIND` other than `uuid` end to end: the app's schema types `org_id` for the kind
+/// (`bigint`, `text`), the handlers bind and read it for every kind, and isolation holds as with
+/// UUIDs (create, list, read and delete across two orgs, a row a superuser wrote for one org
+/// seen by that org only). The JSON shows the org as `/me` does: `org_a`/`org_b` as they appear
+/// in the responses (a number for integer orgs), `claim_a`/`claim_b` as they sit in the tokens.
+/// Then the same database refuses to start an app of another kind, naming the column and
+/// `JWT_ORG_ID_KIND`, instead of failing at the first request.
+fn check_org_id_kind(
+    example: &str,
+    kind: &str,
+    claims_and_json: [(serde_json::Value, serde_json::Value); 2],
+    literal_b: &str,
+) {
+    let [(claim_a, org_a), (claim_b, org_b)] = claims_and_json;
+    let database = TestPostgres::shared()
+        .expect("test PostgreSQL")
+        .create_database()
+        .expect("test database");
+    let url = database.url().to_owned();
+    let mut app = RunningApp::start_with(
+        example,
+        &[
+            ("APP_ENV", "test"),
+            ("JWT_SECRET", SECRET),
+            ("DATABASE_URL", &url),
+            ("JWT_ORG_ID_KIND", kind),
+        ],
+        None,
+    );
+    let token = |sub: &str, org: &serde_json::Value| {
+        let mut claims = claims(sub, ORG_A);
+        claims["org_id"] = org.clone();
+        sign(&claims, SECRET)
+    };
+    let (alice, bob) = (token("alice", &claim_a), token("bob", &claim_b));
+
+    let me = app.get("/me", Some(&alice));
+    assert_eq!(me.status, 200, "{me:?}");
+    assert_eq!(
+        me.json(),
+        serde_json::json!({"user_id": "alice", "org_id": org_a, "role": "authenticated"})
+    );
+    // An org claim that is no org of this kind: refused, never scoped.
+    let code = app
+        .get(
+            "/me",
+            Some(&token("alice", &serde_json::json!("acme corp"))),
+        )
+        .assert_error(403, "an org claim of no kind");
+    assert_eq!(code, "invalid_org");
+    if kind == "integer" {
+        app.get("/me", Some(&sign(&claims("alice", ORG_A), SECRET)))
+            .assert_error(403, "a UUID org claim for integer orgs");
+    }
+
+    let body = format!(r#"{{"name": "alpha", "org_id": {org_b}}}"#);
+    let created = app.send_json("POST", "/projects", &alice, &body);
+    assert_eq!(created.status, 201, "{created:?}");
+    let project = created.json();
+    assert_eq!(project["org_id"], org_a, "the org comes from the token");
+    let id = project["id"].as_str().expect("id").to_owned();
+    let path = format!("/projects/{id}");
+    let listed = app.get("/projects", Some(&alice)).json();
+    assert_eq!(
+        listed,
+        serde_json::json!([project]),
+        "Alice lists her project"
+    );
+    assert_eq!(app.get(&path, Some(&alice)).json(), project);
+
+    // Bob sees none of it, by any route; a row a superuser wrote for his org is his alone.
+    admin_sql(
+        &database,
+        &format!("INSERT INTO projects (org_id, name) VALUES ('{literal_b}', 'planted')"),
+    );
+    let bobs = app.get("/projects", Some(&bob));
+    assert_eq!(bobs.status, 200, "{bobs:?}");
+    let bobs = bobs.json();
+    let bobs = bobs.as_array().expect("array");
+    assert_eq!(bobs.len(), 1, "{bobs:?}");
+    assert_eq!(bobs[0]["org_id"], org_b);
+    assert_eq!(bobs[0]["name"], "planted");
+    app.get(&path, Some(&bob))
+        .assert_error(404, "Bob reads Alice's project");
+    let bearer = format!("Bearer {bob}");
+    app.request("DELETE", &path, &[("authorization", &bearer)], "")
+        .assert_error(404, "Bob deletes Alice's project");
+    assert_eq!(app.get(&path, Some(&alice)).status, 200, "still there");
+    let bobs_project = app.send_json("POST", "/projects", &bob, r#"{"name": "beta"}"#);
+    assert_eq!(bobs_project.status, 201, "{bobs_project:?}");
+    assert_eq!(bobs_project.json()["org_id"], org_b);
+    let alices = app.get("/projects", Some(&alice)).json();
+    assert_eq!(
+        alices,
+        serde_json::json!([project]),
+        "Alice still sees hers only"
+    );
+    let bearer = format!("Bearer {alice}");
+    let deleted = app.request("DELETE", &path, &[("authorization", &bearer)], "");
+    assert_eq!(deleted.status, 204, "{deleted:?}");
+    app.get(&path, Some(&alice)).assert_error(404, "deleted");
+    assert!(app.terminate(), "SIGTERM must shut {example} down cleanly");
+
+    // The same database with another kind: refused at start, naming what disagrees.
+    let other = if kind == "uuid" { "integer" } else { "uuid" };
+    let stderr = start_refused(
+        example,
+        &[
+            ("APP_ENV", "test"),
+            ("JWT_SECRET", SECRET),
+            ("DATABASE_URL", &url),
+            ("JWT_ORG_ID_KIND", other),
+        ],
+    );
+    assert!(
+        stderr.contains("public.projects.org_id")
+            && stderr.contains(&format!("JWT_ORG_ID_KIND={other}")),
+        "{stderr}"
+    );
+}
+
+fn integer_orgs() -> [(serde_json::Value, serde_json::Value); 2] {
+    // Alice's org as a JSON number, Bob's as a decimal string (both accepted); shown as numbers.
+    [
+        (serde_json::json!(101), serde_json::json!(101)),
+        (serde_json::json!("202"), serde_json::json!(202)),
+    ]
+}
+
+fn text_orgs() -> [(serde_json::Value, serde_json::Value); 2] {
+    [
+        (
+            serde_json::json!("acme-corp"),
+            serde_json::json!("acme-corp"),
+        ),
+        (
+            serde_json::json!("team.blue"),
+            serde_json::json!("team.blue"),
+        ),
+    ]
+}
+
+#[test]
+fn axum_reference_app_works_with_integer_org_ids() {
+    check_org_id_kind("reference_axum", "integer", integer_orgs(), "202");
+}
+
+#[test]
+fn actix_reference_app_works_with_integer_org_ids() {
+    check_org_id_kind("reference_actix", "integer", integer_orgs(), "202");
+}
+
+#[test]
+fn axum_reference_app_on_sqlx_works_with_integer_org_ids() {
+    check_org_id_kind("reference_axum+sqlx", "integer", integer_orgs(), "202");
+}
+
+#[test]
+fn actix_reference_app_on_sqlx_works_with_integer_org_ids() {
+    check_org_id_kind("reference_actix+sqlx", "integer", integer_orgs(), "202");
+}
+
+#[test]
+fn axum_reference_app_works_with_text_org_ids() {
+    check_org_id_kind("reference_axum", "text", text_orgs(), "team.blue");
+}
+
+#[test]
+fn actix_reference_app_on_sqlx_works_with_text_org_ids() {
+    check_org_id_kind("reference_actix+sqlx", "text", text_orgs(), "team.blue");
+}
+
+/// The default kind through the same check (and a UUID database refuses an integer app).
+#[test]
+fn actix_reference_app_works_with_explicit_uuid_org_ids() {
+    check_org_id_kind(
+        "reference_actix",
+        "uuid",
+        [
+            (serde_json::json!(ORG_A), serde_json::json!(ORG_A)),
+            (serde_json::json!(ORG_B), serde_json::json!(ORG_B)),
+        ],
+        ORG_B,
+    );
 }
 
 /// `SESSION_RESET` (issue 18, for measuring the reset's share end to end): a bad value, and a

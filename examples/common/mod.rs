@@ -32,18 +32,30 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tenant_guard::postgres::tokio_postgres::types::ToSql;
 use tenant_guard::postgres::{Pooler, SessionReset, TenantPool};
-use tenant_guard::{Environment, Verifier, VerifierBuilder};
+use tenant_guard::{Environment, OrgId, OrgIdKind, Verifier, VerifierBuilder};
 use tenant_guard_testkit::{TestDatabase, TestPostgres};
 
 /// Any start-up failure. Its message names what to fix (e.g. the missing variable).
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The two demo organisations of development mode (fixed, so curl lines can be reused).
+/// The two demo organisations of development mode (fixed, so curl lines can be reused), for
+/// the default org id kind (`uuid`); see [`demo_orgs`] for the others.
 pub const DEMO_ORGS: [(&str, &str); 2] = [
     ("alice", "11111111-1111-4111-8111-111111111111"),
     ("bob", "22222222-2222-4222-8222-222222222222"),
 ];
+
+/// The demo organisations for `kind` (`JWT_ORG_ID_KIND`): [`DEMO_ORGS`] for UUIDs, `1`/`2` for
+/// integers, `alice-org`/`bob-org` for text.
+pub fn demo_orgs(kind: OrgIdKind) -> [(&'static str, &'static str); 2] {
+    match kind {
+        OrgIdKind::Integer => [("alice", "1"), ("bob", "2")],
+        OrgIdKind::Text => [("alice", "alice-org"), ("bob", "bob-org")],
+        _ => DEMO_ORGS,
+    }
+}
 
 /// How long demo tokens stay valid.
 const DEMO_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
@@ -56,7 +68,8 @@ pub const MEMBERSHIP_READER: &str = "membership_reader";
 /// the `memberships` table `ORG_SOURCE=header` checks (readable by [`MEMBERSHIP_READER`] only:
 /// neither `authenticated` nor `anon` may read or write it).
 ///
-/// Idempotent: safe to apply on every start.
+/// This is the schema for UUID org ids (the default `JWT_ORG_ID_KIND`); [`schema_sql`] gives the
+/// one for any kind. Idempotent: safe to apply on every start.
 pub const SCHEMA_SQL: &str = r#"
 SET LOCAL client_min_messages = warning;
 DO $$ BEGIN
@@ -90,6 +103,74 @@ CREATE POLICY projects_org_isolation ON public.projects
     USING (org_id = (SELECT tenant_guard.org_id()))
     WITH CHECK (org_id = (SELECT tenant_guard.org_id()));
 "#;
+
+/// The reference schema for org ids of `kind` (`JWT_ORG_ID_KIND`): [`SCHEMA_SQL`] with the
+/// `org_id` columns of `projects` and `memberships` typed for the kind (`uuid`, `bigint`,
+/// `text`) and the policy comparing them with the matching support function
+/// (`tenant_guard.org_id()`, `org_id_bigint()`, `org_id_text()`).
+///
+/// It starts with a check: when either table already exists with an `org_id` of another type
+/// (a database made for another kind), applying it fails, naming the column, its type and
+/// `JWT_ORG_ID_KIND`, so the app refuses to start instead of failing at the first request.
+pub fn schema_sql(kind: OrgIdKind) -> String {
+    let (column, function) = org_column(kind);
+    let check = format!(
+        r#"
+DO $check$
+DECLARE
+    tbl text;
+    found text;
+BEGIN
+    FOREACH tbl IN ARRAY ARRAY['projects', 'memberships'] LOOP
+        SELECT format_type(a.atttypid, a.atttypmod) INTO found
+          FROM pg_attribute a
+         WHERE a.attrelid = to_regclass('public.' || tbl)
+           AND a.attname = 'org_id' AND NOT a.attisdropped;
+        IF found IS NOT NULL AND found <> '{column}' THEN
+            RAISE EXCEPTION 'public.%.org_id is %, but JWT_ORG_ID_KIND={kind} needs {column}: the database was set up for another org id kind (use a database made for this kind, or migrate the column)', tbl, found
+                USING ERRCODE = 'datatype_mismatch';
+        END IF;
+    END LOOP;
+END $check$;
+"#,
+        kind = kind.as_str(),
+    );
+    let schema = SCHEMA_SQL
+        .replace("org_id uuid NOT NULL", &format!("org_id {column} NOT NULL"))
+        .replace("tenant_guard.org_id()", function);
+    format!("{check}{schema}")
+}
+
+/// The column type of an org id of `kind`, and the support SQL function that reads the scoped
+/// org as that type.
+fn org_column(kind: OrgIdKind) -> (&'static str, &'static str) {
+    match kind {
+        OrgIdKind::Integer => ("bigint", "tenant_guard.org_id_bigint()"),
+        OrgIdKind::Text => ("text", "tenant_guard.org_id_text()"),
+        _ => ("uuid", "tenant_guard.org_id()"),
+    }
+}
+
+/// The org as a SQL parameter of its own type (`uuid`, `bigint` or `text`: the `org_id` column
+/// type [`schema_sql`] gives its kind), so the handlers' SQL is the same for every kind.
+pub fn org_param(org: &OrgId) -> Box<dyn ToSql + Sync + Send + '_> {
+    match org {
+        OrgId::Uuid(uuid) => Box::new(*uuid),
+        OrgId::Int(n) => Box::new(*n),
+        other => Box::new(
+            other
+                .as_text()
+                .map_or_else(|| other.to_string(), str::to_owned),
+        ),
+    }
+}
+
+/// An org id as the handlers read it back (`org_id::text`), parsed as `kind` (the caller's:
+/// row security shows no other org's rows). `None` when the text is no id of that kind, which
+/// [`schema_sql`]'s start-up check rules out.
+pub fn org_from_text(kind: OrgIdKind, text: &str) -> Option<OrgId> {
+    kind.parse(text).ok()
+}
 
 /// The pool's login on a throwaway database: PostgREST's `authenticator` pattern, a login that
 /// can do nothing by itself but switch to the app roles (the guard then warns about nothing).
@@ -160,6 +241,9 @@ pub struct Config {
     pub body_timeout: Duration,
     /// `ORG_SOURCE` and the membership variables: where a request's org comes from.
     pub org_source: OrgSource,
+    /// `JWT_ORG_ID_KIND` (default `uuid`): the kind of the org ids, and so the type of the
+    /// schema's `org_id` columns (see [`schema_sql`]).
+    pub org_id_kind: OrgIdKind,
 }
 
 /// Where a request's org comes from (`ORG_SOURCE`).
@@ -330,6 +414,7 @@ impl std::fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("body_timeout", &self.body_timeout)
             .field("org_source", &self.org_source)
+            .field("org_id_kind", &self.org_id_kind)
             .finish()
     }
 }
@@ -429,6 +514,15 @@ impl Config {
             );
         }
         let org_source = OrgSource::from_lookup(&non_empty)?;
+        let org_id_kind = match non_empty("JWT_ORG_ID_KIND") {
+            None => OrgIdKind::Uuid,
+            Some(v) => v.parse().map_err(|_| {
+                format!("JWT_ORG_ID_KIND must be `uuid`, `integer` or `text`, got {v:?}")
+            })?,
+        };
+        if let Some(issuers) = non_empty("JWT_ISSUERS") {
+            one_org_id_kind(org_id_kind, &issuers)?;
+        }
         let log_format = match non_empty("LOG_FORMAT") {
             Some(v) if v.trim().eq_ignore_ascii_case("json") => LogFormat::Json,
             _ => LogFormat::Human,
@@ -452,8 +546,43 @@ impl Config {
             log_format,
             body_timeout,
             org_source,
+            org_id_kind,
         })
     }
+}
+
+/// The reference schema has one `org_id` column type: every issuer of `JWT_ISSUERS` must carry
+/// the org ids of `JWT_ORG_ID_KIND` (their `org_id_kind`, default `uuid`, is not inherited).
+/// A value the verifier cannot read is left for it to report.
+fn one_org_id_kind(kind: OrgIdKind, issuers: &str) -> Result<(), StartError> {
+    let Ok(serde_json::Value::Array(profiles)) = serde_json::from_str(issuers) else {
+        return Ok(());
+    };
+    for profile in &profiles {
+        let theirs = match profile
+            .get("org_id_kind")
+            .and_then(serde_json::Value::as_str)
+        {
+            None => OrgIdKind::Uuid,
+            Some(v) => match v.parse::<OrgIdKind>() {
+                Ok(theirs) => theirs,
+                Err(_) => continue, // the verifier names the bad value
+            },
+        };
+        if theirs != kind {
+            let issuer = profile
+                .get("issuer")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("?");
+            return Err(format!(
+                "JWT_ISSUERS: issuer {issuer:?} has org_id_kind {theirs}, but JWT_ORG_ID_KIND is                  {kind}: the reference schema's org_id columns hold one kind; give every issuer                  \"org_id_kind\": \"{kind}\"",
+                theirs = theirs.as_str(),
+                kind = kind.as_str(),
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// Installs the global `tracing` subscriber: logs on stderr, filtered by `RUST_LOG` (default
@@ -535,7 +664,7 @@ fn demo_tokens(config: &Config, secret: &str) -> Result<DemoTokens, StartError> 
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
     let mut tokens = Vec::new();
-    for (name, org) in DEMO_ORGS {
+    for (name, org) in demo_orgs(config.org_id_kind) {
         let mut claims = serde_json::json!({
             "sub": format!("demo-{name}"),
             "role": "authenticated",
@@ -611,12 +740,13 @@ pub struct Database {
     throwaway_server: Option<TestPostgres>,
 }
 
-/// Connects to `DATABASE_URL`, applies the library's support SQL and [`SCHEMA_SQL`], and builds
+/// Connects to `DATABASE_URL`, applies the library's support SQL and [`schema_sql`] for
+/// `JWT_ORG_ID_KIND` (refusing a database set up for another kind), and builds
 /// the pool. Without `DATABASE_URL`: in development, starts a throwaway PostgreSQL (deleted on
 /// exit) and logs its URL on stderr; in any other environment, an error naming the variable (a
 /// forgotten variable must not turn a deployment into one that accepts writes and loses them).
 pub async fn open_database(config: &Config) -> Result<Database, StartError> {
-    open_database_with_schema(config, SCHEMA_SQL).await
+    open_database_with_schema(config, &schema_sql(config.org_id_kind)).await
 }
 
 /// [`open_database`] with another idempotent schema instead of [`SCHEMA_SQL`] (e.g. `SCHEMA_SQL`
@@ -652,10 +782,14 @@ pub async fn open_database_with_schema(
     let mut pool_config = pg_config.clone();
     if throwaway_database.is_some() {
         let sql = format!("{schema_sql}{AUTHENTICATOR_SQL}");
-        tenant_guard::postgres::support::apply(&pg_config, &sql).await?;
+        tenant_guard::postgres::support::apply(&pg_config, &sql)
+            .await
+            .map_err(with_server_message)?;
         pool_config.user(AUTHENTICATOR);
     } else {
-        tenant_guard::postgres::support::apply(&pg_config, schema_sql).await?;
+        tenant_guard::postgres::support::apply(&pg_config, schema_sql)
+            .await
+            .map_err(with_server_message)?;
     }
     let sqlx = match config.db_backend {
         DbBackend::Postgres => None,
@@ -679,6 +813,23 @@ pub async fn open_database_with_schema(
         throwaway_database,
         throwaway_server,
     })
+}
+
+/// `error` with the server's message appended, when a PostgreSQL error in its source chain has
+/// one (tokio-postgres shows only `db error`): e.g. [`schema_sql`]'s check, naming the column
+/// whose type disagrees with `JWT_ORG_ID_KIND`.
+fn with_server_message(error: impl std::error::Error + Send + Sync + 'static) -> StartError {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let db = cause
+            .downcast_ref::<tenant_guard::postgres::tokio_postgres::Error>()
+            .and_then(tenant_guard::postgres::tokio_postgres::Error::as_db_error);
+        if let Some(db) = db {
+            return format!("{error}: {}", db.message()).into();
+        }
+        source = cause.source();
+    }
+    error.into()
 }
 
 /// The sqlx pool of `DB_BACKEND=sqlx`: the same login, size, timeouts as the tokio-postgres pool
