@@ -666,7 +666,13 @@ fn check_validation(app: &RunningApp, alice: &str) {
 /// The quickstart: `APP_ENV=development` with nothing else starts a throwaway database, prints
 /// working demo tokens for two orgs, and removes the database on SIGTERM.
 fn check_quickstart(example: &str) {
-    let mut app = RunningApp::start_with(example, &[("APP_ENV", "development")], None);
+    check_quickstart_with(example, &[]);
+}
+
+/// [`check_quickstart`] with more variables (e.g. `JWT_ORG_ID_KIND`: the demo orgs follow it).
+fn check_quickstart_with(example: &str, vars: &[(&str, &str)]) {
+    let vars = [&[("APP_ENV", "development")], vars].concat();
+    let mut app = RunningApp::start_with(example, &vars, None);
     let stderr = app.stderr();
     let token = |name: &str| -> String {
         let prefix = format!("export TOKEN_{name}=");
@@ -1930,6 +1936,133 @@ fn actix_reference_app_works_with_explicit_uuid_org_ids() {
         ],
         ORG_B,
     );
+}
+
+/// `ORG_SOURCE=header` with `JWT_ORG_ID_KIND=integer`: the reference schema's `memberships.org_id`
+/// is `bigint` too, the lookup binds the header's org as one, and a member lands in the chosen
+/// org (RLS shows that org's rows only, writes land there); a non-member is 403, a header that is
+/// no integer 400.
+fn check_header_selected_integer_orgs(example: &str) {
+    let database = TestPostgres::shared()
+        .expect("test PostgreSQL")
+        .create_database()
+        .expect("test database");
+    let url = database.url().to_owned();
+    let mut app = RunningApp::start_with(
+        example,
+        &[
+            ("APP_ENV", "test"),
+            ("JWT_SECRET", SECRET),
+            ("DATABASE_URL", &url),
+            ("JWT_ORG_ID_KIND", "integer"),
+            ("ORG_SOURCE", "header"),
+            ("TOKEN_ORG", "default"),
+        ],
+        None,
+    );
+    admin_sql(
+        &database,
+        "INSERT INTO memberships (user_id, org_id) VALUES ('alice', 202);
+         INSERT INTO projects (org_id, name) VALUES (202, 'of 202'), (303, 'of 303');",
+    );
+    let mut claims = claims("alice", ORG_A);
+    claims["org_id"] = serde_json::json!(101);
+    let alice = sign(&claims, SECRET);
+    let listed = get_in_org(&app, "/projects", &alice, "x-org-id", "202");
+    assert_eq!(listed.status, 200, "{listed:?}");
+    assert_eq!(
+        listed.json()[0]["name"],
+        "of 202",
+        "the header's org: {listed:?}"
+    );
+    assert_eq!(listed.json().as_array().map(Vec::len), Some(1));
+    let bearer = format!("Bearer {alice}");
+    let created = app.request(
+        "POST",
+        "/projects",
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+            ("x-org-id", "202"),
+        ],
+        r#"{"name": "new in 202"}"#,
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(created.json()["org_id"], 202);
+    let own = app.get("/projects", Some(&alice));
+    assert_eq!(
+        own.json(),
+        serde_json::json!([]),
+        "no header: the token's org 101"
+    );
+    let code = get_in_org(&app, "/projects", &alice, "x-org-id", "303")
+        .assert_error(403, "no member of 303");
+    assert_eq!(code, "not_a_member");
+    let code = get_in_org(&app, "/projects", &alice, "x-org-id", ORG_B)
+        .assert_error(400, "a UUID header for integer orgs");
+    assert_eq!(code, "invalid_org_header");
+    assert!(app.terminate(), "SIGTERM must shut {example} down cleanly");
+}
+
+#[test]
+fn axum_reference_app_checks_header_selected_integer_orgs() {
+    check_header_selected_integer_orgs("reference_axum");
+}
+
+#[test]
+fn actix_reference_app_on_sqlx_checks_header_selected_integer_orgs() {
+    check_header_selected_integer_orgs("reference_actix+sqlx");
+}
+
+/// A bad `JWT_ORG_ID_KIND`, or `JWT_ISSUERS` issuers of another kind (the reference schema holds
+/// one), refuse to start, naming the variable.
+fn check_org_id_kind_misconfiguration(example: &str) {
+    let database = TestPostgres::shared()
+        .expect("test PostgreSQL")
+        .create_database()
+        .expect("test database");
+    let url = database.url().to_owned();
+    let base = [
+        ("APP_ENV", "test"),
+        ("JWT_SECRET", SECRET),
+        ("DATABASE_URL", url.as_str()),
+    ];
+    let stderr = start_refused(
+        example,
+        &[&base[..], &[("JWT_ORG_ID_KIND", "bigint")]].concat(),
+    );
+    assert!(stderr.contains("JWT_ORG_ID_KIND"), "{stderr}");
+    let issuers = r#"[{"issuer": "https://partner.example/", "secret_env": "PARTNER_SECRET"}]"#;
+    let vars = [
+        ("JWT_ORG_ID_KIND", "integer"),
+        ("JWT_ISSUERS", issuers),
+        (
+            "PARTNER_SECRET",
+            "partner-secret-0123456789abcdef0123456789",
+        ),
+    ];
+    let stderr = start_refused(example, &[&base[..], &vars[..]].concat());
+    assert!(
+        stderr.contains("JWT_ISSUERS")
+            && stderr.contains("https://partner.example/")
+            && stderr.contains("org_id_kind uuid"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn axum_reference_app_refuses_a_bad_org_id_kind() {
+    check_org_id_kind_misconfiguration("reference_axum");
+}
+
+#[test]
+fn actix_reference_app_refuses_a_bad_org_id_kind() {
+    check_org_id_kind_misconfiguration("reference_actix");
+}
+
+#[test]
+fn actix_reference_app_quickstart_works_with_integer_org_ids() {
+    check_quickstart_with("reference_actix", &[("JWT_ORG_ID_KIND", "integer")]);
 }
 
 /// `SESSION_RESET` (issue 18, for measuring the reset's share end to end): a bad value, and a
