@@ -13,6 +13,8 @@
 #[path = "common/mod.rs"]
 mod common;
 
+use common::UnexpectedOrg;
+
 use std::process::ExitCode;
 
 use std::future::Future as _;
@@ -46,20 +48,13 @@ struct Project {
 impl Project {
     /// A project from its columns as every query returns them (`id, org_id::text, name`: the org
     /// as text, so the SQL is the same for every `JWT_ORG_ID_KIND`), the org read as `kind`
-    /// (the caller's); the error is the response to send.
-    fn new(id: Uuid, kind: OrgIdKind, org_id: &str, name: String) -> Result<Self, HttpResponse> {
-        let org_id = common::org_from_text(kind, org_id).ok_or_else(|| {
-            tracing::error!("a project's org_id is no org id of the configured kind");
-            client_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal server error",
-            )
-        })?;
+    /// (the caller's).
+    fn new(id: Uuid, kind: OrgIdKind, org_id: &str, name: String) -> Result<Self, UnexpectedOrg> {
+        let org_id = common::org_from_text(kind, org_id)?;
         Ok(Self { id, org_id, name })
     }
 
-    fn from_row(row: &Row, kind: OrgIdKind) -> Result<Self, HttpResponse> {
+    fn from_row(row: &Row, kind: OrgIdKind) -> Result<Self, UnexpectedOrg> {
         Self::new(
             row.get("id"),
             kind,
@@ -84,6 +79,15 @@ fn client_error(
     message: impl Into<String>,
 ) -> HttpResponse {
     error_response(&ErrorResponse::new(status, code, message.into()))
+}
+
+/// The answer to an [`UnexpectedOrg`]: a server bug, 500.
+fn internal_error(_: UnexpectedOrg) -> HttpResponse {
+    client_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal server error",
+    )
 }
 
 fn not_found() -> HttpResponse {
@@ -132,7 +136,7 @@ async fn list_projects(Authenticated(principal): Authenticated, db: TenantDb<Rea
     let projects = rows.iter().map(|row| Project::from_row(row, kind));
     Ok(match projects.collect::<Result<Vec<_>, _>>() {
         Ok(projects) => HttpResponse::Ok().json(projects),
-        Err(response) => response,
+        Err(unexpected) => internal_error(unexpected),
     })
 }
 
@@ -161,7 +165,7 @@ async fn create_project(
         .await?;
     Ok(match Project::from_row(&row, principal.org_id().kind()) {
         Ok(project) => HttpResponse::Created().json(project),
-        Err(response) => response,
+        Err(unexpected) => internal_error(unexpected),
     })
 }
 
@@ -180,7 +184,7 @@ async fn get_project(
     Ok(row.map_or_else(not_found, |row| {
         match Project::from_row(&row, principal.org_id().kind()) {
             Ok(project) => HttpResponse::Ok().json(project),
-            Err(response) => response,
+            Err(unexpected) => internal_error(unexpected),
         }
     }))
 }
@@ -213,7 +217,7 @@ mod on_sqlx {
     ) -> HttpResponse {
         match Project::new(id, kind, &org_id, name) {
             Ok(project) => response.json(project),
-            Err(response) => response,
+            Err(unexpected) => internal_error(unexpected),
         }
     }
 
@@ -229,7 +233,7 @@ mod on_sqlx {
             .map(|(id, org_id, name)| Project::new(id, kind, &org_id, name));
         Ok(match projects.collect::<Result<Vec<_>, _>>() {
             Ok(projects) => HttpResponse::Ok().json(projects),
-            Err(response) => response,
+            Err(unexpected) => internal_error(unexpected),
         })
     }
 

@@ -13,6 +13,8 @@
 #[path = "common/mod.rs"]
 mod common;
 
+use common::UnexpectedOrg;
+
 use std::future::Future as _;
 use std::process::ExitCode;
 
@@ -45,19 +47,12 @@ impl Project {
     /// A project from its columns as every query returns them (`id, org_id::text, name`: the org
     /// as text, so the SQL is the same for every `JWT_ORG_ID_KIND`), the org read as `kind`
     /// (the caller's).
-    fn new(id: Uuid, kind: OrgIdKind, org_id: &str, name: String) -> Result<Self, ApiError> {
-        let org_id = common::org_from_text(kind, org_id).ok_or_else(|| {
-            tracing::error!("a project's org_id is no org id of the configured kind");
-            client_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal server error",
-            )
-        })?;
+    fn new(id: Uuid, kind: OrgIdKind, org_id: &str, name: String) -> Result<Self, UnexpectedOrg> {
+        let org_id = common::org_from_text(kind, org_id)?;
         Ok(Self { id, org_id, name })
     }
 
-    fn from_row(row: &Row, kind: OrgIdKind) -> Result<Self, ApiError> {
+    fn from_row(row: &Row, kind: OrgIdKind) -> Result<Self, UnexpectedOrg> {
         Self::new(
             row.get("id"),
             kind,
@@ -99,6 +94,16 @@ impl From<GuardError> for ApiError {
     fn from(error: GuardError) -> Self {
         tracing::warn!(%error, "database error");
         Self(error.to_error_response())
+    }
+}
+
+impl From<UnexpectedOrg> for ApiError {
+    fn from(_: UnexpectedOrg) -> Self {
+        client_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error",
+        )
     }
 }
 
@@ -237,7 +242,7 @@ mod on_sqlx {
     /// `id, org_id::text, name`.
     type ProjectRow = (Uuid, String, String);
 
-    fn project((id, org_id, name): ProjectRow, kind: OrgIdKind) -> Reply<Project> {
+    fn project((id, org_id, name): ProjectRow, kind: OrgIdKind) -> Result<Project, UnexpectedOrg> {
         Project::new(id, kind, &org_id, name)
     }
 

@@ -166,11 +166,21 @@ pub fn org_param(org: &OrgId) -> Box<dyn ToSql + Sync + Send + '_> {
 }
 
 /// An org id as the handlers read it back (`org_id::text`), parsed as `kind` (the caller's:
-/// row security shows no other org's rows). `None` when the text is no id of that kind, which
-/// [`schema_sql`]'s start-up check rules out.
-pub fn org_from_text(kind: OrgIdKind, text: &str) -> Option<OrgId> {
-    kind.parse(text).ok()
+/// row security shows no other org's rows). An error when the text is no id of that kind, which
+/// [`schema_sql`]'s start-up check rules out: a server bug (logged; the apps answer 500).
+pub fn org_from_text(kind: OrgIdKind, text: &str) -> Result<OrgId, UnexpectedOrg> {
+    kind.parse(text).map_err(|_| {
+        tracing::error!(
+            kind = kind.as_str(),
+            "a row's org_id is no org id of the configured kind"
+        );
+        UnexpectedOrg
+    })
 }
+
+/// A row's `org_id` that is no org id of the configured kind (see [`org_from_text`]).
+#[derive(Debug, Clone, Copy)]
+pub struct UnexpectedOrg;
 
 /// The pool's login on a throwaway database: PostgREST's `authenticator` pattern, a login that
 /// can do nothing by itself but switch to the app roles (the guard then warns about nothing).
