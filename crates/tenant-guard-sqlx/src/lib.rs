@@ -42,7 +42,8 @@
 //! - a statement cancelled mid-flight: sqlx waits for its answer before the connection's next
 //!   use (bounded by [`RELEASE_TIMEOUT`], then the connection is closed);
 //! - session-level changes a handler committed are undone by the release hook of
-//!   [`pool_options`] ([`RESET_SQL`]);
+//!   [`pool_options`] ([`RESET_SQL`]), and a session holding what no cheap statement resets (an
+//!   SQL-level `PREPARE`, a temporary object) is closed ([`CHECK_SQL`]);
 //! - a broken connection (killed backend, restart) fails sqlx's release ping and is closed.
 //!
 //! The tests in `tests/hygiene.rs` prove each against a real PostgreSQL.
@@ -71,7 +72,7 @@ pub use guard::{
     GuardedTx, SqlxGuard, SqlxGuardBuilder, TenantTransaction, with_org_job, with_service_role,
     with_tenant_guard, with_tenant_guard_options,
 };
-pub use pool::{RELEASE_TIMEOUT, RESET_SQL, pool_options, release_hook};
+pub use pool::{CHECK_SQL, RELEASE_TIMEOUT, RESET_SQL, pool_options, release_hook};
 pub use tenant_guard_core::scope::{SCOPE_SQL, ScopeOptions, ScopeSettings};
 
 /// The driver, re-exported.

@@ -232,6 +232,92 @@ async fn without_the_hook_sqlx_alone_leaks_session_settings() {
     assert_eq!(snap.search_path, "pg_catalog", "{snap:?}");
 }
 
+/// Session state beyond settings, committed by a handler (as `tests/session_state.rs` of the
+/// tokio-postgres guard): a `WITH HOLD` cursor, `LISTEN`, a session advisory lock and `currval`
+/// are reset in place (same backend, gone); an SQL-level `PREPARE` and a temporary table close
+/// the connection (the next checkout is another backend). Each `probe` answers `true` when the
+/// state is visible on the next checkout.
+#[tokio::test]
+async fn session_state_beyond_settings_is_reset_or_the_connection_closed() {
+    let cases: [(&str, &str, &str, bool); 6] = [
+        (
+            "WITH HOLD cursor",
+            "DECLARE leak CURSOR WITH HOLD FOR SELECT 1",
+            "SELECT EXISTS (SELECT FROM pg_cursors WHERE name = 'leak')",
+            true,
+        ),
+        (
+            "LISTEN",
+            "LISTEN org_a_events",
+            "SELECT EXISTS (SELECT FROM pg_listening_channels() AS c WHERE c = 'org_a_events')",
+            true,
+        ),
+        (
+            "session advisory lock",
+            "SELECT pg_advisory_lock(4217)",
+            "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' \
+             AND pid = pg_backend_pid() AND objid = 4217)",
+            true,
+        ),
+        (
+            "currval",
+            "SELECT nextval('tenant_guard_sqlx_hygiene_seq')",
+            "SELECT currval('tenant_guard_sqlx_hygiene_seq') IS NOT NULL",
+            true,
+        ),
+        (
+            "PREPARE",
+            "PREPARE leak_stmt AS SELECT 'a secret of org a'",
+            "SELECT EXISTS (SELECT FROM pg_prepared_statements WHERE name = 'leak_stmt')",
+            false,
+        ),
+        (
+            "temporary table",
+            "CREATE TEMP TABLE scratch AS SELECT 1 AS a",
+            "SELECT to_regclass('pg_temp.scratch') IS NOT NULL",
+            false,
+        ),
+    ];
+    for (name, leave, probe, kept) in cases {
+        let env = env(1).await;
+        env.admin
+            .batch_execute(
+                "CREATE SEQUENCE tenant_guard_sqlx_hygiene_seq; \
+                 GRANT USAGE ON SEQUENCE tenant_guard_sqlx_hygiene_seq TO PUBLIC",
+            )
+            .await
+            .unwrap();
+        let (alice, _) = two_orgs(&env.issuer);
+        let seen = with_tenant_guard(&env.guard, &alice, |tx| {
+            Box::pin(async move {
+                sqlx::Executor::execute(&mut **tx, leave).await?;
+                Ok::<_, SqlxGuardError>(pid(tx).await)
+            })
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let mut conn = env.pool.acquire().await.unwrap();
+        let now = pid(&mut conn).await;
+        let answer = sqlx::query_scalar::<_, bool>(probe)
+            .fetch_one(&mut *conn)
+            .await;
+        // `currval` errors (55000) when the session never called `nextval`: "not visible".
+        let visible = match answer {
+            Ok(visible) => visible,
+            Err(error) if name == "currval" && error.to_string().contains("not yet defined") => {
+                false
+            }
+            Err(error) => panic!("{name}: {error}"),
+        };
+        assert!(!visible, "{name} reached the next checkout");
+        assert_eq!(
+            now == seen,
+            kept,
+            "{name}: kept {kept} (pid {seen} then {now})"
+        );
+    }
+}
+
 /// With a superuser login, a handler can change the *session* user (`SET SESSION AUTHORIZATION`,
 /// at session level, committed). `RESET ALL; RESET ROLE` leave it (the next request would run
 /// as that role, and as the pool's login again only once it ends); the release hook sets it
